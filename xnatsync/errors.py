@@ -1,0 +1,156 @@
+"""The one exception tree of xnatsync.
+
+Every error the library raises is one of these. aiohttp and OS errors are converted at the
+boundary (``xnatsync.xnat.client`` for HTTP, ``xnatsync.transfer`` for the local disk), and XNAT
+responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_status``).
+
+::
+
+    XnatSyncError                    base; .disposition says what the scheduler does with it
+    ├── UsageError                   bad arguments or config                       fatal, exit 2
+    ├── LockedError                  another run holds the destination lock        fatal, exit 2
+    ├── AuthError                    bad credentials, expired token                fatal, exit 3
+    │   └── PermissionDeniedError    403 on something we must reach                fatal, exit 3
+    ├── RemoteError                  an HTTP answer we cannot use (.status)
+    │   ├── TransientRemoteError     5xx, 429 (.retry_after), 408                  retryable
+    │   ├── NotFoundError            404                                           permanent
+    │   └── BadResponseError         unparsable listing, HTML where data expected  permanent
+    ├── TransportError               reset, truncated body, stall, refused         retryable
+    ├── IntegrityError               size or MD5 differs from the listing          retryable
+    ├── UnsafePathError              a remote name that would escape DEST          permanent
+    ├── LocalDiskError               ENOSPC, EACCES, EROFS on DEST                 fatal, exit 4
+    └── JournalError                 the journal cannot be read or written         fatal, exit 4
+
+*retryable*: the same request may succeed if tried again (with backoff).
+*permanent*: recorded as this file's failure; the run goes on.
+*fatal*: the run stops; what is done stays done.
+
+Messages never contain credentials: callers pass URLs through ``redact`` before building them.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+
+class Disposition(enum.Enum):
+    """What the scheduler does with an error."""
+
+    RETRYABLE = "retryable"
+    PERMANENT = "permanent"
+    FATAL = "fatal"
+
+
+class XnatSyncError(Exception):
+    """Base of every xnatsync error."""
+
+    disposition = Disposition.PERMANENT
+    exit_code = 1
+
+    @property
+    def retryable(self) -> bool:
+        return self.disposition is Disposition.RETRYABLE
+
+    @property
+    def fatal(self) -> bool:
+        return self.disposition is Disposition.FATAL
+
+
+class UsageError(XnatSyncError):
+    """Bad command-line arguments or configuration."""
+
+    disposition = Disposition.FATAL
+    exit_code = 2
+
+
+class LockedError(XnatSyncError):
+    """Another live run holds the lock on this destination."""
+
+    disposition = Disposition.FATAL
+    exit_code = 2
+
+
+class AuthError(XnatSyncError):
+    """Authentication failed; never retried in a loop (XNAT locks accounts)."""
+
+    disposition = Disposition.FATAL
+    exit_code = 3
+
+
+class PermissionDeniedError(AuthError):
+    """Authenticated, but the server refuses (403)."""
+
+
+class RemoteError(XnatSyncError):
+    """The server answered with a status or body we cannot use."""
+
+    def __init__(self, message: str, *, status: int | None = None, url: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+
+
+class TransientRemoteError(RemoteError):
+    """5xx, 408 or 429: worth retrying after a pause."""
+
+    disposition = Disposition.RETRYABLE
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        url: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, url=url)
+        self.retry_after = retry_after
+
+
+class NotFoundError(RemoteError):
+    """404: the object is not there (or not visible to this user)."""
+
+
+class BadResponseError(RemoteError):
+    """A 2xx answer whose body is not what the request asked for."""
+
+
+class TransportError(XnatSyncError):
+    """The connection failed: refused, reset, truncated body, or a read stall."""
+
+    disposition = Disposition.RETRYABLE
+
+
+class IntegrityError(XnatSyncError):
+    """Downloaded bytes differ from the listing's size or MD5 digest."""
+
+    disposition = Disposition.RETRYABLE
+
+
+class UnsafePathError(XnatSyncError):
+    """A remote file name that would place a file outside the destination."""
+
+
+class LocalDiskError(XnatSyncError):
+    """The destination cannot be written: full, read-only, or permission denied."""
+
+    disposition = Disposition.FATAL
+    exit_code = 4
+
+
+class JournalError(XnatSyncError):
+    """The SQLite journal cannot be opened, migrated or written."""
+
+    disposition = Disposition.FATAL
+    exit_code = 4
+
+
+_SECRET_IN_URL = re.compile(r"(://)[^/@\s]+@")
+_SECRET_PARAM = re.compile(r"(?i)\b(password|passwd|secret|token|jsessionid|j_password)=([^&\s;]+)")
+
+
+def redact(text: str) -> str:
+    """Remove credentials from a URL or message: userinfo, and secret-looking parameters."""
+    text = _SECRET_IN_URL.sub(r"\1***@", text)
+    return _SECRET_PARAM.sub(r"\1=***", text)

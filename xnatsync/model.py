@@ -1,0 +1,82 @@
+"""Frozen value types shared by every stage: experiments, remote files, file states.
+
+A ``RemoteFile`` is one catalog entry as the XNAT listing describes it. Its ``key`` is the file's
+XNAT identity (project, owner, container, resource label, path), independent of any local layout:
+the journal stores files under this key, so a layout change moves files instead of re-fetching.
+
+Invariants: ``path`` is "/"-separated and relative as XNAT spells it (not yet checked for safety:
+``xnatsync.layout`` does that); ``digest`` is lower-case MD5 hex or None; ``size`` is None when
+the listing gives no trustworthy size (XNAT reports 0 in some listing paths).
+"""
+
+from __future__ import annotations
+
+import enum
+import unicodedata
+from dataclasses import dataclass
+
+
+class Level(enum.StrEnum):
+    """Where a resource hangs in XNAT's hierarchy."""
+
+    PROJECT = "project"
+    SUBJECT = "subject"
+    EXPERIMENT = "experiment"
+    SCAN = "scan"
+    ASSESSOR = "assessor"
+    RECONSTRUCTION = "reconstruction"
+
+
+class FileState(enum.StrEnum):
+    """A file's state in the journal. ``DONE`` only after it is verified at its final name."""
+
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Experiment:
+    """One experiment (imaging session or other subject assessor) as listed under a project."""
+
+    id: str
+    label: str
+    project: str
+    subject_id: str
+    subject_label: str
+    xsi_type: str
+    date: str = ""
+    insert_date: str = ""
+    last_modified: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """One file in an XNAT resource catalog, as listed by the server."""
+
+    project: str
+    subject_id: str
+    subject: str
+    experiment_id: str
+    experiment: str
+    level: Level
+    container: str
+    container_type: str
+    resource: str
+    path: str
+    uri: str
+    size: int | None
+    digest: str | None
+
+    @property
+    def key(self) -> str:
+        """The file's XNAT identity; NFC so that NFD and NFC spellings are one file."""
+        owner = {
+            Level.PROJECT: "",
+            Level.SUBJECT: self.subject_id,
+        }.get(self.level, self.experiment_id)
+        path = unicodedata.normalize("NFC", self.path)
+        parts = (self.project, self.level.value, owner, self.container, self.resource, path)
+        return "/".join(parts)
