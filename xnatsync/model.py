@@ -72,11 +72,20 @@ class RemoteFile:
 
     @property
     def key(self) -> str:
-        """The file's XNAT identity; NFC so that NFD and NFC spellings are one file."""
-        owner = {
-            Level.PROJECT: "",
-            Level.SUBJECT: self.subject_id,
-        }.get(self.level, self.experiment_id)
+        """The file's XNAT identity; NFC so that NFD and NFC spellings are one file.
+
+        Shape: ``project/owner/level/container/resource/path``, so that sorting by key groups
+        the files of one experiment together (the engine plans one experiment at a time).
+        """
         path = unicodedata.normalize("NFC", self.path)
-        parts = (self.project, self.level.value, owner, self.container, self.resource, path)
+        parts = (self.project, self.owner, self.level.value, self.container, self.resource, path)
         return "/".join(parts)
+
+    @property
+    def owner(self) -> str:
+        """Accession ID of the object the resource belongs to: experiment, subject, or ""."""
+        if self.level is Level.PROJECT:
+            return ""
+        if self.level is Level.SUBJECT:
+            return self.subject_id
+        return self.experiment_id
