@@ -5,7 +5,10 @@ Only the CLI reads files and the environment; everything below it receives these
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+
+from xnatsync.errors import UsageError
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,3 +40,89 @@ class RetryPolicy:
     backoff_max: float = 30.0
     retry_after_max: float = 120.0
     total_max: float = 900.0
+
+
+# --- Settings files -------------------------------------------------------------------------
+
+_SCALARS: dict[str, type | tuple[type, ...]] = {
+    "url": str,
+    "dest": str,
+    "user": str,
+    "token_env": str,
+    "since": str,
+    "layout": str,
+    "dry_run": bool,
+    "delete": bool,
+    "max_delete": int,
+    "no_trash": bool,
+    "concurrency": int,
+    "listings": int,
+    "tps_limit": (int, float),
+    "bwlimit": str,
+    "journal": str,
+    "report": str,
+    "log_json": bool,
+    "no_progress": bool,
+    "quiet": bool,
+    "fsync": bool,
+    "retries": int,
+    "read_timeout": (int, float),
+    "connect_timeout": (int, float),
+    "ca_bundle": str,
+    "insecure": bool,
+    "no_assessors": bool,
+    "no_session_resources": bool,
+    "no_subject_resources": bool,
+    "no_project_resources": bool,
+}
+_LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
+
+
+def load_settings(path: str, command: str) -> dict[str, object]:
+    """Read a TOML settings file: top-level keys, then the ``[command]`` table over them.
+
+    Keys are the long option names (``max-delete`` or ``max_delete``). Unknown keys and wrong
+    types are errors, so a typo in a cron job's config fails loudly instead of being ignored.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config {path} is not valid TOML: {exc}") from exc
+    section = data.pop(command, {})
+    if not isinstance(section, dict):
+        raise UsageError(f"config {path}: [{command}] must be a table")
+    merged = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    merged.update(section)
+    return {_check_key(path, k, v): v for k, v in merged.items()}
+
+
+def _check_key(path: str, key: str, value: object) -> str:
+    name = key.replace("-", "_")
+    if name in _LISTS:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if not ok:
+            raise UsageError(f"config {path}: {key} must be a list of strings")
+        return name
+    expected = _SCALARS.get(name)
+    if expected is None:
+        raise UsageError(f"config {path}: unknown setting {key!r}")
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise UsageError(f"config {path}: {key} has the wrong type ({type(value).__name__})")
+    return name
+
+
+def parse_rate(text: str) -> float:
+    """``10M``, ``512K``, ``1.5G`` or plain bytes per second → bytes per second."""
+    units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+    body = text.strip().upper().removesuffix("B").removesuffix("/S")
+    unit = body[-1:] if body[-1:] in "KMG" else ""
+    try:
+        value = float(body[: len(body) - len(unit)]) * units[unit]
+    except ValueError:
+        raise UsageError(f"not a rate: {text!r} (examples: 500K, 20M, 1G)") from None
+    if value <= 0:
+        raise UsageError(f"a rate must be positive: {text!r}")
+    return value

@@ -18,6 +18,7 @@ responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_s
     ├── TransportError               reset, truncated body, stall, refused         retryable
     ├── IntegrityError               size or MD5 differs from the listing          retryable
     ├── UnsafePathError              a remote name that would escape DEST          permanent
+    ├── LocalFileError               one local file cannot be written or read      permanent
     ├── LocalDiskError               ENOSPC, EACCES, EROFS on DEST                 fatal, exit 4
     └── JournalError                 the journal cannot be read or written         fatal, exit 4
 
@@ -130,6 +131,10 @@ class IntegrityError(XnatSyncError):
 
 class UnsafePathError(XnatSyncError):
     """A remote file name that would place a file outside the destination."""
+
+
+class LocalFileError(XnatSyncError):
+    """One local path cannot be used (a directory where a file should go, a name too long)."""
 
 
 class LocalDiskError(XnatSyncError):

@@ -1,0 +1,178 @@
+"""Reporters: the run summary (report JSON), tqdm progress bars, and JSON-lines events.
+
+Each reporter only consumes ``xnatsync.events``; none of them is threaded through I/O code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from xnatsync.events import (
+    Event,
+    ExperimentPlanned,
+    FileDeleted,
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FileRetry,
+    FileSkipped,
+    ListingFailed,
+    Notice,
+)
+
+MAX_LISTED_FAILURES = 1000
+
+
+@dataclasses.dataclass
+class Summary:
+    """Counts of one run, kept from events; ``as_dict`` is the report JSON."""
+
+    files_planned: int = 0
+    bytes_planned: int = 0
+    files_transferred: int = 0
+    files_verified: int = 0
+    files_moved: int = 0
+    files_skipped: int = 0
+    files_failed: int = 0
+    files_deleted: int = 0
+    bytes_transferred: int = 0
+    retries: int = 0
+    experiments: int = 0
+    failures: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    listing_failures: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    notices: list[str] = dataclasses.field(default_factory=list)
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    seconds: float = 0.0
+
+    def emit(self, event: Event) -> None:
+        match event:
+            case ExperimentPlanned():
+                self.experiments += 1
+                self.files_planned += (
+                    event.downloads + event.skips + event.verifies + event.moves + event.errors
+                )
+                self.bytes_planned += event.download_bytes
+            case FileDone(action="downloaded"):
+                self.files_transferred += 1
+                self.bytes_transferred += event.size
+            case FileDone(action="verified"):
+                self.files_verified += 1
+            case FileDone():
+                self.files_moved += 1
+            case FileSkipped():
+                self.files_skipped += 1
+            case FileRetry():
+                self.retries += 1
+            case FileFailed():
+                self.files_failed += 1
+                if len(self.failures) < MAX_LISTED_FAILURES:
+                    self.failures.append(
+                        {"path": event.relpath, "key": event.key, "reason": event.reason}
+                    )
+            case FileDeleted():
+                self.files_deleted += 1
+            case ListingFailed():
+                self.listing_failures.append({"what": event.what, "reason": event.reason})
+            case Notice():
+                self.notices.append(event.message)
+            case _:
+                pass
+
+    def close(self) -> None:
+        self.seconds = time.monotonic() - self.started
+
+    @property
+    def ok(self) -> bool:
+        return self.files_failed == 0 and not self.listing_failures
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        del data["started"]
+        data["seconds"] = round(self.seconds, 3)
+        return data
+
+    def render(self) -> str:
+        """A few human lines for the end of a run."""
+        lines = [
+            f"{self.files_transferred} downloaded ({_human(self.bytes_transferred)}), "
+            f"{self.files_skipped} up to date, {self.files_verified} re-verified, "
+            f"{self.files_moved} moved, {self.files_deleted} deleted, "
+            f"{self.files_failed} failed in {self.seconds:.1f} s",
+        ]
+        lines += [f"  failed: {f['path']}: {f['reason']}" for f in self.failures[:20]]
+        if self.files_failed > 20:
+            lines.append(f"  … and {self.files_failed - 20} more (see the report)")
+        lines += [f"  listing failed: {f['what']}: {f['reason']}" for f in self.listing_failures]
+        lines += [f"  note: {n}" for n in self.notices]
+        return "\n".join(lines)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+class ProgressBars:
+    """Two tqdm bars, files and bytes, whose totals grow as experiments are planned."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        common: dict[str, Any] = {"file": stream, "dynamic_ncols": True, "mininterval": 0.2}
+        self._files = tqdm(total=0, unit="file", desc="files", position=0, **common)
+        self._bytes = tqdm(
+            total=0,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc="bytes",
+            position=1,
+            **common,
+        )
+
+    def emit(self, event: Event) -> None:
+        match event:
+            case ExperimentPlanned():
+                self._files.total += event.downloads + event.verifies + event.moves + event.skips
+                self._files.total += event.errors
+                self._bytes.total += event.download_bytes
+                self._files.update(event.skips)
+                self._files.refresh()
+                self._bytes.refresh()
+            case FileProgress(restart=True):
+                self._bytes.update(-event.nbytes)
+            case FileProgress():
+                self._bytes.update(event.nbytes)
+            case FileDone() | FileFailed():
+                self._files.update(1)
+            case _:
+                pass
+
+    def close(self) -> None:
+        self._bytes.close()
+        self._files.close()
+
+
+class JsonLines:
+    """One JSON object per event (progress events left out), for logs and machines."""
+
+    def __init__(self, write: Callable[[str], object], clock: Callable[[], float] = time.time):
+        self._write = write
+        self._clock = clock
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, FileProgress):
+            return
+        record = {"ts": round(self._clock(), 3), "event": type(event).__name__}
+        record.update(dataclasses.asdict(event))
+        self._write(json.dumps(record) + "\n")
+
+    def close(self) -> None:
+        pass

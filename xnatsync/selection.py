@@ -1,0 +1,67 @@
+"""What a pull selects: subjects, experiments, types, scan types, resources, a date.
+
+Pure predicates over listing values; nothing here does I/O. Labels and accession IDs are both
+accepted wherever XNAT accepts both. An empty set means "no filter".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from xnatsync.model import Experiment, Level, RemoteFile
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    subjects: frozenset[str] = frozenset()
+    experiments: frozenset[str] = frozenset()
+    xsi_types: frozenset[str] = frozenset()
+    scan_types: tuple[str, ...] = ()
+    resources: frozenset[str] = frozenset()
+    since: dt.date | None = None
+    assessors: bool = True
+    session_resources: bool = True
+    subject_resources: bool = True
+    project_resources: bool = True
+
+    @property
+    def filters_experiments(self) -> bool:
+        """True when some experiments of a project are left out on purpose."""
+        return bool(self.subjects or self.experiments or self.xsi_types or self.since)
+
+    def wants_experiment(self, exp: Experiment) -> bool:
+        if self.subjects and not {exp.subject_id, exp.subject_label} & self.subjects:
+            return False
+        if self.experiments and not {exp.id, exp.label} & self.experiments:
+            return False
+        if self.xsi_types and exp.xsi_type.lower() not in {t.lower() for t in self.xsi_types}:
+            return False
+        return self.since is None or changed_since(exp, self.since)
+
+    def wants_subject(self, subject_id: str, subject_label: str) -> bool:
+        if not self.subject_resources:
+            return False
+        return not self.subjects or bool({subject_id, subject_label} & self.subjects)
+
+    def wants_file(self, remote: RemoteFile) -> bool:
+        if self.resources and remote.resource not in self.resources:
+            return False
+        if remote.level is Level.SCAN and self.scan_types:
+            return any(_glob(remote.container_type, pattern) for pattern in self.scan_types)
+        if remote.level is Level.ASSESSOR:
+            return self.assessors
+        if remote.level in (Level.EXPERIMENT, Level.RECONSTRUCTION):
+            return self.session_resources and not self.scan_types
+        return True
+
+
+def _glob(value: str, pattern: str) -> bool:
+    return fnmatchcase(value.casefold(), pattern.casefold())
+
+
+def changed_since(exp: Experiment, since: dt.date) -> bool:
+    """Inserted or modified on or after ``since``, by the server's own dates (never our clock)."""
+    stamps = [s[:10] for s in (exp.insert_date, exp.last_modified) if s]
+    return any(stamp >= since.isoformat() for stamp in stamps) if stamps else True

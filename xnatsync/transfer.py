@@ -1,0 +1,288 @@
+"""One file: stream it, hash while streaming, write to a unique temp name, verify, rename.
+
+Invariants:
+* Bytes land only in ``.{name}.{pid}.{random}.xnatsync-part`` beside the target, opened with
+  O_CREAT|O_EXCL|O_NOFOLLOW, so a planted symlink cannot redirect the write and two processes
+  never share a temp file (flock is not trusted: HPC and scanner filesystems lie about it).
+* The final name appears only by ``os.replace`` after size and MD5 match the listing. A failure
+  at any point removes the temp file; the final name is never partial.
+* Hashing and writing run in worker threads (hashlib releases the GIL), a block at a time, so the
+  event loop keeps reading the network; a small file costs one thread hop in all.
+
+OS errors become ``LocalDiskError`` (fatal: disk full, read-only, permission) or
+``LocalFileError`` (this file only) here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import anyio
+import anyio.abc
+
+from xnatsync.errors import (
+    BadResponseError,
+    IntegrityError,
+    LocalDiskError,
+    LocalFileError,
+)
+from xnatsync.model import RemoteFile
+
+PART_SUFFIX = ".xnatsync-part"
+CHUNK = 256 * 1024
+BLOCK = 1 << 20
+HASH_BLOCK = 4 << 20
+
+_FATAL_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+)
+
+
+class Body(Protocol):
+    """A response body being received."""
+
+    @property
+    def content_length(self) -> int | None: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    def chunks(self, size: int = CHUNK) -> AsyncIterator[bytes]: ...
+
+
+class Source(Protocol):
+    """Where file bytes come from (the XNAT client, or a fake in tests)."""
+
+    def download(self, uri: str) -> AbstractAsyncContextManager[Body]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A file verified at its final name."""
+
+    size: int
+    md5: str
+    mtime_ns: int
+
+
+def os_error(exc: OSError, path: Path | str) -> LocalDiskError | LocalFileError:
+    """Convert an OSError on DEST into our type: fatal for the disk, or this file only."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in _FATAL_ERRNOS:
+        return LocalDiskError(f"cannot write {path}: {reason}")
+    return LocalFileError(f"cannot write {path}: {reason}")
+
+
+def is_part_file(name: str) -> bool:
+    return name.endswith(PART_SUFFIX)
+
+
+def temp_path(final: Path) -> Path:
+    """A name unique to this process and attempt, beside the target (same filesystem)."""
+    stem = final.name[:120]
+    return final.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}")
+
+
+class _Sink:
+    """The temp file being written, its running MD5, and the blocks not yet written."""
+
+    def __init__(self, temp: Path, fd: int) -> None:
+        self.temp = temp
+        self.fd: int | None = fd
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+        self.tail: list[bytes] = []
+
+    @classmethod
+    def create(cls, temp: Path) -> _Sink:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            return cls(temp, os.open(temp, flags, 0o644))
+        except OSError as exc:
+            raise os_error(exc, temp) from exc
+
+    def write(self, blocks: list[bytes]) -> None:
+        """Hash and write blocks (runs in a worker thread)."""
+        assert self.fd is not None
+        try:
+            for block in blocks:
+                self.md5.update(block)
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+                self.size += len(block)
+        except OSError as exc:
+            raise os_error(exc, self.temp) from exc
+
+    def finish(self, remote: RemoteFile, final: Path, content_type: str, fsync: bool) -> Fetched:
+        """Write the tail, verify, and move into place (runs in a worker thread)."""
+        self.write(self.tail)
+        md5 = self.md5.hexdigest()
+        check_content(remote, self.size, md5, content_type)
+        assert self.fd is not None
+        try:
+            if fsync:
+                os.fsync(self.fd)
+            os.close(self.fd)
+            self.fd = None
+            os.replace(self.temp, final)
+            if fsync:
+                fsync_dir(final.parent)
+            mtime_ns = os.stat(final, follow_symlinks=False).st_mtime_ns
+        except OSError as exc:
+            raise os_error(exc, final) from exc
+        return Fetched(self.size, md5, mtime_ns)
+
+    def discard(self) -> None:
+        """Close and remove the temp file; safe to call twice."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        with suppress(FileNotFoundError):
+            os.unlink(self.temp)
+
+
+def check_content(remote: RemoteFile, size: int, md5: str, content_type: str) -> None:
+    """Compare what arrived with what the listing promised."""
+    if remote.size is not None and size != remote.size:
+        raise IntegrityError(
+            f"{remote.path}: received {size} bytes, the listing says {remote.size}"
+        )
+    if remote.digest is not None and md5 != remote.digest:
+        raise IntegrityError(f"{remote.path}: MD5 {md5} differs from the listed digest")
+    looks_html = content_type.startswith("text/html")
+    if remote.digest is None and looks_html and not remote.path.lower().endswith((".html", ".htm")):
+        raise BadResponseError(f"{remote.path}: the server sent an HTML page instead of the file")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def fetch(
+    source: Source,
+    remote: RemoteFile,
+    final: Path,
+    *,
+    fsync: bool = False,
+    progress: Callable[[int], None] = lambda n: None,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> Fetched:
+    """Download ``remote`` to ``final``; return what was verified there, or raise.
+
+    ``final``'s parent must already be checked to lie inside DEST (``layout.resolve_under``).
+    """
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(exc, final.parent) from exc
+    sink = _Sink.create(temp_path(final))
+    try:
+        async with source.download(remote.uri) as body:
+            announced = body.content_length
+            if announced is not None and remote.size is not None and announced != remote.size:
+                raise IntegrityError(
+                    f"{remote.path}: the server announces {announced} bytes, "
+                    f"the listing says {remote.size}"
+                )
+            await _pump(body.chunks(CHUNK), sink, progress, limiter)
+            content_type = body.content_type
+        return await anyio.to_thread.run_sync(
+            sink.finish, remote, final, content_type, fsync, limiter=limiter
+        )
+    except BaseException:
+        sink.discard()
+        raise
+
+
+async def _pump(
+    chunks: AsyncIterator[bytes],
+    sink: _Sink,
+    progress: Callable[[int], None],
+    limiter: anyio.CapacityLimiter | None,
+) -> None:
+    """Receive the body; full blocks go to a writer thread while the next block arrives."""
+    blocks, eof = await _read_block(chunks, progress)
+    if not eof:
+        send, recv = anyio.create_memory_object_stream[list[bytes]](1)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_drain, recv, sink, limiter)
+                async with send:
+                    while not eof:
+                        await send.send(blocks)
+                        blocks, eof = await _read_block(chunks, progress)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+    sink.tail = blocks
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf of a task group's exception group: what actually went wrong."""
+    first = group.exceptions[0]
+    return first_error(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+async def _read_block(
+    chunks: AsyncIterator[bytes], progress: Callable[[int], None]
+) -> tuple[list[bytes], bool]:
+    blocks: list[bytes] = []
+    buffered = 0
+    while buffered < BLOCK:
+        try:
+            chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return blocks, True
+        blocks.append(chunk)
+        buffered += len(chunk)
+        progress(len(chunk))
+    return blocks, False
+
+
+async def _drain(
+    recv: anyio.abc.ObjectReceiveStream[list[bytes]],
+    sink: _Sink,
+    limiter: anyio.CapacityLimiter | None,
+) -> None:
+    async with recv:
+        async for blocks in recv:
+            await anyio.to_thread.run_sync(sink.write, blocks, limiter=limiter)
+
+
+def hash_file(path: Path) -> tuple[int, str, int]:
+    """Size, MD5 and mtime_ns of a local file (blocking; run it in a worker thread)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while block := f.read(HASH_BLOCK):
+                md5.update(block)
+                size += len(block)
+            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return size, md5.hexdigest(), mtime_ns
+
+
+def remove_stale_parts(directory: Path) -> int:
+    """Remove temp files left by killed runs under ``directory``; return how many."""
+    removed = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            if is_part_file(name):
+                with suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+    return removed
