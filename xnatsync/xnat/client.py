@@ -1,0 +1,421 @@
+"""The XNAT HTTP client: one aiohttp session, listings with retries, streamed downloads.
+
+Invariants:
+
+* No I/O in the constructor; ``async with client`` opens the session and logs in once, and on
+  exit logs out and closes the session.
+* ``_transport_errors`` is the one place aiohttp and OS exceptions become xnatsync errors, with
+  redacted messages and no chained aiohttp exception (its text embeds URLs).
+* Credentials travel only in the login request's ``Authorization`` header; later requests carry
+  the ``JSESSIONID`` cookie. No URL carries credentials, no cookie jar or ``trust_env`` is used.
+* A 401 triggers at most one single-flight re-login per request (``auth.Authenticator``).
+* Listings are retried per ``RetryPolicy`` and run at most ``limits.listings`` at a time
+  (``listing_limiter``); the limiter is held per attempt, not across the backoff pause.
+* Downloads are not retried here (a body can fail midway; the transfer layer retries the file).
+* No total timeout: ``sock_connect`` and ``sock_read`` (read stall) bound each step instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import ssl as ssl_module
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from types import TracebackType
+from typing import Any, NoReturn, Self
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from xnatsync import __version__
+from xnatsync.config import Limits, RetryPolicy, Timeouts
+from xnatsync.errors import (
+    AuthError,
+    BadResponseError,
+    TransportError,
+    UsageError,
+    XnatSyncError,
+    redact,
+)
+from xnatsync.model import Experiment, RemoteFile
+from xnatsync.retry import call_with_retry
+from xnatsync.xnat import parse, routes
+from xnatsync.xnat.auth import Authenticator, Credentials, session_id_from_login
+from xnatsync.xnat.pacing import Pacer, bandwidth_pacer, requests_pacer
+
+USER_AGENT = f"xnatsync/{__version__}"
+DEFAULT_LIMITS = Limits()
+DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_RETRY = RetryPolicy()
+ERROR_SNIPPET_BYTES = 2048
+_PATH_SAFE = "/%" + "!$&'()*,;=:@~"  # keep existing escapes; "+" is always encoded
+
+log = logging.getLogger("xnatsync.xnat")
+
+
+@contextmanager
+def _transport_errors(method: str, url: str, timeouts: Timeouts) -> Iterator[None]:
+    """Convert aiohttp and OS exceptions raised inside the block into ``TransportError``."""
+    where = f"{method} {redact(url)}"
+    try:
+        yield
+    except aiohttp.SocketTimeoutError:
+        message = f"{where}: no data for {timeouts.read_stall:g} s (read stall)"
+    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError, TimeoutError):
+        message = (
+            f"{where}: timed out connecting ({timeouts.connect:g} s) "
+            f"or waiting for a pooled connection ({timeouts.pool:g} s)"
+        )
+    except aiohttp.ClientPayloadError as exc:
+        message = f"{where}: body incomplete ({_describe(exc)})"
+    except aiohttp.ServerDisconnectedError as exc:
+        message = f"{where}: server disconnected ({_describe(exc)})"
+    except (aiohttp.ClientError, OSError) as exc:
+        message = f"{where}: {_describe(exc)}"
+    else:
+        return
+    raise TransportError(message) from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = redact(" ".join(str(exc).split()))
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _base_url(base_url: str) -> str:
+    """Validate and normalise the server URL (no trailing slash); refuse embedded credentials."""
+    url = URL(base_url)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise UsageError(f"not an http(s) server URL: {redact(base_url)!r}")
+    if url.user is not None or url.password is not None:
+        raise UsageError("the server URL must not contain credentials; pass them separately")
+    if url.query_string or url.fragment:
+        raise UsageError(f"the server URL must not have a query or fragment: {base_url!r}")
+    return str(url.with_path(url.path.rstrip("/"))).rstrip("/")
+
+
+def _request_path(uri: str) -> str:
+    """A listed file URI as a request path below the base URL (never another host)."""
+    if not uri.startswith("/") or uri.startswith("//") or any(ord(c) < 32 for c in uri):
+        raise BadResponseError(f"refusing to fetch {redact(uri)!r}: not a server path")
+    return quote(uri, safe=_PATH_SAFE)
+
+
+class Body:
+    """The streamed body of a successful download."""
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        url: str,
+        timeouts: Timeouts,
+        pacer: Pacer | None,
+    ) -> None:
+        self._response = response
+        self._url = url
+        self._timeouts = timeouts
+        self._pacer = pacer
+        self.content_length: int | None = response.content_length
+        self.content_type: str = response.content_type
+
+    async def chunks(self, size: int = 256 * 1024) -> AsyncIterator[bytes]:
+        """Chunks of at most ``size`` bytes; a truncated or stalled body raises TransportError."""
+        stream = self._response.content
+        while True:
+            with _transport_errors("GET", self._url, self._timeouts):
+                chunk = await stream.read(size)
+            if not chunk:
+                return
+            if self._pacer is not None:
+                await self._pacer.acquire(len(chunk))
+            yield chunk
+
+
+class XnatClient:
+    """One XNAT server, one aiohttp session, one login."""
+
+    def __init__(
+        self,
+        base_url: str,
+        credentials: Credentials,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        ssl: ssl_module.SSLContext | bool | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = _base_url(base_url)
+        self.limits = limits
+        self._credentials = credentials
+        self._timeouts = timeouts
+        self._retry = retry
+        self._ssl: ssl_module.SSLContext | bool = True if ssl is None else ssl
+        self._sleep = sleep
+        self._rand = rand
+        self._clock = clock
+        self.listing_limiter = anyio.CapacityLimiter(limits.listings)
+        self.retries = 0  # request retries so far (for the run summary)
+        self._tps = requests_pacer(limits.tps, clock=clock, sleep=sleep)
+        self._bandwidth = bandwidth_pacer(limits.bandwidth, clock=clock, sleep=sleep)
+        self._auth = Authenticator(self._login)
+        self._http: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"XnatClient({self.base_url!r}, {self._credentials!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._http is not None:
+            raise RuntimeError("XnatClient is already open")
+        t = self._timeouts
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.limits.connections, ssl=self._ssl),
+            timeout=aiohttp.ClientTimeout(
+                total=None, connect=t.pool, sock_connect=t.connect, sock_read=t.read_stall
+            ),
+            headers={"User-Agent": USER_AGENT},
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        )
+        try:
+            await self._auth.login()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._logout()
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
+
+    # -- one request ------------------------------------------------------------------------------
+
+    def _url(self, path: str, params: Mapping[str, str] | None = None) -> URL:
+        if not path.startswith("/") or path.startswith("//"):
+            raise ValueError(f"not a path below the server URL: {path!r}")
+        url = URL(self.base_url + path, encoded=True)
+        return url.update_query(dict(params)) if params else url
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        *,
+        headers: Mapping[str, str] | None = None,
+        auth: aiohttp.BasicAuth | None = None,
+    ) -> aiohttp.ClientResponse:
+        if self._http is None:
+            raise RuntimeError("XnatClient used outside 'async with'")
+        if self._tps is not None:
+            await self._tps.acquire()
+        log.debug("%s %s", method, redact(str(url)))
+        with _transport_errors(method, str(url), self._timeouts):
+            return await self._http.request(method, url, headers=headers, auth=auth)
+
+    async def _fail(self, method: str, url: URL, response: aiohttp.ClientResponse) -> NoReturn:
+        """Raise the typed error of a failed response (reading a short body for the message)."""
+        try:
+            with _transport_errors(method, str(url), self._timeouts):
+                snippet = await response.content.read(ERROR_SNIPPET_BYTES)
+        finally:
+            response.release()
+        parse.raise_for_status(
+            response.status, response.headers, snippet, str(url), now=time.time()
+        )
+        raise AssertionError(f"HTTP {response.status} is not an error status")
+
+    async def _open(self, method: str, url: URL) -> aiohttp.ClientResponse:
+        """A successful response with the session cookie; on 401 re-login once and resend."""
+        self._auth.check()
+        reauthenticated = False
+        while True:
+            generation = self._auth.generation
+            response = await self._send(method, url, headers=self._auth.cookie())
+            if response.status != 401:
+                break
+            response.release()
+            if reauthenticated:
+                error = AuthError(f"{method} {redact(str(url))}: HTTP 401 after re-authentication")
+                self._auth.poison(error)
+                raise error
+            log.info("session rejected (HTTP 401); re-authenticating")
+            await self._auth.refresh(generation)
+            reauthenticated = True
+        if response.status >= 400:
+            await self._fail(method, url, response)
+        return response
+
+    async def _read(self, method: str, url: URL) -> bytes:
+        response = await self._open(method, url)
+        try:
+            with _transport_errors(method, str(url), self._timeouts):
+                return await response.read()
+        finally:
+            response.release()
+
+    def _on_retry(self, url: URL) -> Callable[[int, XnatSyncError, float], None]:
+        def report(attempt: int, error: XnatSyncError, delay: float) -> None:
+            self.retries += 1
+            log.warning(
+                "retrying %s in %.2f s (attempt %d of %d failed: %s)",
+                redact(str(url)),
+                delay,
+                attempt,
+                self._retry.attempts,
+                error,
+            )
+
+        return report
+
+    async def _get_listing(self, url: URL) -> bytes:
+        async def attempt() -> bytes:
+            async with self.listing_limiter:
+                return await self._read("GET", url)
+
+        return await call_with_retry(
+            self._retry,
+            attempt,
+            sleep=self._sleep,
+            rand=self._rand,
+            clock=self._clock,
+            on_retry=self._on_retry(url),
+        )
+
+    # -- session --------------------------------------------------------------------------------
+
+    async def _login(self) -> str:
+        url = self._url(routes.SESSION)
+        basic = aiohttp.BasicAuth(
+            self._credentials.username, self._credentials.password, encoding="utf-8"
+        )
+
+        async def attempt() -> str:
+            response = await self._send("POST", url, auth=basic)
+            if response.status == 401:
+                response.release()
+                raise AuthError(
+                    f"login to {self.base_url} as {self._credentials.username!r} was rejected "
+                    "(HTTP 401): check the username and password or alias token"
+                )
+            if response.status >= 400:
+                await self._fail("POST", url, response)
+            try:
+                with _transport_errors("POST", str(url), self._timeouts):
+                    body = await response.read()
+            finally:
+                response.release()
+            cookies = {name: morsel.value for name, morsel in response.cookies.items()}
+            return session_id_from_login(body, cookies)
+
+        session_id = await call_with_retry(
+            self._retry,
+            attempt,
+            sleep=self._sleep,
+            rand=self._rand,
+            clock=self._clock,
+            on_retry=self._on_retry(url),
+        )
+        log.info("logged in to %s as %r", self.base_url, self._credentials.username)
+        return session_id
+
+    async def _logout(self) -> None:
+        """Best effort: a failed logout is logged, never raised over the run's own outcome."""
+        if self._http is None or self._auth.session_id is None:
+            return
+        url = self._url(routes.SESSION)
+        with anyio.move_on_after(self._timeouts.connect, shield=True):
+            try:
+                response = await self._send("DELETE", url, headers=self._auth.cookie())
+                response.release()
+                if response.status >= 400:
+                    log.warning("logout from %s answered HTTP %d", self.base_url, response.status)
+            except XnatSyncError as exc:
+                log.warning("logout from %s failed: %s", self.base_url, exc)
+        self._auth.forget()
+
+    # -- public API -----------------------------------------------------------------------------
+
+    async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        """GET an encoded path below the base URL and decode JSON (retried, listing-limited)."""
+        url = self._url(path, params)
+        body = await self._get_listing(url)
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadResponseError(
+                f"expected JSON from {redact(str(url))}, got: {parse.summarise(body)!r}",
+                url=redact(str(url)),
+            ) from exc
+
+    async def list_rows(self, route: routes.Route) -> list[dict[str, str]]:
+        """The rows of any ``ResultSet`` listing."""
+        url = self._url(route.path, route.params)
+        return parse.parse_result_set(await self._get_listing(url), url=str(url))
+
+    async def list_projects(self) -> list[dict[str, str]]:
+        return await self.list_rows(routes.projects())
+
+    async def list_subjects(self, project: str) -> list[dict[str, str]]:
+        return await self.list_rows(routes.subjects(project))
+
+    async def list_experiments(self, project: str) -> list[Experiment]:
+        return parse.experiments_from_rows(
+            project, await self.list_rows(routes.experiments(project))
+        )
+
+    async def list_experiment_files(self, project: str, experiment: Experiment) -> list[RemoteFile]:
+        """Every file of one session: ``resources?all=true`` joined with ``files?all=true``."""
+        resources = await self.list_rows(routes.experiment_resources(experiment.id))
+        files = await self.list_rows(routes.experiment_files(experiment.id))
+        return parse.files_from_listing(project, experiment, resources, files)
+
+    async def list_project_files(self, project: str) -> list[RemoteFile]:
+        resources = await self.list_rows(routes.project_resources(project))
+        files = await self.list_rows(routes.project_files(project))
+        return parse.project_files_from_listing(project, resources, files)
+
+    async def list_subject_files(
+        self, project: str, subject_id: str, subject_label: str
+    ) -> list[RemoteFile]:
+        resources = await self.list_rows(routes.subject_resources(project, subject_id))
+        files = await self.list_rows(routes.subject_files(project, subject_id))
+        return parse.subject_files_from_listing(
+            project, subject_id, subject_label, resources, files
+        )
+
+    def download(self, uri: str) -> AbstractAsyncContextManager[Body]:
+        """GET a listed file URI; status checked, 401 → one re-login; no other retries."""
+        return self._download(uri)
+
+    @asynccontextmanager
+    async def _download(self, uri: str) -> AsyncIterator[Body]:
+        url = self._url(_request_path(uri))
+        response = await self._open("GET", url)
+        try:
+            yield Body(response, str(url), self._timeouts, self._bandwidth)
+        except BaseException:
+            response.close()
+            raise
+        else:
+            response.release()

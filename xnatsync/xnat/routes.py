@@ -1,0 +1,108 @@
+"""XNAT REST paths and query parameters, built as values (no I/O).
+
+Every route is a ``Route(path, params)``: ``path`` is already percent-encoded and relative to the
+server's base URL (which may carry a context path such as ``/xnat``); ``params`` are plain
+strings that the HTTP layer encodes. Listings always ask for ``format=json`` (xnat-api §1.2).
+
+Invariants:
+
+* Identifiers (project, subject, experiment) are one path segment each: every character outside
+  RFC 3986 ``pchar`` is percent-encoded, and so are ``/``, ``+``, ``?``, ``#`` and ``%``.
+* File paths keep ``/`` between segments; a space becomes ``%20`` and a ``+`` becomes ``%2B``.
+  XNAT decodes a file path only when it contains ``%20`` or ``%2B`` and then also turns a literal
+  ``+`` into a space (xnat-api §4.1), so a ``+`` must never travel literally. Sub-delimiters such
+  as ``(``, ``)``, ``,`` stay literal, because a path with ``%28`` but no ``%20`` is not decoded
+  by XNAT and would not be found.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+from urllib.parse import quote
+
+EXPERIMENT_COLUMNS = (
+    "ID,label,project,subject_ID,subject_label,xsiType,date,insert_date,last_modified"
+)
+SESSION = "/data/JSESSION"
+
+# RFC 3986 pchar minus "+" (see the module docstring); "/" is handled by the callers.
+_SEGMENT_SAFE = "!$&'()*,;=:@~"
+
+
+class Route(NamedTuple):
+    """A request target: an encoded path below the base URL and its query parameters."""
+
+    path: str
+    params: dict[str, str]
+
+
+def segment(value: str) -> str:
+    """Percent-encode one path segment; refuse values that would change the path's shape."""
+    if value in ("", ".", ".."):
+        raise ValueError(f"not a usable path segment: {value!r}")
+    return quote(value, safe=_SEGMENT_SAFE)
+
+
+def file_path(path: str) -> str:
+    """Percent-encode a "/"-separated relative file path, keeping the separators."""
+    parts = path.split("/")
+    if path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"not a relative file path: {path!r}")
+    return "/".join(quote(p, safe=_SEGMENT_SAFE) for p in parts)
+
+
+def _json(**extra: str) -> dict[str, str]:
+    return {"format": "json", **extra}
+
+
+def projects() -> Route:
+    return Route("/data/projects", _json())
+
+
+def subjects(project: str) -> Route:
+    return Route(f"/data/projects/{segment(project)}/subjects", _json())
+
+
+def experiments(project: str) -> Route:
+    """Subject assessors of (and shared into) a project, with the columns ``Experiment`` needs."""
+    return Route(
+        f"/data/projects/{segment(project)}/experiments", _json(columns=EXPERIMENT_COLUMNS)
+    )
+
+
+def experiment_resources(experiment_id: str) -> Route:
+    """Every resource of a session: its own, its scans', reconstructions' and assessors'."""
+    return Route(f"/data/experiments/{segment(experiment_id)}/resources", _json(all="true"))
+
+
+def experiment_files(experiment_id: str) -> Route:
+    """Every file of a session in one listing (URIs shaped as xnat-api §3.8)."""
+    return Route(f"/data/experiments/{segment(experiment_id)}/files", _json(all="true"))
+
+
+def project_resources(project: str) -> Route:
+    return Route(f"/data/projects/{segment(project)}/resources", _json())
+
+
+def project_files(project: str) -> Route:
+    return Route(f"/data/projects/{segment(project)}/files", _json())
+
+
+def _subject_base(project: str, subject_id: str) -> str:
+    return f"/data/projects/{segment(project)}/subjects/{segment(subject_id)}"
+
+
+def subject_resources(project: str, subject_id: str) -> Route:
+    return Route(f"{_subject_base(project, subject_id)}/resources", _json())
+
+
+def subject_files(project: str, subject_id: str) -> Route:
+    return Route(f"{_subject_base(project, subject_id)}/files", _json())
+
+
+def file_uri(resource_base: str, path: str) -> str:
+    """``{resource_base}/files/{path}`` with the path encoded; the base must already be encoded.
+
+    ``resource_base`` is the part of a listed URI up to and including ``resources/<id>``.
+    """
+    return f"{resource_base.rstrip('/')}/files/{file_path(path)}"
