@@ -1,0 +1,410 @@
+"""The SQLite journal: what we downloaded, where, and in which state. One writer, batched commits.
+
+The invariant (restic's "data before index"): a row says ``done`` only after the caller holds the
+file verified (size and MD5) at its final name. The journal may under-report, never over-report:
+a crash loses at most the unflushed batch, whose files are simply re-checked next run.
+
+Durability: WAL + ``synchronous=NORMAL`` (consistent after any crash; a power loss may roll back
+the last commits, which point one makes harmless). The journal must live on a local disk (WAL's
+shared memory does not work over NFS/Lustre).
+
+Cost: ``mark_*`` calls append a tuple to a buffer (about a microsecond); ``flush`` writes the
+buffer in one ``BEGIN IMMEDIATE … COMMIT``. It flushes by itself every ``batch_rows`` writes or
+``batch_seconds`` (monotonic clock, checked on each write), and on ``flush()``/``close()``. Reads
+flush first, so they see every earlier write. Not thread-safe: one thread at a time (the
+connection allows another thread, so a caller may run a method in a worker thread if it
+serialises calls).
+
+States (``FileState``): a row is written ``in_progress`` when a transfer starts, then ``done`` or
+``failed``; ``deleted`` after a planned delete. ``seen_run`` is the last run whose listing held
+the key (rows written during a run carry that run); ``delete_candidates`` are ``done`` rows not
+seen. Nothing secret is stored: ``last_error`` and the run command pass through ``redact``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from xnatsync.diff import LocalFile
+from xnatsync.errors import JournalError, redact
+from xnatsync.model import FileState, RemoteFile
+
+_FILES_V1 = """
+CREATE TABLE files (
+    key TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    relpath TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    md5 TEXT,
+    remote_digest TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated_at REAL NOT NULL,
+    seen_run INTEGER
+) WITHOUT ROWID;
+CREATE INDEX files_owner ON files (project, owner);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL,
+    finished REAL,
+    command TEXT NOT NULL,
+    status TEXT NOT NULL,
+    counts TEXT NOT NULL DEFAULT '{}'
+);
+"""
+_V2_RELPATH_INDEX = "CREATE INDEX files_relpath ON files (relpath);"
+
+MIGRATIONS: tuple[str, ...] = (_FILES_V1, _V2_RELPATH_INDEX)
+"""Ordered; migration i brings ``user_version`` from i to i + 1, in one transaction."""
+
+_COLUMNS = "key, project, owner, relpath, size, mtime_ns, md5, remote_digest, state, attempts"
+_SQL = {
+    "done": (
+        "INSERT INTO files (key, project, owner, relpath, size, mtime_ns, md5, remote_digest,"
+        " state, last_error, updated_at, seen_run) VALUES (?,?,?,?,?,?,?,?,'done',NULL,?,?)"
+        " ON CONFLICT (key) DO UPDATE SET relpath=excluded.relpath, size=excluded.size,"
+        " mtime_ns=excluded.mtime_ns, md5=excluded.md5, remote_digest=excluded.remote_digest,"
+        " state='done', last_error=NULL, updated_at=excluded.updated_at,"
+        " seen_run=coalesce(excluded.seen_run, seen_run)"
+    ),
+    "in_progress": (
+        "INSERT INTO files (key, project, owner, relpath, state, attempts, updated_at, seen_run)"
+        " VALUES (?,?,?,?,'in_progress',1,?,?) ON CONFLICT (key) DO UPDATE SET"
+        " relpath=excluded.relpath, state='in_progress', attempts=attempts+1,"
+        " updated_at=excluded.updated_at, seen_run=coalesce(excluded.seen_run, seen_run)"
+    ),
+    "failed": (
+        "INSERT INTO files (key, project, owner, relpath, state, last_error, updated_at,"
+        " seen_run) VALUES (?,?,?,?,'failed',?,?,?) ON CONFLICT (key) DO UPDATE SET"
+        " state='failed', last_error=excluded.last_error, updated_at=excluded.updated_at,"
+        " seen_run=coalesce(excluded.seen_run, seen_run)"
+    ),
+    "deleted": "UPDATE files SET state='deleted', updated_at=? WHERE key=?",
+    "seen": "UPDATE files SET seen_run=? WHERE key=?",
+}
+_MAX_ERROR = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One journal row as recorded (no disk evidence; ``LocalFile`` adds that)."""
+
+    key: str
+    project: str
+    owner: str
+    relpath: str
+    size: int | None
+    mtime_ns: int | None
+    md5: str | None
+    remote_digest: str | None
+    state: FileState
+    attempts: int
+
+
+def stat_local(dest: Path, entry: Entry) -> LocalFile:
+    """``entry`` plus one ``lstat`` of DEST/relpath; a symlink or non-file counts as absent."""
+    disk_size = disk_mtime = None
+    try:
+        st = os.lstat(dest / entry.relpath)
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    else:
+        if stat.S_ISREG(st.st_mode):
+            disk_size, disk_mtime = st.st_size, st.st_mtime_ns
+    e = entry
+    return LocalFile(
+        e.key, e.relpath, e.size, e.mtime_ns, e.md5, e.remote_digest, e.state, disk_size, disk_mtime
+    )
+
+
+class Journal:
+    """The journal of one DEST. Open with ``Journal.open``; use as a context manager."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        batch_rows: int = 500,
+        batch_seconds: float = 0.25,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._conn = conn
+        self.path = path
+        self._batch_rows = batch_rows
+        self._batch_seconds = batch_seconds
+        self._clock = clock
+        self._monotonic = monotonic
+        self._buffer: list[tuple[str, tuple[Any, ...]]] = []
+        self._last_flush = monotonic()
+        self.run_id: int | None = None
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        batch_rows: int = 500,
+        batch_seconds: float = 0.25,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> Journal:
+        """Open (creating parent directory and schema) and migrate; ``JournalError`` if unusable.
+
+        ``clock`` stamps ``updated_at`` and runs (informational only, never compared);
+        ``monotonic`` paces the time-based flush.
+        """
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(
+                path, timeout=10.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(f"cannot open journal {path}: {exc}") from exc
+        try:
+            _configure(conn, path)
+            migrate(conn, path)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise JournalError(
+                f"journal {path} is unreadable ({exc}); it may be corrupt. Move it (with its "
+                "-wal and -shm files) aside: the next run re-verifies files on disk."
+            ) from exc
+        except JournalError:
+            conn.close()
+            raise
+        return cls(
+            conn, path, batch_rows=batch_rows, batch_seconds=batch_seconds, clock=clock,
+            monotonic=monotonic,
+        )  # fmt: skip
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close. Idempotent."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._conn.close()
+
+    # -- writes (buffered) ----------------------------------------------------------------------
+
+    def _add(self, op: str, params: tuple[Any, ...]) -> None:
+        self._buffer.append((op, params))
+        if len(self._buffer) >= self._batch_rows or (
+            self._monotonic() - self._last_flush >= self._batch_seconds
+        ):
+            self.flush()
+
+    def mark_in_progress(self, remote: RemoteFile, relpath: str) -> None:
+        """A transfer of ``remote`` to ``relpath`` starts (counts an attempt)."""
+        row = (remote.key, remote.project, remote.owner, relpath, self._clock(), self.run_id)
+        self._add("in_progress", row)
+
+    def mark_done(
+        self, remote: RemoteFile, relpath: str, size: int, mtime_ns: int, md5: str
+    ) -> None:
+        """``remote`` is verified at DEST/``relpath`` with this size, mtime and MD5."""
+        self._add(
+            "done",
+            (
+                remote.key, remote.project, remote.owner, relpath, size, mtime_ns, md5,
+                remote.digest, self._clock(), self.run_id,
+            ),
+        )  # fmt: skip
+
+    def mark_failed(self, remote: RemoteFile, reason: str, relpath: str = "") -> None:
+        """This attempt failed; ``reason`` is redacted and truncated before it is stored."""
+        text = redact(reason)[:_MAX_ERROR]
+        row = (remote.key, remote.project, remote.owner, relpath, text, self._clock(), self.run_id)
+        self._add("failed", row)
+
+    def mark_deleted(self, key: str) -> None:
+        """The file of ``key`` was removed (trashed or unlinked) as planned."""
+        self._add("deleted", (self._clock(), key))
+
+    def mark_seen(self, keys: Iterable[str], run_id: int) -> None:
+        """These keys were in this run's listing (so they are not delete candidates)."""
+        for key in keys:
+            self._add("seen", (run_id, key))
+
+    def flush(self) -> None:
+        """Commit the buffer in one transaction (consecutive same-kind writes as executemany)."""
+        self._last_flush = self._monotonic()
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            start = 0
+            for i in range(1, len(batch) + 1):
+                if i == len(batch) or batch[i][0] != batch[start][0]:
+                    sql = _SQL[batch[start][0]]
+                    self._conn.executemany(sql, [params for _, params in batch[start:i]])
+                    start = i
+            self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def start_run(self, command: str) -> int:
+        """Record a run start; rows written from now on carry its id as ``seen_run``."""
+        self.flush()
+        cur = self._write(
+            "INSERT INTO runs (started, command, status) VALUES (?, ?, 'running')",
+            (self._clock(), redact(command)),
+        )
+        assert cur.lastrowid is not None
+        self.run_id = cur.lastrowid
+        return self.run_id
+
+    def finish_run(self, run_id: int, status: str, counts: Mapping[str, int]) -> None:
+        """Flush, then record the run's end, status and counts."""
+        self.flush()
+        sql = "UPDATE runs SET finished=?, status=?, counts=? WHERE id=?"
+        self._write(sql, (self._clock(), status, json.dumps(dict(counts)), run_id))
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot write journal {self.path}: {exc}") from exc
+
+    # -- reads (flush first) ------------------------------------------------------------------
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        self.flush()
+        try:
+            yield from self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
+
+    def entries(self, project: str, owner: str) -> list[Entry]:
+        """The rows of one owner (experiment, subject, or "" for the project), sorted by key."""
+        sql = f"SELECT {_COLUMNS} FROM files WHERE project=? AND owner=? ORDER BY key"
+        return [_entry(row) for row in self._query(sql, (project, owner))]
+
+    def entries_for_owner(self, project: str, owner: str, dest: Path) -> list[LocalFile]:
+        """``entries`` plus one ``lstat`` each under ``dest``: the diff's local side."""
+        return [stat_local(dest, e) for e in self.entries(project, owner)]
+
+    def delete_candidates(self, projects: Iterable[str], run_id: int) -> Iterator[Entry]:
+        """``done`` rows of ``projects`` not seen in ``run_id``, sorted by key; a row whose
+        relpath a row seen in this run now holds (re-created object) is not a candidate."""
+        for project in sorted(set(projects)):
+            sql = (
+                f"SELECT {_COLUMNS} FROM files AS f WHERE project=? AND state='done'"
+                " AND seen_run IS NOT ? AND NOT EXISTS (SELECT 1 FROM files AS g"
+                " WHERE g.relpath=f.relpath AND g.key!=f.key AND g.seen_run=?) ORDER BY key"
+            )
+            yield from (_entry(row) for row in self._query(sql, (project, run_id, run_id)))
+
+    def count(self, projects: Iterable[str], state: FileState = FileState.DONE) -> int:
+        """Rows in ``state`` for ``projects`` (the ``total_local`` of the delete cap)."""
+        wanted = sorted(set(projects))
+        marks = ",".join("?" * len(wanted))
+        sql = f"SELECT count(*) FROM files WHERE state=? AND project IN ({marks})"
+        return int(next(self._query(sql, (state.value, *wanted)))[0])
+
+    def iter_done(self, project: str | None = None) -> Iterator[Entry]:
+        """Every ``done`` row (of ``project`` if given), sorted by key: ``xnatsync verify``."""
+        where = "state='done'" + (" AND project=?" if project is not None else "")
+        sql = f"SELECT {_COLUMNS} FROM files WHERE {where} ORDER BY key"
+        yield from (_entry(r) for r in self._query(sql, (project,) if project else ()))
+
+    def summary(self) -> dict[str, Any]:
+        """For ``xnatsync status``: rows and bytes per state, recent failures, the last run."""
+        states = {s.value: {"files": 0, "bytes": 0} for s in FileState}
+        sql = "SELECT state, count(*), coalesce(sum(size), 0) FROM files GROUP BY state"
+        for state, n, total in self._query(sql):
+            states[state] = {"files": n, "bytes": total}
+        failures = [
+            {"key": k, "error": e}
+            for k, e in self._query(
+                "SELECT key, last_error FROM files WHERE state='failed' ORDER BY key LIMIT 20"
+            )
+        ]
+        last = list(self._query("SELECT * FROM runs ORDER BY id DESC LIMIT 1"))
+        return {"states": states, "failures": failures, "last_run": _run(last[0]) if last else None}
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    key, project, owner, relpath, size, mtime_ns, md5, digest, state, attempts = row
+    return Entry(
+        key, project, owner, relpath, size, mtime_ns, md5, digest, FileState(state), attempts
+    )
+
+
+def _run(row: tuple[Any, ...]) -> dict[str, Any]:
+    run_id, started, finished, command, status, counts = row
+    return {
+        "id": run_id,
+        "started": started,
+        "finished": finished,
+        "command": command,
+        "status": status,
+        "counts": json.loads(counts),
+    }
+
+
+def _configure(conn: sqlite3.Connection, path: Path) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise JournalError(
+            f"journal {path}: SQLite refused WAL mode (got {mode!r}); keep DEST/.xnatsync on a "
+            "local filesystem or pass a local --journal path"
+        )
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Apply the missing ``MIGRATIONS``, each with its version bump in one transaction."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise JournalError(
+            f"journal {path} has schema version {version}, newer than this xnatsync "
+            f"({len(MIGRATIONS)}); upgrade xnatsync"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number + 1}")
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)

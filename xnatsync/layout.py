@@ -1,0 +1,323 @@
+"""Where a remote file goes under DEST: layout templates, path safety, case collisions.
+
+A ``Layout`` maps each ``RemoteFile`` to a relative ``PurePosixPath``. The default is XNAT's own
+archive (and zip) shape::
+
+    {project}/resources/{resource}/files/{path}                                     project
+    {project}/{subject}/resources/{resource}/files/{path}                           subject
+    {project}/{subject}/{experiment}/resources/{resource}/files/{path}              experiment
+    {project}/{subject}/{experiment}/scans/{scan}-{type}/resources/{resource}/files/{path}
+    {project}/{subject}/{experiment}/assessors/{container}/resources/{resource}/files/{path}
+    {project}/{subject}/{experiment}/reconstructions/{container}/resources/{resource}/files/{path}
+
+Template rules (``parse_layout``), checked once at parse time, ``UsageError`` otherwise:
+
+* A spec is ``TEMPLATE`` (every level) or ``LEVEL=TEMPLATE`` (one level, e.g. ``scan=...``);
+  levels given no template keep the default above.
+* Placeholders: ``PLACEHOLDERS``; no format specs or conversions. ``{type}`` is the scan type
+  (or assessor/reconstruction type) with non-word characters replaced by ``_`` as XNAT's zip
+  naming does; ``{scan}`` is the scan ID (scans only); ``{container}`` the scan, assessor or
+  reconstruction ID; ``{level}`` the level name.
+* The last segment is exactly ``{path}`` (the server's relative path, sub-folders kept), and
+  ``{path}`` appears nowhere else.
+* Uniqueness across owners: ``{project}`` and ``{resource}`` always; ``{subject}`` or
+  ``{subject_id}`` for subject files; ``{experiment}`` or ``{experiment_id}`` for experiment,
+  scan, assessor and reconstruction files; ``{container}`` (or ``{scan}`` for scans) for scan,
+  assessor and reconstruction files. Collisions *within* one experiment (for example a session
+  resource and a scan of the same name under a flat template) are caught by the planner.
+* Values a level lacks (``{scan}`` of a session resource, ``{subject}`` of a project resource)
+  render empty. In a segment where some placeholder rendered empty, leading and trailing
+  ``-_. `` are stripped (``{scan}-{type}`` with no type gives ``7``); a segment left empty is
+  dropped. A value the level must have (the experiment label of a scan file, say) being empty is
+  an ``UnsafePathError``.
+
+Safety invariant: ``Layout.relpath`` returns an NFC-normalised relative path of non-empty
+segments, none ``.``/``..``, none with ``/``, ``\\``, NUL or control characters, none with a
+Windows drive or UNC anchor, none over 255 UTF-8 bytes, or it raises ``UnsafePathError`` naming
+the file. Server labels are as untrusted as server paths. ``resolve_under`` adds the only I/O
+check: no existing component under DEST is a symlink.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import string
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from xnatsync.errors import UnsafePathError, UsageError
+from xnatsync.model import Level, RemoteFile
+
+PLACEHOLDERS = frozenset(
+    {
+        "project",
+        "subject",
+        "subject_id",
+        "experiment",
+        "experiment_id",
+        "level",
+        "scan",
+        "container",
+        "type",
+        "resource",
+        "path",
+    }
+)
+
+_FILES = "resources/{resource}/files/{path}"
+_SESSION = "{project}/{subject}/{experiment}"
+DEFAULT_TEMPLATES: Mapping[Level, str] = {
+    Level.PROJECT: "{project}/" + _FILES,
+    Level.SUBJECT: "{project}/{subject}/" + _FILES,
+    Level.EXPERIMENT: f"{_SESSION}/{_FILES}",
+    Level.SCAN: f"{_SESSION}/scans/{{scan}}-{{type}}/{_FILES}",
+    Level.ASSESSOR: f"{_SESSION}/assessors/{{container}}/{_FILES}",
+    Level.RECONSTRUCTION: f"{_SESSION}/reconstructions/{{container}}/{_FILES}",
+}
+
+_CONTAINER_LEVELS = frozenset({Level.SCAN, Level.ASSESSOR, Level.RECONSTRUCTION})
+_EXPERIMENT_LEVELS = _CONTAINER_LEVELS | {Level.EXPERIMENT}
+_STRIP = "-_. "
+_NON_WORD = re.compile(r"\W", re.ASCII)
+_MAX_NAME_BYTES = 255
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_DRIVE = re.compile("[A-Za-z]:")
+
+# Placeholder → levels where it has a value. Outside these it renders "".
+_DEFINED: Mapping[str, frozenset[Level]] = {
+    "subject": frozenset(Level) - {Level.PROJECT},
+    "subject_id": frozenset(Level) - {Level.PROJECT},
+    "experiment": _EXPERIMENT_LEVELS,
+    "experiment_id": _EXPERIMENT_LEVELS,
+    "scan": frozenset({Level.SCAN}),
+    "container": _CONTAINER_LEVELS,
+    "type": _CONTAINER_LEVELS,
+}
+# Requirements for uniqueness: each inner tuple needs one of its placeholders present.
+_REQUIRED: Mapping[Level, tuple[tuple[str, ...], ...]] = {
+    Level.PROJECT: (),
+    Level.SUBJECT: (("subject", "subject_id"),),
+    Level.EXPERIMENT: (("experiment", "experiment_id"),),
+    Level.SCAN: (("experiment", "experiment_id"), ("container", "scan")),
+    Level.ASSESSOR: (("experiment", "experiment_id"), ("container",)),
+    Level.RECONSTRUCTION: (("experiment", "experiment_id"), ("container",)),
+}
+
+Segment = tuple[tuple[str, str | None], ...]
+"""One path segment: (literal text, placeholder name or None) pairs, as string.Formatter parses."""
+
+
+def sanitize_type(value: str) -> str:
+    """XNAT's zip naming for scan types: every non-word (ASCII) character becomes ``_``."""
+    return _NON_WORD.sub("_", value)
+
+
+def check_segment(segment: str, what: str) -> str:
+    """Return the NFC form of one path segment, or raise ``UnsafePathError`` naming ``what``."""
+    seg = unicodedata.normalize("NFC", segment)
+    problem = _segment_problem(seg)
+    if problem:
+        raise UnsafePathError(f"unsafe path for {what}: {problem} in {segment!r}")
+    return seg
+
+
+def _segment_problem(seg: str) -> str:
+    if seg == "":
+        return "empty segment (absolute path or '//')"
+    if seg in (".", ".."):
+        return f"'{seg}' segment"
+    if "/" in seg or "\\" in seg:
+        return "slash or backslash"
+    if _CONTROL.search(seg):
+        return "NUL or control character"
+    if _DRIVE.match(seg):  # with no slashes, a drive is the only possible Windows anchor
+        return "Windows drive"
+    if (
+        len(seg) * 4 > _MAX_NAME_BYTES
+        and len(seg.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES
+    ):
+        return f"name longer than {_MAX_NAME_BYTES} bytes"
+    return ""
+
+
+def safe_relpath(path: str, what: str) -> PurePosixPath:
+    """Check a "/"-separated relative path segment by segment; NFC-normalised result."""
+    if path.startswith("/"):
+        raise UnsafePathError(f"unsafe path for {what}: absolute path {path!r}")
+    return PurePosixPath("/".join(check_segment(seg, what) for seg in path.split("/")))
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Parsed, validated templates, one per level. Build with ``parse_layout``."""
+
+    templates: Mapping[Level, tuple[Segment, ...]]
+    sources: Mapping[Level, str]
+
+    def relpath(self, f: RemoteFile) -> PurePosixPath:
+        """Where ``f`` goes under DEST; ``UnsafePathError`` if any part is unsafe."""
+        values = _values(f)
+        parts = [_render(segment, values, f) for segment in self.templates[f.level][:-1]]
+        if f.path.startswith("/"):
+            raise UnsafePathError(f"unsafe path for {f.key}: absolute path {f.path!r}")
+        checked: list[str] = []
+        for part in [p for p in parts if p] + f.path.split("/"):
+            seg = unicodedata.normalize("NFC", part)
+            problem = _segment_problem(seg)
+            if problem:
+                raise UnsafePathError(f"unsafe path for {f.key}: {problem} in {part!r}")
+            checked.append(seg)
+        return PurePosixPath("/".join(checked))
+
+    def describe(self) -> str:
+        """One line per level, for ``--dry-run`` and logs."""
+        return "\n".join(f"{level.value}={self.sources[level]}" for level in Level)
+
+
+def _values(f: RemoteFile) -> dict[str, str]:
+    raw = {
+        "project": f.project,
+        "subject": f.subject,
+        "subject_id": f.subject_id,
+        "experiment": f.experiment,
+        "experiment_id": f.experiment_id,
+        "level": f.level.value,
+        "scan": f.container,
+        "container": f.container,
+        "type": sanitize_type(f.container_type.strip()),
+        "resource": f.resource,
+    }
+    values: dict[str, str] = {}
+    for name, value in raw.items():
+        defined = _DEFINED.get(name)
+        if defined is not None and f.level not in defined:
+            value = ""
+        elif value == "" and name != "type":
+            raise UnsafePathError(f"unsafe path for {f.key}: empty {name}")
+        values[name] = value
+    return values
+
+
+def _render(segment: Segment, values: Mapping[str, str], f: RemoteFile) -> str:
+    out: list[str] = []
+    some_empty = False
+    for literal, name in segment:
+        out.append(literal)
+        if name is None:
+            continue
+        value = values[name]
+        if "/" in value or "\\" in value:
+            raise UnsafePathError(f"unsafe path for {f.key}: {name} {value!r} contains a slash")
+        some_empty = some_empty or value == ""
+        out.append(value)
+    text = "".join(out)
+    return text.strip(_STRIP) if some_empty else text
+
+
+def parse_layout(specs: str | Sequence[str] | None = None) -> Layout:
+    """Parse ``--layout`` specs (``TEMPLATE`` or ``LEVEL=TEMPLATE``) over the default layout."""
+    if isinstance(specs, str):
+        specs = [specs]
+    sources = dict(DEFAULT_TEMPLATES)
+    per_level: dict[Level, str] = {}
+    for spec in specs or ():
+        level, template = _split_spec(spec)
+        if level is None:
+            sources = dict.fromkeys(Level, template)
+        else:
+            per_level[level] = template
+    sources.update(per_level)
+    templates = {level: _parse_template(sources[level], level) for level in Level}
+    return Layout(templates=templates, sources=sources)
+
+
+def _split_spec(spec: str) -> tuple[Level | None, str]:
+    head, sep, rest = spec.partition("=")
+    if sep and head in {lv.value for lv in Level}:
+        return Level(head), rest
+    return None, spec
+
+
+def _parse_template(template: str, level: Level) -> tuple[Segment, ...]:
+    where = f"--layout {template!r} (level {level.value})"
+    if template.startswith("/") or not template:
+        raise UsageError(f"{where}: a layout template must be a relative path")
+    segments = tuple(_parse_segment(text, where) for text in template.split("/"))
+    names = [name for seg in segments for _, name in seg if name is not None]
+    if segments[-1] != (("", "path"),) or names.count("path") != 1:
+        raise UsageError(f"{where}: the template must end with '/{{path}}' and use it once")
+    for group in (("project",), ("resource",), *_REQUIRED[level]):
+        if not set(group) & set(names):
+            wanted = " or ".join(f"{{{name}}}" for name in group)
+            raise UsageError(f"{where}: needs {wanted} so that paths stay unique")
+    return segments
+
+
+def _parse_segment(text: str, where: str) -> Segment:
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise UsageError(f"{where}: {exc}") from exc
+    if not parsed:
+        raise UsageError(f"{where}: empty path segment")
+    segment: list[tuple[str, str | None]] = []
+    for literal, name, spec, conversion in parsed:
+        if name is not None and (name not in PLACEHOLDERS or spec or conversion):
+            known = ", ".join(sorted(PLACEHOLDERS))
+            raise UsageError(f"{where}: unknown placeholder {{{name}}}; known: {known}")
+        segment.append((literal, name))
+    only_literal = len(segment) == 1 and segment[0][1] is None
+    problem = _segment_problem(text) if only_literal else _char_problem(text)
+    if problem:
+        raise UsageError(f"{where}: unsafe segment {text!r}: {problem}")
+    return tuple(segment)
+
+
+def _char_problem(text: str) -> str:
+    if "\\" in text or any(unicodedata.category(ch) == "Cc" for ch in text):
+        return "backslash or control character"
+    return ""
+
+
+DEFAULT_LAYOUT = parse_layout()
+
+
+def find_case_collisions(paths: Iterable[str | PurePosixPath]) -> list[tuple[str, str]]:
+    """Pairs of distinct paths equal after NFC + casefold, sorted; each pair (smaller, larger)."""
+    groups: dict[str, set[str]] = {}
+    for path in paths:
+        text = str(path)
+        groups.setdefault(fold(text), set()).add(text)
+    pairs: list[tuple[str, str]] = []
+    for members in groups.values():
+        ordered = sorted(members)
+        pairs.extend((a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :])
+    return sorted(pairs)
+
+
+def fold(path: str) -> str:
+    """The name a case-insensitive, normalisation-insensitive filesystem would see."""
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
+
+
+def resolve_under(dest: Path, rel: PurePosixPath) -> Path:
+    """``dest / rel``, refusing a relative path that escapes or an existing symlink component.
+
+    I/O: one ``lstat`` per existing component below ``dest`` (``dest`` itself may be a link).
+    """
+    if rel.is_absolute() or any(part in ("", ".", "..") for part in rel.parts):
+        raise UnsafePathError(f"unsafe relative path {str(rel)!r}")
+    current = dest
+    for part in rel.parts:
+        current = current / part
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            break
+        if stat.S_ISLNK(mode):
+            raise UnsafePathError(f"refusing to follow symlink {str(current)!r} under {dest}")
+    return dest.joinpath(*rel.parts)

@@ -1,0 +1,360 @@
+"""Changes + layout + options → an inspectable, frozen ``Plan``. The scheduler only executes it.
+
+Two planners, both pure:
+
+* ``build_plan(changes, layout, options)`` for one owner (an experiment with its scans,
+  assessors and reconstructions; or a subject; or a project's own resources). The engine plans
+  one owner at a time, so memory follows the largest experiment, not the archive.
+* ``build_delete_plan(candidates, total_local, options)`` once, at the end of a run, for journal
+  rows not seen in this run's listings.
+
+Invariants:
+
+* Every change with a remote file ends in exactly one of downloads, verifies, moves, skips or
+  errors. Per-file problems (unsafe names, collisions) are errors in the plan, never exceptions.
+* Collisions are decided from the listing alone, so the verdict is the same on every run: all
+  files whose paths are equal after NFC + casefold are errors (never "first one wins", which
+  flip-flops between runs); so are a file and a directory with one name; so is a listed file
+  whose path differs only in case from an unlisted local file (it would overwrite it on a
+  case-insensitive filesystem).
+* Deletes happen only if asked (``delete``), only after a complete, validated listing
+  (``listing_complete``), and only up to ``max_delete`` (default ``default_max_delete``: 10 % of
+  the local files, at least 10). Over the cap, *no* file is deleted and ``delete_refused`` says
+  why. A delete moves the file to ``.xnatsync/trash/<run-id>/<relpath>`` unless ``purge``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Protocol
+
+from xnatsync.diff import Change, ChangeKind, LocalFile
+from xnatsync.errors import UnsafePathError
+from xnatsync.layout import Layout, fold, safe_relpath
+from xnatsync.model import RemoteFile
+
+TRASH_DIR = PurePosixPath(".xnatsync/trash")
+_FETCH = frozenset({ChangeKind.NEW, ChangeKind.CHANGED, ChangeKind.MISSING, ChangeKind.RETRY})
+
+
+def default_max_delete(total_local: int) -> int:
+    """The delete cap when none is given: 10 % of the local files, but at least 10."""
+    return max(10, total_local // 10)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOptions:
+    """What the caller allows. ``listing_complete``: every listing of the run succeeded."""
+
+    delete: bool = False
+    listing_complete: bool = False
+    max_delete: int | None = None
+    purge: bool = False
+    run_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """Fetch ``remote`` to ``relpath`` (temp → verify → rename), then journal it done."""
+
+    remote: RemoteFile
+    relpath: PurePosixPath
+    kind: ChangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """Re-hash the file at ``current``: if it matches, journal it done (moving it to ``relpath``
+    if they differ); otherwise download it to ``relpath``."""
+
+    remote: RemoteFile
+    current: PurePosixPath
+    relpath: PurePosixPath
+    expected_md5: str | None
+    expected_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """Rename ``src`` to ``dst`` (content already verified), then journal ``dst`` done."""
+
+    remote: RemoteFile
+    local: LocalFile
+    src: PurePosixPath
+    dst: PurePosixPath
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """Up to date: nothing to do but mark it seen."""
+
+    key: str
+    relpath: PurePosixPath
+    size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    """Remove ``relpath``: move it to ``trash`` (relative to DEST), or unlink if ``trash`` is None;
+    then journal it deleted."""
+
+    key: str
+    relpath: PurePosixPath
+    size: int | None
+    trash: PurePosixPath | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanError:
+    """A file the plan will not touch, and why (recorded as this file's failure)."""
+
+    key: str
+    relpath: str
+    reason: str
+    remote: RemoteFile | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSummary:
+    """Counts and bytes; add summaries of per-owner plans for a run total."""
+
+    downloads: int = 0
+    download_bytes: int = 0
+    unknown_size: int = 0
+    verifies: int = 0
+    verify_bytes: int = 0
+    moves: int = 0
+    skips: int = 0
+    skip_bytes: int = 0
+    deletes: int = 0
+    delete_bytes: int = 0
+    errors: int = 0
+    unlisted: int = 0
+
+    def __add__(self, other: PlanSummary) -> PlanSummary:
+        names = PlanSummary.__dataclass_fields__
+        return PlanSummary(**{n: getattr(self, n) + getattr(other, n) for n in names})
+
+    def as_dict(self) -> dict[str, int]:
+        return {n: getattr(self, n) for n in PlanSummary.__dataclass_fields__}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything a run will do for one owner (or, for deletes, at the end). Pure data."""
+
+    downloads: tuple[Download, ...] = ()
+    verifies: tuple[Verify, ...] = ()
+    moves: tuple[Move, ...] = ()
+    skips: tuple[Skip, ...] = ()
+    deletes: tuple[Delete, ...] = ()
+    errors: tuple[PlanError, ...] = ()
+    unlisted: int = 0
+    delete_refused: str = ""
+
+    def summary(self) -> PlanSummary:
+        return PlanSummary(
+            downloads=len(self.downloads),
+            download_bytes=sum(d.remote.size or 0 for d in self.downloads),
+            unknown_size=sum(1 for d in self.downloads if d.remote.size is None),
+            verifies=len(self.verifies),
+            verify_bytes=sum(v.expected_size or 0 for v in self.verifies),
+            moves=len(self.moves),
+            skips=len(self.skips),
+            skip_bytes=sum(s.size or 0 for s in self.skips),
+            deletes=len(self.deletes),
+            delete_bytes=sum(d.size or 0 for d in self.deletes),
+            errors=len(self.errors),
+            unlisted=self.unlisted,
+        )
+
+
+def build_plan(changes: Iterable[Change], layout: Layout, options: PlanOptions) -> Plan:
+    """Plan one owner's changes. Never raises for a per-file problem: it becomes an error."""
+    del options  # per-owner plans never delete; the parameter keeps the two planners alike
+    changes = list(changes)
+    targets, errors = _place(changes, layout)
+    errors.update(_collisions(changes, targets))
+    actions = [
+        _act(c, targets[c.key])
+        for c in changes
+        if c.kind is not ChangeKind.ONLY_LOCAL and c.key not in errors
+    ]
+    return Plan(
+        downloads=tuple(a for a in actions if isinstance(a, Download)),
+        verifies=tuple(a for a in actions if isinstance(a, Verify)),
+        moves=tuple(a for a in actions if isinstance(a, Move)),
+        skips=tuple(a for a in actions if isinstance(a, Skip)),
+        errors=tuple(errors[k] for k in sorted(errors)),
+        unlisted=sum(1 for c in changes if c.kind is ChangeKind.ONLY_LOCAL),
+    )
+
+
+def _place(
+    changes: Sequence[Change], layout: Layout
+) -> tuple[dict[str, PurePosixPath], dict[str, PlanError]]:
+    targets: dict[str, PurePosixPath] = {}
+    errors: dict[str, PlanError] = {}
+    for change in changes:
+        remote = change.remote
+        if remote is None:
+            continue
+        if change.kind is ChangeKind.CONFLICT:
+            reason = "listed more than once (names differ only in Unicode normalisation)"
+            errors[remote.key] = PlanError(remote.key, remote.path, reason, remote)
+            continue
+        try:
+            targets[remote.key] = layout.relpath(remote)
+            if change.local is not None and change.kind is not ChangeKind.NEW:
+                safe_relpath(change.local.relpath, f"journal row {remote.key}")
+        except UnsafePathError as exc:
+            errors[remote.key] = PlanError(remote.key, remote.path, str(exc), remote)
+    return targets, errors
+
+
+def _collisions(
+    changes: Sequence[Change], targets: dict[str, PurePosixPath]
+) -> dict[str, PlanError]:
+    remotes = {c.remote.key: c.remote for c in changes if c.remote is not None}
+    by_fold: dict[str, list[str]] = {}
+    for key in sorted(targets):
+        by_fold.setdefault(fold(str(targets[key])), []).append(key)
+    clashes: dict[str, list[str]] = {}
+    for keys in by_fold.values():
+        for key in keys if len(keys) > 1 else ():
+            clashes[key] = [str(targets[k]) for k in keys if k != key]
+    _file_dir_clashes(targets, by_fold, clashes)
+    _unlisted_clashes(changes, targets, clashes)
+    return {
+        key: PlanError(key, str(targets[key]), _clash_reason(others), remotes[key])
+        for key, others in clashes.items()
+    }
+
+
+def _file_dir_clashes(
+    targets: dict[str, PurePosixPath], by_fold: dict[str, list[str]], clashes: dict[str, list[str]]
+) -> None:
+    for folded, keys in by_fold.items():
+        # folding works per segment, so the folded parents are the prefixes of the folded path
+        cut = folded.rfind("/")
+        while cut > 0:
+            for other in by_fold.get(folded[:cut], ()):
+                for key in keys:
+                    clashes.setdefault(key, []).append(str(targets[other]) + " (a file)")
+                    clashes.setdefault(other, []).append(str(targets[key]) + " (below it)")
+            cut = folded.rfind("/", 0, cut)
+
+
+def _unlisted_clashes(
+    changes: Sequence[Change], targets: dict[str, PurePosixPath], clashes: dict[str, list[str]]
+) -> None:
+    unlisted = {
+        fold(c.local.relpath): c.local.relpath
+        for c in changes
+        if c.kind is ChangeKind.ONLY_LOCAL and c.local is not None
+    }
+    for key, target in targets.items():
+        other = unlisted.get(fold(str(target)))
+        if other is not None and other != str(target):
+            clashes.setdefault(key, []).append(other + " (unlisted local file)")
+
+
+def _clash_reason(others: list[str]) -> str:
+    listed = ", ".join(sorted(set(others)))
+    return f"path collides (case-insensitively or as file/folder) with {listed}"
+
+
+def _act(change: Change, target: PurePosixPath) -> Download | Verify | Move | Skip:
+    remote, local = change.remote, change.local
+    assert remote is not None
+    if change.kind in _FETCH or local is None:
+        return Download(remote, target, change.kind)
+    current = PurePosixPath(local.relpath)
+    if change.kind is ChangeKind.VERIFY:
+        md5 = remote.digest or local.md5
+        size = remote.size if remote.size is not None else local.size
+        return Verify(remote, current, target, md5, size)
+    if current != target:  # MOVED, or SAME when the diff was run without a layout
+        return Move(remote, local, current, target)
+    return Skip(remote.key, target, local.size)
+
+
+class Deletable(Protocol):
+    """What a delete candidate must tell: ``LocalFile`` and ``journal.Entry`` both do."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def relpath(self) -> str: ...
+    @property
+    def size(self) -> int | None: ...
+
+
+def build_delete_plan(
+    candidates: Iterable[Deletable], total_local: int, options: PlanOptions
+) -> Plan:
+    """Plan deletions of unlisted files: all of them within the cap, or none with a reason."""
+    if not options.delete:
+        return Plan(delete_refused="deletion not requested")
+    if not options.listing_complete:
+        reason = "the listing was incomplete or failed validation; nothing deleted"
+        return Plan(delete_refused=reason)
+    cap = options.max_delete if options.max_delete is not None else default_max_delete(total_local)
+    deletes: list[Delete] = []
+    errors: list[PlanError] = []
+    for cand in candidates:
+        if len(deletes) >= cap:
+            return Plan(delete_refused=_over_cap(cap, total_local, options))
+        try:
+            rel = safe_relpath(cand.relpath, f"journal row {cand.key}")
+        except UnsafePathError as exc:
+            errors.append(PlanError(cand.key, cand.relpath, str(exc)))
+            continue
+        trash = None if options.purge else TRASH_DIR / str(options.run_id) / rel
+        deletes.append(Delete(cand.key, rel, cand.size, trash))
+    return Plan(deletes=tuple(deletes), errors=tuple(errors))
+
+
+def _over_cap(cap: int, total_local: int, options: PlanOptions) -> str:
+    rule = "--max-delete" if options.max_delete is not None else "10% of local files, at least 10"
+    return (
+        f"more than {cap} files would be deleted ({rule}; {total_local} local files); "
+        "nothing deleted. Check the listing, or raise --max-delete."
+    )
+
+
+def format_plan(plan: Plan) -> str:
+    """The ``--dry-run`` text: one line per action (skips only counted), then the summary."""
+    lines = [
+        f"download {d.kind.value:<8} {_size(d.remote.size):>9}  {d.relpath}" for d in plan.downloads
+    ]
+    lines += [f"verify            {_size(v.expected_size):>9}  {v.current}" for v in plan.verifies]
+    lines += [f"move                         {m.src} -> {m.dst}" for m in plan.moves]
+    for d in plan.deletes:
+        how = "trash" if d.trash is not None else "purge"
+        lines.append(f"delete   {how:<8} {_size(d.size):>9}  {d.relpath}")
+    lines += [f"error    {e.key}: {e.reason}" for e in plan.errors]
+    if plan.delete_refused:
+        lines.append(f"deletes refused: {plan.delete_refused}")
+    s = plan.summary()
+    lines.append(
+        f"summary: {s.downloads} to download ({_size(s.download_bytes)}"
+        + (f", {s.unknown_size} of unknown size" if s.unknown_size else "")
+        + f"), {s.verifies} to verify, {s.moves} to move, {s.skips} up to date "
+        f"({_size(s.skip_bytes)}), {s.deletes} to delete ({_size(s.delete_bytes)}), "
+        f"{s.errors} errors, {s.unlisted} unlisted"
+    )
+    return "\n".join(lines)
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
