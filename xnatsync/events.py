@@ -13,7 +13,10 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class ExperimentPlanned:
-    """One experiment was listed, diffed and planned."""
+    """One owner (experiment, subject or project) was listed, diffed and planned.
+
+    Up-to-date files are only counted here (``skips``): a no-op run of a large mirror emits
+    one event per owner, not one per file."""
 
     project: str
     experiment: str
@@ -51,13 +54,6 @@ class FileDone:
     size: int
     md5: str
     action: str
-
-
-@dataclass(frozen=True, slots=True)
-class FileSkipped:
-    key: str
-    relpath: str
-    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +99,6 @@ Event = (
     | FileStarted
     | FileProgress
     | FileDone
-    | FileSkipped
     | FileRetry
     | FileFailed
     | FileDeleted

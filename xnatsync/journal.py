@@ -92,6 +92,7 @@ _SQL = {
         " seen_run=coalesce(excluded.seen_run, seen_run)"
     ),
     "deleted": "UPDATE files SET state='deleted', updated_at=? WHERE key=?",
+    "corrupt": "UPDATE files SET state='failed', last_error=?, updated_at=? WHERE key=?",
     "seen": "UPDATE files SET seen_run=? WHERE key=?",
 }
 _MAX_ERROR = 500
@@ -245,6 +246,10 @@ class Journal:
     def mark_deleted(self, key: str) -> None:
         """The file of ``key`` was removed (trashed or unlinked) as planned."""
         self._add("deleted", (self._clock(), key))
+
+    def mark_corrupt(self, key: str, reason: str) -> None:
+        """A ``done`` file no longer matches what was verified: the next pull fetches it."""
+        self._add("corrupt", (redact(reason)[:_MAX_ERROR], self._clock(), key))
 
     def mark_seen(self, keys: Iterable[str], run_id: int) -> None:
         """These keys were in this run's listing (so they are not delete candidates)."""

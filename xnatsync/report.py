@@ -21,7 +21,6 @@ from xnatsync.events import (
     FileFailed,
     FileProgress,
     FileRetry,
-    FileSkipped,
     ListingFailed,
     Notice,
 )
@@ -58,6 +57,7 @@ class Summary:
                     event.downloads + event.skips + event.verifies + event.moves + event.errors
                 )
                 self.bytes_planned += event.download_bytes
+                self.files_skipped += event.skips
             case FileDone(action="downloaded"):
                 self.files_transferred += 1
                 self.bytes_transferred += event.size
@@ -65,8 +65,6 @@ class Summary:
                 self.files_verified += 1
             case FileDone():
                 self.files_moved += 1
-            case FileSkipped():
-                self.files_skipped += 1
             case FileRetry():
                 self.retries += 1
             case FileFailed():

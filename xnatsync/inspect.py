@@ -1,0 +1,75 @@
+"""``xnatsync status`` and ``xnatsync verify``: read a destination's journal and its files.
+
+``verify`` re-hashes every file the journal says is done, compares it with the MD5 recorded at
+download and with the digest the server listed then, and marks mismatches failed so that the
+next pull fetches them again. It never deletes or rewrites a file.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from xnatsync.errors import UsageError, XnatSyncError
+from xnatsync.journal import Entry, Journal
+from xnatsync.layout import resolve_under, safe_relpath
+from xnatsync.model import FileState
+from xnatsync.transfer import hash_file
+
+
+def _open(journal_path: Path) -> Journal:
+    if not journal_path.exists():
+        raise UsageError(f"no journal at {journal_path} (has this destination been pulled?)")
+    return Journal.open(journal_path)
+
+
+def status(journal_path: Path) -> str:
+    """A few lines: files and bytes per state, the last run, recent failures."""
+    with _open(journal_path) as journal:
+        info = journal.summary()
+    lines = [f"journal {journal_path}"]
+    for state in FileState:
+        counts = info["states"][state.value]
+        lines.append(f"  {state.value:<12} {counts['files']:>9} files {counts['bytes']:>15} bytes")
+    last = info["last_run"]
+    if last is not None:
+        lines.append(f"last run #{last['id']}: {last['command']} → {last['status']}")
+    lines += [f"  failed: {f['key']}: {f['error']}" for f in info["failures"]]
+    return "\n".join(lines)
+
+
+def check_entry(dest: Path, entry: Entry) -> str | None:
+    """None if the file at its place has the recorded size and MD5, else what is wrong."""
+    try:
+        path = resolve_under(dest, safe_relpath(entry.relpath, entry.key))
+    except XnatSyncError as exc:
+        return str(exc)
+    if not path.is_file():
+        return "missing"
+    try:
+        size, md5, _mtime = hash_file(path)
+    except XnatSyncError as exc:
+        return str(exc)
+    if size != entry.size:
+        return f"size {size}, journal says {entry.size}"
+    if md5 != entry.md5:
+        return f"MD5 {md5}, journal says {entry.md5}"
+    if entry.remote_digest and md5 != entry.remote_digest:
+        return f"MD5 {md5}, the server listed {entry.remote_digest}"
+    return None
+
+
+def verify(dest: Path, journal_path: Path, workers: int = 2) -> tuple[str, bool]:
+    """Re-hash every done file; return a report and whether all of them matched."""
+    with _open(journal_path) as journal:
+        entries = list(journal.iter_done())
+        with ThreadPoolExecutor(workers) as pool:
+            verdicts = list(pool.map(lambda e: check_entry(dest, e), entries))
+        bad = [(e, why) for e, why in zip(entries, verdicts, strict=True) if why is not None]
+        for entry, why in bad:
+            journal.mark_corrupt(entry.key, f"verify: {why}")
+    lines = [f"verified {len(entries) - len(bad)} of {len(entries)} files"]
+    lines += [f"  {e.relpath}: {why}" for e, why in bad]
+    if bad:
+        lines.append("the next pull downloads these again")
+    return "\n".join(lines), not bad

@@ -1,0 +1,89 @@
+"""Sorted manifests of one owner: the remote side (XNAT listings) and the local side (journal).
+
+An *owner* is what a resource hangs on: an experiment (with its scans, assessors and
+reconstructions), a subject, or a project. The engine works one owner at a time, so memory
+follows the largest experiment, never the archive.
+
+Invariant: both manifests are sorted by ``RemoteFile.key`` order, which ``diff`` requires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from xnatsync.diff import LocalFile
+from xnatsync.model import Experiment, RemoteFile
+from xnatsync.selection import Selection
+
+
+class Lister(Protocol):
+    """The listing calls the engine makes (``XnatClient`` satisfies it)."""
+
+    async def list_experiments(self, project: str) -> list[Experiment]: ...
+
+    async def list_subjects(self, project: str) -> list[dict[str, str]]: ...
+
+    async def list_experiment_files(
+        self, project: str, experiment: Experiment
+    ) -> list[RemoteFile]: ...
+
+    async def list_project_files(self, project: str) -> list[RemoteFile]: ...
+
+    async def list_subject_files(
+        self, project: str, subject_id: str, subject_label: str
+    ) -> list[RemoteFile]: ...
+
+
+class LocalState(Protocol):
+    """The journal's read side (``Journal`` satisfies it; a dry run may use ``NoJournal``)."""
+
+    def entries_for_owner(self, project: str, owner: str, dest: Path) -> list[LocalFile]: ...
+
+
+class NoJournal:
+    """The local side of a destination that has never been synced."""
+
+    def entries_for_owner(self, project: str, owner: str, dest: Path) -> list[LocalFile]:
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """One unit of listing and planning."""
+
+    project: str
+    id: str
+    label: str
+    experiment: Experiment | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.experiment is not None:
+            return "experiment"
+        return "subject" if self.id else "project"
+
+    def describe(self) -> str:
+        return f"{self.project}/{self.label}" if self.label else f"project {self.project}"
+
+
+async def remote_manifest(lister: Lister, owner: Owner) -> list[RemoteFile]:
+    """Every file the server lists for ``owner``, sorted by key (unfiltered)."""
+    if owner.experiment is not None:
+        files = await lister.list_experiment_files(owner.project, owner.experiment)
+    elif owner.id:
+        files = await lister.list_subject_files(owner.project, owner.id, owner.label)
+    else:
+        files = await lister.list_project_files(owner.project)
+    return sorted(files, key=lambda f: f.key)
+
+
+def selected(files: Sequence[RemoteFile], selection: Selection) -> list[RemoteFile]:
+    return [f for f in files if selection.wants_file(f)]
+
+
+def local_manifest(state: LocalState, dest: Path, owner: Owner) -> list[LocalFile]:
+    """The journal's rows for ``owner`` with one lstat each, sorted by key."""
+    return state.entries_for_owner(owner.project, owner.id, dest)

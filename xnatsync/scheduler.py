@@ -1,0 +1,227 @@
+"""Executes plans: one task group, N transfer workers, a bounded queue, retries, events.
+
+``Scheduler`` is an async context manager that owns its workers. ``submit(plan)`` blocks when
+the queue is full, which paces the listing stage to the transfers (memory stays bounded by the
+queue, not by the archive). Per-file failures become journal rows and ``FileFailed`` events and
+the run goes on; a fatal error (auth lost, disk full, journal unwritable) cancels every worker.
+
+Journal ordering (restic's data-before-index): ``mark_done`` is called only after
+``transfer.fetch`` returned, that is after the file was verified at its final name.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+
+import anyio
+import anyio.abc
+
+from xnatsync.config import Limits, RetryPolicy
+from xnatsync.errors import XnatSyncError
+from xnatsync.events import (
+    FileDeleted,
+    FileDone,
+    FileFailed,
+    FileProgress,
+    FileRetry,
+    FileStarted,
+    Reporter,
+)
+from xnatsync.journal import Journal
+from xnatsync.layout import resolve_under
+from xnatsync.model import RemoteFile
+from xnatsync.plan import Delete, Download, Move, Plan, Verify
+from xnatsync.retry import retry_delay
+from xnatsync.transfer import Fetched, Source, fetch, first_error, hash_file, os_error
+
+Action = Download | Verify | Move | Delete
+
+
+@dataclass
+class Executor:
+    """Carries out one action at a time; holds what every action needs."""
+
+    source: Source
+    journal: Journal
+    dest: Path
+    reporter: Reporter
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    fsync: bool = False
+    disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    rand: Callable[[], float] = random.random
+    clock: Callable[[], float] = time.monotonic
+
+    async def run(self, action: Action) -> None:
+        try:
+            match action:
+                case Download():
+                    await self.download(action.remote, action.relpath)
+                case Verify():
+                    await self.verify(action)
+                case Move():
+                    await self.move(action)
+                case Delete():
+                    await self.delete(action)
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            self.fail(action_remote(action), str(action_relpath(action)), str(exc))
+
+    def fail(self, remote: RemoteFile | None, relpath: str, reason: str) -> None:
+        if remote is not None:
+            self.journal.mark_failed(remote, reason, relpath)
+            key = remote.key
+        else:
+            key = relpath
+        self.reporter.emit(FileFailed(key, relpath, reason))
+
+    async def download(self, remote: RemoteFile, relpath: PurePosixPath) -> None:
+        final = resolve_under(self.dest, relpath)
+        self.journal.mark_in_progress(remote, str(relpath))
+        started = self.clock()
+        attempt = 1
+        while True:
+            self.reporter.emit(FileStarted(remote.key, str(relpath), remote.size, attempt))
+            received = 0
+
+            def progress(n: int) -> None:
+                nonlocal received
+                received += n
+                self.reporter.emit(FileProgress(remote.key, n))
+
+            try:
+                fetched = await fetch(
+                    self.source,
+                    remote,
+                    final,
+                    fsync=self.fsync,
+                    progress=progress,
+                    limiter=self.disk,
+                )
+            except XnatSyncError as exc:
+                if received:
+                    self.reporter.emit(FileProgress(remote.key, received, restart=True))
+                delay = retry_delay(self.retry, attempt, exc, self.clock() - started, self.rand())
+                if delay is None:
+                    raise
+                self.reporter.emit(FileRetry(remote.key, str(relpath), attempt, delay, str(exc)))
+                await self.sleep(delay)
+                attempt += 1
+                continue
+            self.done(remote, relpath, fetched, "downloaded")
+            return
+
+    def done(self, remote: RemoteFile, relpath: PurePosixPath, got: Fetched, action: str) -> None:
+        self.journal.mark_done(remote, str(relpath), got.size, got.mtime_ns, got.md5)
+        self.reporter.emit(FileDone(remote.key, str(relpath), got.size, got.md5, action))
+
+    async def verify(self, action: Verify) -> None:
+        current = resolve_under(self.dest, action.current)
+        size, md5, mtime_ns = await anyio.to_thread.run_sync(hash_file, current, limiter=self.disk)
+        matches = (action.expected_md5 is None or md5 == action.expected_md5) and (
+            action.expected_size is None or size == action.expected_size
+        )
+        if not matches:
+            await self.download(action.remote, action.relpath)
+            return
+        if action.current != action.relpath:
+            mtime_ns = self._rename(action.current, action.relpath)
+        self.done(action.remote, action.relpath, Fetched(size, md5, mtime_ns), "verified")
+
+    async def move(self, action: Move) -> None:
+        local = action.local
+        if local.md5 is None or local.size is None:
+            await self.download(action.remote, action.dst)
+            return
+        mtime_ns = self._rename(action.src, action.dst)
+        self.done(action.remote, action.dst, Fetched(local.size, local.md5, mtime_ns), "moved")
+
+    def _rename(self, src: PurePosixPath, dst: PurePosixPath) -> int:
+        source, target = resolve_under(self.dest, src), resolve_under(self.dest, dst)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            return os.stat(target, follow_symlinks=False).st_mtime_ns
+        except OSError as exc:
+            raise os_error(exc, target) from exc
+
+    async def delete(self, action: Delete) -> None:
+        path = resolve_under(self.dest, action.relpath)
+        trashed: str | None = None
+        try:
+            if action.trash is None:
+                path.unlink(missing_ok=True)
+            elif path.exists():
+                self._rename(action.relpath, action.trash)
+                trashed = str(action.trash)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        self.journal.mark_deleted(action.key)
+        self.reporter.emit(FileDeleted(action.key, str(action.relpath), trashed))
+
+
+def action_remote(action: Action) -> RemoteFile | None:
+    return None if isinstance(action, Delete) else action.remote
+
+
+def action_relpath(action: Action) -> PurePosixPath:
+    if isinstance(action, Move):
+        return action.dst
+    return action.relpath
+
+
+class Scheduler:
+    """Owns the transfer workers. ``async with Scheduler(...) as s: await s.submit(plan)``."""
+
+    def __init__(self, executor: Executor, limits: Limits) -> None:
+        self._executor = executor
+        self._workers = limits.transfers
+        send, recv = anyio.create_memory_object_stream[Action](limits.transfers * 4)
+        self._send, self._recv = send, recv
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def __aenter__(self) -> Scheduler:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        for _ in range(self._workers):
+            self._tg.start_soon(self._worker, self._recv.clone())
+        self._recv.close()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None
+        self._send.close()
+        try:
+            return await self._tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+
+    async def submit(self, plan: Plan) -> None:
+        """Queue every action of ``plan``; record its per-file errors as failures now."""
+        for error in plan.errors:
+            self._executor.fail(error.remote, error.relpath, error.reason)
+        actions: tuple[Action, ...] = (
+            *plan.downloads,
+            *plan.verifies,
+            *plan.moves,
+            *plan.deletes,
+        )
+        for action in actions:
+            await self._send.send(action)
+
+    async def _worker(self, recv: anyio.abc.ObjectReceiveStream[Action]) -> None:
+        async with recv:
+            async for action in recv:
+                await self._executor.run(action)
