@@ -1,0 +1,162 @@
+"""End-to-end pulls against the emulator: full, no-op, selection, layout, dry run, deletes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import (
+    NOTES,
+    journal_states,
+    local_files,
+    make_config,
+    md5,
+    run_pull,
+    server_request,
+)
+from xnatsync.emulator.server import Emulator
+from xnatsync.events import FileDeleted, Notice
+from xnatsync.layout import parse_layout
+from xnatsync.selection import Selection
+
+
+async def server_digests(emu: Emulator, project: str = "DEMO") -> dict[str, str]:
+    """Every file of every experiment of ``project`` as the server lists it: URI → digest."""
+    out: dict[str, str] = {}
+    async with aiohttp.ClientSession(emu.url, headers=emu.auth()) as http:
+        async with http.get(f"/data/projects/{project}/experiments?format=json") as r:
+            experiments = (await r.json())["ResultSet"]["Result"]
+        for exp in experiments:
+            url = f"/data/experiments/{exp['ID']}/files?all=true&format=json"
+            async with http.get(url) as r:
+                for row in (await r.json())["ResultSet"]["Result"]:
+                    out[row["URI"]] = row["digest"]
+    return out
+
+
+async def test_full_pull_mirrors_every_listed_file_verified(emu: Emulator, tmp_path: Path) -> None:
+    summary, _ = await run_pull(make_config(emu, tmp_path))
+    files = local_files(tmp_path)
+    digests = await server_digests(emu)
+    session_files = [p for p in files if "/scans/" in p or "/DEMO0" in p.split("resources")[0]]
+    assert summary.ok
+    assert summary.files_transferred == len(files) > 0
+    assert sorted(md5(b) for p, b in files.items() if p in session_files) == sorted(
+        d for d in digests.values()
+    )
+    assert any(p.endswith(".dcm") and "/scans/1-T1w/resources/DICOM/files/" in p for p in files)
+    assert set(journal_states(tmp_path).values()) == {"done"}
+    assert set(journal_states(tmp_path)) == set(files)
+
+
+async def test_second_pull_transfers_nothing(emu: Emulator, tmp_path: Path) -> None:
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    before = {p: (tmp_path / p).stat().st_mtime_ns for p in local_files(tmp_path)}
+    emu.requests.clear()
+    summary, _ = await run_pull(config)
+    assert summary.files_transferred == 0
+    assert summary.files_skipped == len(before)
+    assert emu.requests.count("GET", "*/files/*.*") == 0
+    assert {p: (tmp_path / p).stat().st_mtime_ns for p in local_files(tmp_path)} == before
+
+
+async def test_changed_remote_file_is_fetched_again(emu: Emulator, tmp_path: Path) -> None:
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    url = NOTES + "?overwrite=true&inbody=true"
+    assert await server_request(emu, "PUT", url, b"new notes\n") == 200
+    summary, _ = await run_pull(config)
+    assert summary.files_transferred == 1
+    path = tmp_path / "DEMO/DEMO01/DEMO01_MR1/resources/NOTES/files/notes.txt"
+    assert path.read_bytes() == b"new notes\n"
+
+
+async def test_selection_limits_the_pull(emu: Emulator, tmp_path: Path) -> None:
+    selection = Selection(
+        experiments=frozenset({"DEMO01_MR1"}),
+        scan_types=("T1*",),
+        resources=frozenset({"DICOM"}),
+        project_resources=False,
+        subject_resources=False,
+    )
+    summary, _ = await run_pull(make_config(emu, tmp_path, selection=selection))
+    files = local_files(tmp_path)
+    assert summary.ok
+    assert files
+    assert all(p.startswith("DEMO/DEMO01/DEMO01_MR1/scans/1-T1w/resources/DICOM/") for p in files)
+
+
+async def test_since_selects_by_server_dates(emu: Emulator, tmp_path: Path) -> None:
+    future = Selection(since=dt.date(2999, 1, 1), project_resources=False, subject_resources=False)
+    summary, _ = await run_pull(make_config(emu, tmp_path, selection=future))
+    assert summary.files_planned == 0
+    assert local_files(tmp_path) == {}
+
+
+async def test_layout_change_moves_files_without_downloading(emu: Emulator, tmp_path: Path) -> None:
+    await run_pull(make_config(emu, tmp_path))
+    contents = sorted(local_files(tmp_path).values())
+    emu.requests.clear()
+    flat = parse_layout("scan={project}/{experiment}/{scan}/{resource}/{path}")
+    summary, _ = await run_pull(make_config(emu, tmp_path, layout=flat))
+    files = local_files(tmp_path)
+    assert emu.requests.count("GET", "*/files/*.*") == 0
+    assert summary.files_moved > 0
+    assert summary.files_transferred == 0
+    assert sorted(files.values()) == contents
+    assert "DEMO/DEMO01_MR1/1/DICOM/1-0001.dcm" in files
+
+
+async def test_dry_run_changes_nothing(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = tmp_path / "mirror"
+    await run_pull(make_config(emu, dest, dry_run=True))
+    out = capsys.readouterr().out
+    assert not dest.exists()
+    assert "plan: " in out
+    assert "files to download" in out
+    assert "download new" in out
+
+
+async def test_delete_trashes_files_that_left_the_server(emu: Emulator, tmp_path: Path) -> None:
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    gone = "DEMO/DEMO01/DEMO01_MR1/resources/NOTES/files/notes.txt"
+    assert await server_request(emu, "DELETE", NOTES) == 200
+    _, events = await run_pull(replace(config, delete=True))
+    deleted = events.of(FileDeleted)
+    assert [d.relpath for d in deleted] == [gone]
+    assert not (tmp_path / gone).exists()
+    trashed = deleted[0].trashed_to
+    assert trashed is not None
+    assert (tmp_path / trashed).is_file()
+
+
+async def test_deletes_over_the_cap_are_refused_whole(emu: Emulator, tmp_path: Path) -> None:
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    before = local_files(tmp_path)
+    session = "/data/projects/DEMO/subjects/DEMO01/experiments/DEMO01_MR1"
+    assert await server_request(emu, "DELETE", session) == 200
+    _, events = await run_pull(replace(config, delete=True, max_delete=2))
+    assert events.of(FileDeleted) == []
+    assert any("refused" in n.message for n in events.of(Notice))
+    assert local_files(tmp_path) == before
+
+
+async def test_no_deletes_after_a_failed_listing(emu: Emulator, tmp_path: Path) -> None:
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    before = local_files(tmp_path)
+    assert await server_request(emu, "DELETE", "/data/projects/DEMO/subjects/DEMO02") == 200
+    emu.faults.script("GET", "*/experiments/*/files", ["500"] * 10)
+    summary, events = await run_pull(replace(config, delete=True, max_delete=1000))
+    assert summary.listing_failures
+    assert events.of(FileDeleted) == []
+    assert local_files(tmp_path) == before
