@@ -1,0 +1,107 @@
+"""Baselines measured beside xnatsync: the R3t download loop and the listing-only loop.
+
+R3t (reference file §2.5): raw aiohttp GETs of a precomputed URL list at a fixed concurrency;
+each body is buffered, then one worker-thread hop hashes it (MD5), writes it to a temp name and
+renames it. No journal, no verification against a listing, no layout: the floor of the work
+xnatsync does. ``listing`` issues exactly the listing requests a pull makes, and nothing else.
+
+Usage::
+
+    python -m benchmarks.reference download URL USER PASSWORD URLS_FILE DEST CONCURRENCY
+    python -m benchmarks.reference listing URL USER PASSWORD PROJECT CONCURRENCY
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import aiohttp
+
+
+async def login(http: aiohttp.ClientSession, user: str, password: str) -> None:
+    auth = aiohttp.BasicAuth(user, password)
+    async with http.post("/data/JSESSION", auth=auth) as response:
+        response.raise_for_status()
+        http.cookie_jar.update_cookies({"JSESSIONID": (await response.text()).strip()})
+
+
+def _store(dest: Path, index: int, body: bytes) -> str:
+    digest = hashlib.md5(body).hexdigest()
+    temp = dest / f".{index}.part"
+    with open(temp, "wb") as f:
+        f.write(body)
+    os.replace(temp, dest / str(index))
+    return digest
+
+
+async def download(url: str, user: str, password: str, urls: list[str], dest: Path, n: int) -> None:
+    queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
+    for item in enumerate(urls):
+        queue.put_nowait(item)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(url, timeout=timeout, cookie_jar=jar) as http:
+        await login(http, user, password)
+
+        async def worker() -> None:
+            while not queue.empty():
+                index, path = queue.get_nowait()
+                async with http.get(path) as response:
+                    response.raise_for_status()
+                    chunks = [c async for c in response.content.iter_chunked(256 * 1024)]
+                await asyncio.to_thread(_store, dest, index, b"".join(chunks))
+
+        await asyncio.gather(*(worker() for _ in range(n)))
+
+
+async def listing(url: str, user: str, password: str, project: str, n: int) -> None:
+    """The requests of a pull's listing stage, at the same listing concurrency."""
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(url, cookie_jar=jar) as http:
+        await login(http, user, password)
+        limit = asyncio.Semaphore(n)
+
+        async def get(path: str) -> dict[str, object]:
+            async with limit, http.get(path, params={"format": "json"}) as response:
+                response.raise_for_status()
+                data: dict[str, object] = await response.json(content_type=None)
+                return data
+
+        def rows(data: dict[str, object]) -> list[dict[str, str]]:
+            result_set = data["ResultSet"]
+            assert isinstance(result_set, dict)
+            return list(result_set["Result"])
+
+        base = f"/data/projects/{project}"
+        experiments = rows(await get(f"{base}/experiments"))
+        subjects = rows(await get(f"{base}/subjects"))
+        paths = [f"{base}/resources", f"{base}/files"]
+        for exp in experiments:
+            paths += [
+                f"/data/experiments/{exp['ID']}/resources",
+                f"/data/experiments/{exp['ID']}/files",
+            ]
+        for sub in subjects:
+            paths += [
+                f"{base}/subjects/{sub['ID']}/resources",
+                f"{base}/subjects/{sub['ID']}/files",
+            ]
+        await asyncio.gather(*(get(p) for p in paths))
+
+
+def main(argv: list[str]) -> None:
+    mode, url, user, password = argv[:4]
+    if mode == "download":
+        urls = Path(argv[4]).read_text().split()
+        Path(argv[5]).mkdir(parents=True, exist_ok=True)
+        asyncio.run(download(url, user, password, urls, Path(argv[5]), int(argv[6])))
+    else:
+        asyncio.run(listing(url, user, password, argv[4], int(argv[5])))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

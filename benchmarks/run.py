@@ -1,0 +1,241 @@
+"""``make bench``: xnatsync pull side by side with a reference loop and the peer clients.
+
+Method (reference-performance §2.5): the emulator runs in its own process over plain HTTP,
+serving synthetic files it just wrote (warm page cache); every candidate is a separate process
+measured by wall time and its own peak RSS; candidates are interleaved (A B C D, then rotated)
+for ``--pairs`` rounds; results are medians of per-round ratios, because absolute numbers on a
+shared 2-core VM swing by ±30 %. Results go to ``benchmarks/results/latest.json`` and a
+Markdown table on stdout (the README carries a copy).
+
+Usage: ``python -m benchmarks.run [--pairs 3] [--only NAME] [--quick] [--no-peers]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from benchmarks.measure import Measurement, measure
+
+PROJECT = "BENCH"
+USER = PASSWORD = "admin"
+CONCURRENCY = 8
+LISTINGS = 4
+RESULTS = Path(__file__).parent / "results"
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    subjects: int
+    scans: int
+    files: int
+    size: int
+    noop: bool = False
+
+    @property
+    def count(self) -> int:
+        return self.subjects * self.scans * self.files
+
+    def scaled(self, factor: int) -> Workload:
+        if self.count == 1:
+            return Workload(self.name, 1, 1, 1, self.size // factor, self.noop)
+        return Workload(self.name, max(1, self.subjects // factor), self.scans, self.files,
+                        self.size, self.noop)  # fmt: skip
+
+
+WORKLOADS = (
+    Workload("2000 x 512 KiB", subjects=20, scans=10, files=10, size=512 * 1024),
+    Workload("5000 x 16 KiB", subjects=50, scans=10, files=10, size=16 * 1024),
+    Workload("1 x 1 GiB", subjects=1, scans=1, files=1, size=1 << 30),
+    Workload("no-op re-pull of 20000", subjects=100, scans=10, files=20, size=4096, noop=True),
+)
+
+
+@dataclass
+class Result:
+    workload: str
+    files: int
+    bytes: int
+    runs: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)
+
+
+def start_emulator(root: Path, w: Workload) -> tuple[subprocess.Popen[str], str]:
+    cmd = [
+        sys.executable, "-m", "xnatsync.emulator", "--port", "0", "--root", str(root),
+        "--seed", "synthetic", "--project", PROJECT, "--subjects", str(w.subjects),
+        "--sessions", "1", "--scans", str(w.scans), "--files", str(w.files),
+        "--file-size", str(w.size),
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith("XNAT emulator at "):
+        proc.kill()
+        raise SystemExit(f"emulator did not start: {line!r}")
+    return proc, line.removeprefix("XNAT emulator at ")
+
+
+async def file_uris(url: str) -> list[str]:
+    """The listed file URIs of the project (setup for the reference loop; not timed)."""
+    auth = aiohttp.BasicAuth(USER, PASSWORD)
+    async with aiohttp.ClientSession(url, auth=auth) as http:
+        params = {"format": "json"}
+        async with http.get(f"/data/projects/{PROJECT}/experiments", params=params) as r:
+            experiments = (await r.json())["ResultSet"]["Result"]
+        uris: list[str] = []
+        for exp in experiments:
+            path = f"/data/experiments/{exp['ID']}/files"
+            async with http.get(path, params={"format": "json", "all": "true"}) as r:
+                uris += [row["URI"] for row in (await r.json())["ResultSet"]["Result"]]
+        return uris
+
+
+def commands(url: str, w: Workload, work: Path, peers: bool) -> dict[str, list[str]]:
+    py = sys.executable
+    xnatsync = [str(Path(py).with_name("xnatsync")), "pull", url, "--project", PROJECT]
+    xnatsync += ["--dest", str(work / "xnatsync"), "--concurrency", str(CONCURRENCY)]
+    xnatsync += ["--listings", str(LISTINGS), "--no-progress", "--quiet"]
+    if w.noop:
+        listing = [py, "-m", "benchmarks.reference", "listing", url, USER, PASSWORD, PROJECT]
+        return {"xnatsync": xnatsync, "listing only": [*listing, str(LISTINGS)]}
+    ref = [py, "-m", "benchmarks.reference", "download", url, USER, PASSWORD]
+    cmds = {
+        "xnatsync": xnatsync,
+        "R3t": [*ref, str(work / "urls.txt"), str(work / "R3t"), str(CONCURRENCY)],
+    }
+    if peers:
+        for tool in ("xnatpy", "pyxnat"):
+            cmds[tool] = [py, "-m", "benchmarks.peers", tool, url, USER, PASSWORD, PROJECT,
+                          str(work / tool)]  # fmt: skip
+    return cmds
+
+
+def run_workload(w: Workload, pairs: int, peers: bool, scratch: Path) -> Result:
+    root, work = scratch / "emulator", scratch / "work"
+    shutil.rmtree(scratch, ignore_errors=True)
+    work.mkdir(parents=True)
+    started = time.perf_counter()
+    emulator, url = start_emulator(root, w)
+    print(f"\n## {w.name}: seeded in {time.perf_counter() - started:.1f} s at {url}", flush=True)
+    env = {**os.environ, "XNATSYNC_USER": USER, "XNATSYNC_PASSWORD": PASSWORD}
+    result = Result(w.name, w.count, w.count * w.size)
+    try:
+        (work / "urls.txt").write_text("\n".join(asyncio.run(file_uris(url))))
+        cmds = commands(url, w, work, peers)
+        if w.noop:
+            first = measure(cmds["xnatsync"], env)
+            assert first.exit_code == 0, first.stderr_tail
+        names = list(cmds)
+        for round_ in range(pairs):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            for name in order:
+                if not w.noop:
+                    shutil.rmtree(work / name, ignore_errors=True)
+                m = measure(cmds[name], env)
+                report(name, m)
+                result.runs.setdefault(name, []).append(
+                    {"seconds": m.seconds, "peak_rss_mib": m.peak_rss_mib, "exit": m.exit_code}
+                )
+    finally:
+        emulator.send_signal(signal.SIGTERM)
+        emulator.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)
+    result.summary = summarise(result, w)
+    return result
+
+
+def report(name: str, m: Measurement) -> None:
+    line = f"  {name:<12} {m.seconds:8.2f} s  {m.peak_rss_mib:6.1f} MiB  exit {m.exit_code}"
+    print(line, flush=True)
+    if m.exit_code != 0:
+        print("    " + m.stderr_tail.strip().replace("\n", "\n    "), flush=True)
+
+
+def summarise(result: Result, w: Workload) -> dict[str, float]:
+    ours = [r["seconds"] for r in result.runs["xnatsync"]]
+    out: dict[str, float] = {
+        "xnatsync_s": statistics.median(ours),
+        "xnatsync_peak_mib": max(r["peak_rss_mib"] for r in result.runs["xnatsync"]),
+        "xnatsync_failures": sum(1 for r in result.runs["xnatsync"] if r["exit"] != 0),
+    }
+    if not w.noop:
+        out["xnatsync_mb_s"] = w.count * w.size / out["xnatsync_s"] / 1e6
+    for name, runs in result.runs.items():
+        if name == "xnatsync":
+            continue
+        theirs = [r["seconds"] for r in runs]
+        key = name.replace(" ", "_")
+        out[f"{key}_s"] = statistics.median(theirs)
+        # per-round ratio of the baseline's time to ours: > 1 means xnatsync is faster
+        out[f"ratio_vs_{key}"] = statistics.median(
+            t / o for t, o in zip(theirs, ours, strict=False)
+        )
+        out[f"{key}_failures"] = sum(1 for r in runs if r["exit"] != 0)
+    return out
+
+
+def table(results: list[Result]) -> str:
+    lines = [
+        "| workload | xnatsync | baseline | xnatsync / baseline throughput | target"
+        " | xnatpy | pyxnat | peak RSS |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in results:
+        s = r.summary
+        if "ratio_vs_listing_only" in s:
+            base = f"{s['listing_only_s']:.2f} s (listing only)"
+            ratio = f"time = {1 / s['ratio_vs_listing_only']:.2f} x listing"
+            target = "< 2 x listing: " + ("met" if 1 / s["ratio_vs_listing_only"] < 2 else "MISSED")
+        else:
+            base = f"{s['R3t_s']:.2f} s (R3t)"
+            ratio = f"{s['ratio_vs_R3t']:.2f}"
+            target = ">= 0.8: " + ("met" if s["ratio_vs_R3t"] >= 0.8 else "MISSED")
+        peers = [f"{s[k + '_s']:.2f} s ({s['ratio_vs_' + k]:.1f}x)" if k + "_s" in s else "-"
+                 for k in ("xnatpy", "pyxnat")]  # fmt: skip
+        mem = f"{s['xnatsync_peak_mib']:.0f} MiB"
+        lines.append(
+            f"| {r.workload} | {s['xnatsync_s']:.2f} s | {base} | {ratio} | {target} | "
+            f"{peers[0]} | {peers[1]} | {mem} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--only", help="run only workloads whose name contains this")
+    parser.add_argument("--quick", action="store_true", help="1/10 of the data (smoke test)")
+    parser.add_argument("--no-peers", action="store_true", help="skip xnatpy and pyxnat")
+    args = parser.parse_args()
+    chosen = [w for w in WORKLOADS if not args.only or args.only in w.name]
+    if args.quick:
+        chosen = [w.scaled(10) for w in chosen]
+    scratch = Path(tempfile.mkdtemp(prefix="xnatsync-bench-", dir=os.environ.get("BENCH_DIR")))
+    results = [run_workload(w, args.pairs, not args.no_peers, scratch / "w") for w in chosen]
+    shutil.rmtree(scratch, ignore_errors=True)
+    text = table(results)
+    print("\n" + text)
+    RESULTS.mkdir(exist_ok=True)
+    name = "quick.json" if args.quick else "latest.json"
+    meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pairs": args.pairs}
+    data = {"meta": meta, "results": [asdict(r) for r in results], "table": text}
+    (RESULTS / name).write_text(json.dumps(data, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
