@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class Level(enum.StrEnum):
@@ -70,22 +70,24 @@ class RemoteFile:
     size: int | None
     digest: str | None
 
-    @property
-    def key(self) -> str:
-        """The file's XNAT identity; NFC so that NFD and NFC spellings are one file.
+    key: str = field(init=False, repr=False, compare=False)
+    """The file's XNAT identity; NFC so that NFD and NFC spellings are one file.
 
-        Shape: ``project/owner/level/container/resource/path``, so that sorting by key groups
-        the files of one experiment together (the engine plans one experiment at a time).
-        """
-        path = unicodedata.normalize("NFC", self.path)
-        parts = (self.project, self.owner, self.level.value, self.container, self.resource, path)
-        return "/".join(parts)
+    Shape: ``project/owner/level/container/resource/path``, so that sorting by key groups the
+    files of one experiment together (the engine plans one experiment at a time). Computed once:
+    sorting, diffing and journaling read it many times per file.
+    """
+    owner: str = field(init=False, repr=False, compare=False)
+    """Accession ID of the object the resource belongs to: experiment, subject, or ""."""
 
-    @property
-    def owner(self) -> str:
-        """Accession ID of the object the resource belongs to: experiment, subject, or ""."""
+    def __post_init__(self) -> None:
         if self.level is Level.PROJECT:
-            return ""
-        if self.level is Level.SUBJECT:
-            return self.subject_id
-        return self.experiment_id
+            owner = ""
+        elif self.level is Level.SUBJECT:
+            owner = self.subject_id
+        else:
+            owner = self.experiment_id
+        path = unicodedata.normalize("NFC", self.path)
+        parts = (self.project, owner, self.level.value, self.container, self.resource, path)
+        object.__setattr__(self, "owner", owner)
+        object.__setattr__(self, "key", "/".join(parts))

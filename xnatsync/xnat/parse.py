@@ -26,6 +26,7 @@ Listing decisions (documented because they decide what "the same file" means):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -240,7 +241,15 @@ def _uri_shape(uri: str) -> tuple[_Shape, str] | None:
     match = _FILE_URI.match(uri)
     if match is None:
         return None
-    parts = [unquote(p) for p in match.group("base").split("/") if p]
+    shape = _base_shape(match.group("base"))
+    return None if shape is None else (shape, match.group("path"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _base_shape(base: str) -> _Shape | None:
+    """The shape of a URI prefix up to ``resources/<id>``: shared by every file of a resource,
+    so it is parsed once per resource, not once per file."""
+    parts = [unquote(p) for p in base.split("/") if p]
     while parts and parts[0] in ("data", "REST", "archive"):
         parts.pop(0)
     if len(parts) < 2 or parts[-2] != "resources":
@@ -266,7 +275,7 @@ def _uri_shape(uri: str) -> tuple[_Shape, str] | None:
         base = "/data/" + "/".join(routes.segment(p) for p in parts)
     except ValueError:
         return None
-    shape = _Shape(
+    return _Shape(
         level=level,
         subject_id=fields["subjects"],
         experiment_id=fields["experiments"],
@@ -274,7 +283,6 @@ def _uri_shape(uri: str) -> tuple[_Shape, str] | None:
         resource_id=parts[-1],
         base=base,
     )
-    return shape, match.group("path")
 
 
 def _relative_path(raw: str, name: str) -> str:
