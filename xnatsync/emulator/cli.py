@@ -1,0 +1,98 @@
+"""Command line of the emulator: `xnatsync emulator …` (wired by the main CLI) and
+`python -m xnatsync.emulator …`.
+
+The first stdout line is `XNAT emulator at http://HOST:PORT` (flushed, the real port when
+`--port 0`); the process then serves until SIGINT/SIGTERM and exits 0.
+
+Example::
+
+    python -m xnatsync.emulator --port 8080 --seed demo
+    python -m xnatsync.emulator --root /tmp/x --seed synthetic --project BIG --subjects 10 \\
+        --sessions 2 --scans 5 --files 100 --file-size 262144 --faults 'seed=1,reset=0.01'
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import pathlib
+import signal
+import sys
+
+from xnatsync.emulator.faults import Faults
+from xnatsync.emulator.server import run_emulator
+from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the emulator command."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=8080, help="port (0 = any free port)")
+    parser.add_argument("--root", type=pathlib.Path, help="archive directory (kept); default temp")
+    parser.add_argument("--seed", choices=["demo", "synthetic"], help="seed data to create")
+    parser.add_argument("--user", default="admin", help="administrator name")
+    parser.add_argument("--password", default="admin", help="administrator password")
+    parser.add_argument("--faults", default="", help="fault SPEC (see xnatsync.emulator.faults)")
+    parser.add_argument("--session-timeout", type=float, default=900.0, help="idle seconds")
+    parser.add_argument("--site-id", default="XNAT", help="site ID (accession prefix, realm)")
+    synth = parser.add_argument_group("synthetic seed")
+    synth.add_argument("--project", default="SYNTH")
+    synth.add_argument("--subjects", type=int, default=2)
+    synth.add_argument("--sessions", type=int, default=1, help="per subject")
+    synth.add_argument("--scans", type=int, default=2, help="per session")
+    synth.add_argument("--files", type=int, default=4, help="per scan")
+    synth.add_argument("--file-size", type=int, default=64 * 1024, help="bytes")
+
+
+def config_from(args: argparse.Namespace) -> EmulatorConfig:
+    """The settings the parsed arguments describe (validates the fault SPEC)."""
+    Faults(args.faults)
+    synthetic = SyntheticSpec(
+        args.project, args.subjects, args.sessions, args.scans, args.files, args.file_size
+    )
+    return EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        root=args.root,
+        admin_user=args.user,
+        admin_password=args.password,
+        site_id=args.site_id,
+        session_timeout=args.session_timeout,
+        seed=args.seed or "",
+        synthetic=synthetic,
+        faults=args.faults,
+    )
+
+
+async def serve(config: EmulatorConfig) -> None:
+    """Serve until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with run_emulator(config) as emulator:
+        print(f"XNAT emulator at {emulator.url}", flush=True)
+        print(f"seeded in {emulator.seed_seconds:.3f} s", file=sys.stderr, flush=True)
+        await stop.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the emulator command; 0 after a signal, 2 on bad settings."""
+    try:
+        config = config_from(args)
+    except ValueError as exc:
+        print(f"xnatsync emulator: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(config))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m xnatsync.emulator`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m xnatsync.emulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

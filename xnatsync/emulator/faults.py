@@ -1,0 +1,275 @@
+"""Fault injection for the emulator: what goes wrong, for which request, decided deterministically.
+
+This module only *decides* (and keeps the request log and byte-count events); `faultwire`
+applies the decision to the wire. A decision is a `Fault(kind, arg, at)`.
+
+SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
+
+    SPEC   := ITEM ( ("," | ";") ITEM )*
+    ITEM   := "seed=" INT                  seed of the per-request draw (default 0)
+            | "paths=" GLOB ("|" GLOB)*    which request paths rates apply to
+                                           (fnmatch, `*` crosses `/`; default "*/files/*")
+            | "methods=" M ("|" M)*        which methods rates apply to (default GET)
+            | "delay=" SECONDS             latency added to every matching request
+            | "session-max-age=" SECONDS   JSESSIONIDs die this long after creation (→ 401)
+            | "ranges=" ("1" | "0")        1: honour Range/If-Range/If-Match and send ETag and
+                                           Accept-Ranges (unlike XNAT; for resume tests, §1.9 #10)
+            | FAULT "=" RATE               apply FAULT to this fraction of matching requests
+    FAULT  := KIND [":" ARG] ["@" AT]      AT: byte offset ("@1000") or fraction ("@0.5")
+
+    KIND            ARG                    effect
+    ok              -                      nothing
+    latency         seconds (1)            wait, then answer normally
+    500|502|503|504 -                      that status with an HTML error page
+    error           status (500)           same, any status
+    429             Retry-After (2)        429 with `Retry-After: ARG`
+    expire          -                      the request's session is invalidated first
+                                           (cookie-only requests then get 401)
+    redirect-login  -                      302 to /app/template/Login.vm
+    login-page      -                      200 text/html login page instead of the answer
+    reset           -            AT (.5)   send AT of the body, then RST (SO_LINGER 0)
+    truncate        -            AT (.5)   full Content-Length, send AT, then FIN
+    chunked-cut     -            AT (.5)   chunked encoding, send AT, close without last chunk
+    chunked-short   -            AT (.5)   chunked encoding, send AT, end cleanly (short body)
+    cut             -            AT (.5)   send AT with a matching Content-Length (truncated
+                                           JSON listing: a clean but broken document)
+    json-cut        -            AT (.5)   alias of cut
+    stall           seconds (5)  AT (.5)   send AT, stop for ARG seconds, send the rest
+    slow            bytes/s (65536)        send the body at that rate
+    corrupt         -                      same length, one byte flipped at a seeded offset
+    resize          delta bytes (+16)      body and Content-Length differ from the listing
+    drop            -                      run the handler (e.g. store an upload), then RST
+                                           without answering
+
+Example: ``seed=7,paths=*/files/*,reset=0.05,503=0.02,429:3=0.01,stall:2@0.3=0.01``.
+
+Rates draw a uniform number from BLAKE2(seed, method, path, n) where n counts earlier matching
+requests for that method+path, so a run's faults do not depend on how requests interleave.
+Scripts (`Faults.script`) take precedence over rates: the k-th matching request gets the k-th
+listed fault, and rates resume once the list is exhausted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+from collections import Counter
+from dataclasses import dataclass, field
+
+BODY_KINDS = frozenset(
+    {"reset", "truncate", "chunked-cut", "chunked-short", "cut", "stall", "slow", "corrupt",
+     "resize", "drop", "login-page"}
+)  # fmt: skip
+PRE_KINDS = frozenset({"latency", "error", "429", "expire", "redirect-login"})
+_DEFAULT_ARG = {
+    "latency": 1.0, "error": 500.0, "429": 2.0, "stall": 5.0, "slow": 65536.0, "resize": 16.0
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One decision. `arg` is seconds, status, rate or delta by kind; `at` an offset spec."""
+
+    kind: str
+    arg: float = 0.0
+    at: float = 0.5  # < 1 or with `at_bytes`: see `cut_offset`
+    at_bytes: bool = False
+
+    def cut_offset(self, total: int) -> int:
+        """Where a body fault strikes, as a byte offset within `total` bytes."""
+        offset = int(self.at) if self.at_bytes else int(total * self.at)
+        return max(0, min(offset, total))
+
+    def __str__(self) -> str:
+        return self.kind if self.kind == "ok" else f"{self.kind}:{self.arg:g}@{self.at:g}"
+
+
+OK = Fault("ok")
+
+
+def parse_fault(token: str) -> Fault:
+    """Parse `KIND[:ARG][@AT]` (see the module docstring)."""
+    token = token.strip()
+    at, at_bytes = 0.5, False
+    if "@" in token:
+        token, at_text = token.split("@", 1)
+        at_bytes = "." not in at_text
+        at = float(at_text)
+    kind, _, arg_text = token.partition(":")
+    if kind in {"500", "502", "503", "504"}:
+        return Fault("error", float(kind), at, at_bytes)
+    if kind == "json-cut":
+        kind = "cut"
+    if kind not in BODY_KINDS | PRE_KINDS | {"ok"}:
+        raise ValueError(f"unknown fault kind {kind!r}")
+    arg = float(arg_text) if arg_text else _DEFAULT_ARG.get(kind, 0.0)
+    return Fault(kind, arg, at, at_bytes)
+
+
+@dataclass(slots=True)
+class _Script:
+    method: str
+    glob: str
+    faults: list[Fault]
+
+
+@dataclass(slots=True)
+class _Watch:
+    glob: str
+    threshold: int
+    event: asyncio.Event
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One answered request as the log keeps it."""
+
+    method: str
+    path: str
+    query: str
+    status: int
+    user: str
+    fault: str
+
+
+LOG_LIMIT = 200_000
+
+
+@dataclass(slots=True)
+class RequestLog:
+    """The requests the emulator answered, in completion order (at most `LOG_LIMIT`)."""
+
+    records: list[RequestRecord] = field(default_factory=list)
+
+    def add(self, record: RequestRecord) -> None:
+        """Append one record (dropping the oldest half once `LOG_LIMIT` is reached)."""
+        if len(self.records) >= LOG_LIMIT:
+            del self.records[: LOG_LIMIT // 2]
+        self.records.append(record)
+
+    def matching(self, method: str = "*", glob: str = "*") -> list[RequestRecord]:
+        """Records whose method (or `*`) and path glob match."""
+        return [
+            r
+            for r in self.records
+            if method in ("*", r.method) and fnmatch.fnmatchcase(r.path, glob)
+        ]
+
+    def count(self, method: str = "*", glob: str = "*") -> int:
+        """How many records match."""
+        return len(self.matching(method, glob))
+
+    def clear(self) -> None:
+        """Forget everything logged so far."""
+        self.records.clear()
+
+
+class Faults:
+    """Rates from a SPEC, scripted per-request faults, and byte-count events."""
+
+    def __init__(self, spec: str = "") -> None:
+        self.seed = 0
+        self.paths: list[str] = ["*/files/*"]
+        self.methods: set[str] = {"GET"}
+        self.delay = 0.0
+        self.session_max_age: float | None = None
+        self.honour_ranges = False
+        self.rates: list[tuple[Fault, float]] = []
+        self._scripts: list[_Script] = []
+        self._seen: Counter[tuple[str, str]] = Counter()
+        self._watches: list[_Watch] = []
+        self.configure(spec)
+
+    def configure(self, spec: str) -> None:
+        """Replace the rate settings with those of a SPEC string."""
+        self.rates = []
+        for item in spec.replace(";", ",").split(","):
+            if item.strip():
+                self._configure_item(item.strip())
+        if sum(rate for _, rate in self.rates) > 1.0 + 1e-9:
+            raise ValueError("fault rates add up to more than 1")
+
+    def _configure_item(self, item: str) -> None:
+        name, sep, value = item.rpartition("=")
+        if not sep:
+            raise ValueError(f"fault spec item {item!r} lacks '='")
+        if name == "seed":
+            self.seed = int(value)
+        elif name == "paths":
+            self.paths = value.split("|")
+        elif name == "methods":
+            self.methods = {m.upper() for m in value.split("|")}
+        elif name == "delay":
+            self.delay = float(value)
+        elif name == "session-max-age":
+            self.session_max_age = float(value)
+        elif name == "ranges":
+            self.honour_ranges = value.lower() in ("1", "true", "yes")
+        else:
+            rate = float(value)
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"rate {rate} outside [0, 1]")
+            self.rates.append((parse_fault(name), rate))
+
+    def script(self, method: str, glob: str, faults: list[str | Fault]) -> None:
+        """Give the 1st, 2nd, … request matching method (`*` = any) and glob these faults."""
+        parsed = [f if isinstance(f, Fault) else parse_fault(f) for f in faults]
+        self._scripts.append(_Script(method.upper(), glob, parsed))
+
+    def clear(self) -> None:
+        """Drop scripts, rates and watches (the log is kept elsewhere)."""
+        self._scripts.clear()
+        self.rates = []
+        self.delay = 0.0
+        self.session_max_age = None
+        self.honour_ranges = False
+        self._watches.clear()
+
+    def matches_rates(self, method: str, path: str) -> bool:
+        """Whether the rate settings apply to this request."""
+        return method in self.methods and any(fnmatch.fnmatchcase(path, g) for g in self.paths)
+
+    def choose(self, method: str, path: str) -> Fault:
+        """The fault for this request (scripts first, then rates); `OK` for none."""
+        for script in self._scripts:
+            wanted = script.faults and script.method in ("*", method)
+            if wanted and fnmatch.fnmatchcase(path, script.glob):
+                return script.faults.pop(0)
+        if not self.rates or not self.matches_rates(method, path):
+            return OK
+        attempt = self._seen[(method, path)]
+        self._seen[(method, path)] += 1
+        draw = self._draw(f"{method} {path} {attempt}")
+        for fault, rate in self.rates:
+            if draw < rate:
+                return fault
+            draw -= rate
+        return OK
+
+    def _draw(self, text: str) -> float:
+        digest = hashlib.blake2b(f"{self.seed}|{text}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64
+
+    def corrupt_offset(self, path: str, size: int) -> int:
+        """The seeded offset of the byte `corrupt` flips in a body of `size` bytes."""
+        return int(self._draw(f"corrupt {path}") * size) if size else 0
+
+    def on_bytes_sent(self, glob: str, threshold: int) -> asyncio.Event:
+        """An event set once a response body for a path matching `glob` has sent `threshold`
+        bytes. While a watch is pending, matching bodies are streamed in counted chunks."""
+        watch = _Watch(glob, threshold, asyncio.Event())
+        self._watches.append(watch)
+        return watch.event
+
+    def watching(self, path: str) -> bool:
+        """Whether some pending watch wants byte counts for this path."""
+        return any(
+            not w.event.is_set() and fnmatch.fnmatchcase(path, w.glob) for w in self._watches
+        )
+
+    def bytes_sent(self, path: str, sent: int) -> None:
+        """Report progress of one body; sets the events whose threshold is reached."""
+        for watch in self._watches:
+            if sent >= watch.threshold and fnmatch.fnmatchcase(path, watch.glob):
+                watch.event.set()

@@ -1,0 +1,219 @@
+"""Project and subject routes: list, get, PUT create/update/relabel, DELETE (§3.1, §3.2, §4.5,
+§4.6, §11.9–§11.11).
+
+Answers: project PUT 200 (409 on an ID/name/secondary_ID clash, 403 without edit rights);
+subject PUT 201 + bare accession ID when created, 200 + ID when it existed; DELETEs 200.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from xnatsync.emulator.common import (
+    add_data_route,
+    can_edit,
+    can_read,
+    can_see,
+    fail,
+    result_set,
+    store_of,
+    user_of,
+)
+from xnatsync.emulator.records import Project
+from xnatsync.emulator.render import (
+    PROJECT_COLUMNS,
+    SUBJECT_COLUMNS,
+    project_item,
+    project_row,
+    simple_xml,
+    subject_item,
+    subject_row,
+)
+from xnatsync.emulator.resolve import project_of, resolve
+
+SUBJECT_FIELDS = frozenset(
+    [
+        "group",
+        "src",
+        "dob",
+        "yob",
+        "age",
+        "gender",
+        "handedness",
+        "ses",
+        "education",
+        "race",
+        "ethnicity",
+        "weight",
+        "height",
+    ]
+)
+ACCESSIBILITY = ("private", "protected", "public")
+
+
+def object_answer(request: web.Request, item: dict[str, object], xml: str) -> web.Response:
+    """A single object as JSON items (format=json) or XML (format=xml or no format)."""
+    if request.query.get("format", "xml").lower() == "json":
+        return web.json_response(item)
+    return web.Response(text=xml, content_type="text/xml")
+
+
+def plain(text: str, status: int = 200) -> web.Response:
+    """A text/plain answer (bare IDs of PUTs)."""
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
+def fields_from(request: web.Request, names: frozenset[str]) -> dict[str, str]:
+    """Query parameters that set fields, by shortcut or XML path (last segment)."""
+    out = {}
+    for key, value in request.query.items():
+        name = key.rsplit("/", 1)[-1]
+        if name in names:
+            out[name] = value
+    return out
+
+
+async def list_projects(request: web.Request) -> web.Response:
+    """GET /data/projects."""
+    user = user_of(request)
+    rows = [project_row(p) for p in store_of(request).projects.values() if can_see(user, p)]
+    return result_set(request, rows, default_columns=PROJECT_COLUMNS)
+
+
+async def get_project(request: web.Request) -> web.Response:
+    """GET /data/projects/{P}."""
+    project = project_of(request)
+    row = {k: v for k, v in project_row(project).items() if k != "URI"}
+    return object_answer(request, project_item(project), simple_xml("xnat:Project", row))
+
+
+def _clash(projects: list[Project], project_id: str, name: str, secondary: str) -> bool:
+    for other in projects:
+        if other.id == project_id:
+            continue
+        if name and other.name.lower() == name.lower():
+            return True
+        if secondary and other.secondary_id.lower() == secondary.lower():
+            return True
+    return False
+
+
+async def put_project(request: web.Request) -> web.Response:
+    """PUT /data/projects/{P}?name=&secondary_ID=&accessibility=&description=&alias=."""
+    store, user = store_of(request), user_of(request)
+    key, query = request.match_info["project"], request.query
+    project = store.project(key)
+    name, secondary = query.get("name", ""), query.get("secondary_ID", "")
+    if project is not None and not can_edit(user, project):
+        fail(403 if can_see(user, project) else 409, "Requested new project conflicts")
+    if _clash(list(store.projects.values()), project.id if project else key, name, secondary):
+        fail(409, "Requested new project conflicts with an existing project")
+    access = query.get("accessibility", "")
+    if access and access not in ACCESSIBILITY:
+        fail(400, f"Invalid accessibility {access}")
+    if project is None:
+        project = store.create_project(key, name, secondary, access or "private", user.username)
+    else:
+        project.name = name or project.name
+        project.secondary_id = secondary or project.secondary_id
+        project.accessibility = access or project.accessibility
+    project.description = query.get("description", project.description)
+    if query.get("alias") and store.project(query["alias"]) is None:
+        store.add_alias(project, query["alias"])
+    store.dirty = True
+    return plain("")
+
+
+async def put_project_setting(request: web.Request) -> web.Response:
+    """PUT /data/projects/{P}/accessibility/{a} and …/prearchive_code/{code}."""
+    project = project_of(request, write=True)
+    setting, value = request.match_info["setting"], request.match_info["value"]
+    if setting == "accessibility" and value in ACCESSIBILITY:
+        project.accessibility = value
+    elif setting == "prearchive_code" and value in ("0", "4", "5", "10", "11"):
+        project.prearchive_code = int(value)
+    else:
+        fail(400, f"Invalid {setting} {value}")
+    store_of(request).dirty = True
+    return plain("")
+
+
+async def delete_project(request: web.Request) -> web.Response:
+    """DELETE /data/projects/{P}."""
+    project = project_of(request, write=True)
+    store_of(request).delete_project(project)
+    return plain("")
+
+
+async def list_subjects(request: web.Request) -> web.Response:
+    """GET /data/projects/{P}/subjects and /data/subjects."""
+    store, user = store_of(request), user_of(request)
+    if "project" in request.match_info:
+        project = resolve(request).project
+        subjects = [store.subjects[sid] for sid in project.subjects]
+    else:
+        readable = {p.id for p in store.projects.values() if can_read(user, p)}
+        subjects = [s for s in store.subjects.values() if s.project in readable]
+    rows = [subject_row(s) for s in subjects]
+    return result_set(request, rows, title="Project Subjects", default_columns=SUBJECT_COLUMNS)
+
+
+async def get_subject(request: web.Request) -> web.Response:
+    """GET …/subjects/{S}."""
+    subject = resolve(request).subject
+    assert subject is not None
+    store = store_of(request)
+    experiments = [store.experiments[e] for e in subject.experiments]
+    row = {"ID": subject.id, "label": subject.label, "project": subject.project}
+    return object_answer(
+        request, subject_item(subject, experiments), simple_xml("xnat:Subject", row)
+    )
+
+
+async def put_subject(request: web.Request) -> web.Response:
+    """PUT /data/projects/{P}/subjects/{S}[?label=NEW&gender=…]: 201/200 + accession ID."""
+    store, user = store_of(request), user_of(request)
+    project = store.project(request.match_info["project"])
+    if project is None:
+        fail(404, f"Unable to identify project {request.match_info['project']}")
+    key = request.match_info["subject"]
+    existing = store.subject(project.id, key)
+    if existing is not None:
+        resolve(request, write=True)
+    elif not can_edit(user, project):
+        fail(403, "Specified user account has insufficient create privileges for subjects.")
+    subject, created = store.ensure_subject(project.id, key, user.username)
+    new_label = request.query.get("label")
+    if new_label and new_label != subject.label:
+        try:
+            store.relabel_subject(subject, new_label)
+        except ValueError:
+            fail(409, f"Subject label {new_label} already exists in project {project.id}")
+    subject.fields.update(fields_from(request, SUBJECT_FIELDS))
+    store.dirty = True
+    return plain(subject.id, 201 if created else 200)
+
+
+async def delete_subject(request: web.Request) -> web.Response:
+    """DELETE …/subjects/{S}."""
+    subject = resolve(request, write=True).subject
+    assert subject is not None
+    store_of(request).delete_subject(subject)
+    return plain("")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register project and subject routes."""
+    add_data_route(app, "GET", "/projects", list_projects)
+    add_data_route(app, "GET", "/projects/{project}", get_project)
+    add_data_route(app, "PUT", "/projects/{project}", put_project)
+    add_data_route(app, "POST", "/projects/{project}", put_project)
+    add_data_route(app, "DELETE", "/projects/{project}", delete_project)
+    setting = "/projects/{project}/{setting:accessibility|prearchive_code}/{value}"
+    add_data_route(app, "PUT", setting, put_project_setting)
+    add_data_route(app, "GET", "/projects/{project}/subjects", list_subjects)
+    add_data_route(app, "GET", "/subjects", list_subjects)
+    for path in ("/projects/{project}/subjects/{subject}", "/subjects/{subject}"):
+        add_data_route(app, "GET", path, get_subject)
+        add_data_route(app, "DELETE", path, delete_subject)
+    add_data_route(app, "PUT", "/projects/{project}/subjects/{subject}", put_subject)

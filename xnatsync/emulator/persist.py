@@ -1,0 +1,94 @@
+"""JSON form of the emulator's records: `dump(store)` and `load_into(store, data)`.
+
+The document nests the archive as XNAT does (projects hold subjects and experiments, experiments
+hold scans, owners hold resources, resources hold file entries); the store's indexes are rebuilt
+from it on load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from xnatsync.emulator.records import Experiment, FileEntry, Project, Resource, Scan, Subject
+
+if TYPE_CHECKING:
+    from xnatsync.emulator.store import Store
+
+VERSION = 1
+
+
+def _flat(obj: Any, skip: tuple[str, ...]) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.name not in skip}
+
+
+def _resources(resources: dict[str, Resource]) -> list[dict[str, Any]]:
+    out = []
+    for resource in resources.values():
+        row = _flat(resource, ("files",))
+        row["files"] = [dataclasses.astuple(f) for f in resource.files.values()]
+        out.append(row)
+    return out
+
+
+def dump(store: Store) -> dict[str, Any]:
+    """The whole archive as JSON-ready data."""
+    return {
+        "version": VERSION,
+        "site_id": store.site_id,
+        "counters": store.counters,
+        "projects": [
+            _flat(p, ("subjects", "experiments", "resources"))
+            | {"resources": _resources(p.resources)}
+            for p in store.projects.values()
+        ],
+        "subjects": [
+            _flat(s, ("resources",)) | {"resources": _resources(s.resources)}
+            for s in store.subjects.values()
+        ],
+        "experiments": [
+            _flat(e, ("scans", "resources"))
+            | {
+                "resources": _resources(e.resources),
+                "scans": [
+                    _flat(sc, ("resources",)) | {"resources": _resources(sc.resources)}
+                    for sc in e.scans.values()
+                ],
+            }
+            for e in store.experiments.values()
+        ],
+    }
+
+
+def _load_resources(store: Store, rows: list[dict[str, Any]]) -> dict[str, Resource]:
+    out: dict[str, Resource] = {}
+    for row in rows:
+        files = {f[0]: FileEntry(*f) for f in row.pop("files")}
+        resource = Resource(**row, files=files)
+        store.resources[resource.id] = resource
+        out[resource.label] = resource
+    return out
+
+
+def load_into(store: Store, data: dict[str, Any]) -> None:
+    """Replace the store's records with those of a `dump` document and rebuild indexes."""
+    store.counters.update(data["counters"])
+    for row in data["projects"]:
+        resources = _load_resources(store, row.pop("resources"))
+        store.projects[row["id"]] = Project(**row, resources=resources)
+    for row in data["subjects"]:
+        resources = _load_resources(store, row.pop("resources"))
+        subject = Subject(**row, resources=resources)
+        store.subjects[subject.id] = subject
+        store.projects[subject.project].subjects.append(subject.id)
+    for row in data["experiments"]:
+        resources = _load_resources(store, row.pop("resources"))
+        scans = {}
+        for scan_row in row.pop("scans"):
+            scan_resources = _load_resources(store, scan_row.pop("resources"))
+            scans[scan_row["id"]] = Scan(**scan_row, resources=scan_resources)
+        experiment = Experiment(**row, scans=scans, resources=resources)
+        store.experiments[experiment.id] = experiment
+        store.projects[experiment.project].experiments.append(experiment.id)
+    store.index()
+    store.dirty = False

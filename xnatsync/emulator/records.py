@@ -1,0 +1,127 @@
+"""The emulator's archive records: project → subject → experiment → scan → resource → file.
+
+Plain mutable dataclasses owned by `store.Store`, which keeps the indexes consistent; nothing
+here does I/O. Timestamps are strings in XNAT's Java `Timestamp.toString()` form.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+def now_stamp(when: dt.datetime | None = None) -> str:
+    """`YYYY-MM-DD HH:MM:SS.f…` with trailing zeros trimmed but at least one fractional digit."""
+    when = when or dt.datetime.now()
+    frac = f"{when.microsecond:06d}".rstrip("0") or "0"
+    return when.strftime("%Y-%m-%d %H:%M:%S.") + frac
+
+
+@dataclass(slots=True)
+class FileEntry:
+    """One catalog entry. `relpath` is relative to the resource root, `/`-separated."""
+
+    relpath: str
+    size: int
+    digest: str
+    mtime: float
+    format: str = ""
+    content: str = ""
+    tags: str = ""
+
+
+@dataclass(slots=True)
+class Resource:
+    """An `xnat:resourceCatalog`; `level` says which of the owner ids are meaningful."""
+
+    id: int
+    label: str
+    level: str  # "project" | "subject" | "experiment" | "scan"
+    project: str
+    subject: str = ""  # subject accession ID (subject level)
+    experiment: str = ""  # experiment accession ID (experiment and scan levels)
+    scan: str = ""  # scan ID (scan level)
+    format: str = ""
+    content: str = ""
+    tags: str = ""
+    description: str = ""
+    insert_date: str = ""
+    files: dict[str, FileEntry] = field(default_factory=dict)
+
+    def total_size(self) -> int:
+        """Sum of the entries' sizes."""
+        return sum(f.size for f in self.files.values())
+
+
+@dataclass(slots=True)
+class Scan:
+    """An image scan of an experiment; `id` is XNAT's scan ID string, `db_id` its row id."""
+
+    id: str
+    db_id: int
+    experiment: str
+    xsi_type: str = "xnat:mrScanData"
+    type: str = ""
+    series_description: str = ""
+    quality: str = "usable"
+    note: str = ""
+    insert_date: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Resource] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Experiment:
+    """A subject assessor (an imaging session); `id` is the accession ID."""
+
+    id: str
+    label: str
+    project: str
+    subject: str  # subject accession ID
+    xsi_type: str = "xnat:mrSessionData"
+    date: str = ""  # YYYY-MM-DD or ""
+    insert_date: str = ""
+    insert_user: str = ""
+    last_modified: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    scans: dict[str, Scan] = field(default_factory=dict)
+    resources: dict[str, Resource] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Subject:
+    """A subject of one project; `experiments` holds accession IDs in insertion order."""
+
+    id: str
+    label: str
+    project: str
+    insert_date: str = ""
+    insert_user: str = ""
+    last_modified: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    experiments: list[str] = field(default_factory=list)
+    resources: dict[str, Resource] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Project:
+    """A project. `members` maps username → role (owners, members, collaborators)."""
+
+    id: str
+    name: str = ""
+    secondary_id: str = ""
+    description: str = ""
+    accessibility: str = "private"  # private | protected | public
+    prearchive_code: int = 0  # 0 manual, 4 auto-archive, 5 auto-archive overwrite
+    owner: str = "admin"
+    pi_firstname: str = ""
+    pi_lastname: str = ""
+    insert_date: str = ""
+    aliases: list[str] = field(default_factory=list)
+    members: dict[str, str] = field(default_factory=dict)
+    subjects: list[str] = field(default_factory=list)
+    experiments: list[str] = field(default_factory=list)
+    resources: dict[str, Resource] = field(default_factory=dict)
+
+
+Owner = Project | Subject | Experiment | Scan

@@ -1,0 +1,256 @@
+"""Rows and documents the emulator answers with: ResultSet rows (every cell a string) and the
+single-object `{"items":[{"meta","data_fields","children"}]}` JSON and minimal XNAT XML.
+
+Pure functions of records; URIs follow xnat-api §3.8 (accession IDs, numeric resource IDs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from xnatsync.emulator.records import Experiment, FileEntry, Project, Resource, Scan, Subject
+
+PROJECT_COLUMNS = ["ID", "secondary_ID", "name", "description", "pi_firstname", "pi_lastname"]
+SUBJECT_COLUMNS = ["ID", "project", "label", "insert_date", "insert_user"]
+EXPERIMENT_COLUMNS = ["ID", "project", "date", "xsiType", "label", "insert_date"]
+SCAN_COLUMNS = [
+    "xnat_imagescandata_id", "ID", "type", "quality", "xsiType", "note", "series_description"
+]  # fmt: skip
+PK_COLUMN = "xnat:subjectassessordata/id"
+
+
+def project_row(project: Project) -> dict[str, str]:
+    """A `/data/projects` row."""
+    return {
+        "ID": project.id,
+        "secondary_ID": project.secondary_id,
+        "name": project.name,
+        "description": project.description,
+        "pi_firstname": project.pi_firstname,
+        "pi_lastname": project.pi_lastname,
+        "accessibility": project.accessibility,
+        "insert_date": project.insert_date,
+        "URI": f"/data/projects/{project.id}",
+    }
+
+
+def subject_row(subject: Subject) -> dict[str, str]:
+    """A subjects-listing row (fields such as `gender` available through `columns=`)."""
+    row = {
+        "ID": subject.id,
+        "project": subject.project,
+        "label": subject.label,
+        "insert_date": subject.insert_date,
+        "insert_user": subject.insert_user,
+        "last_modified": subject.last_modified,
+    }
+    row.update(subject.fields)
+    row["URI"] = f"/data/subjects/{subject.id}"
+    return row
+
+
+def experiment_row(experiment: Experiment, subject: Subject) -> dict[str, str]:
+    """An experiments-listing row with every column `columns=` may ask for."""
+    row = {
+        "ID": experiment.id,
+        "project": experiment.project,
+        "date": experiment.date,
+        "xsiType": experiment.xsi_type,
+        "label": experiment.label,
+        "insert_date": experiment.insert_date,
+        PK_COLUMN: experiment.id,
+        "subject_ID": subject.id,
+        "subject_label": subject.label,
+        "subject_project": subject.project,
+        "insert_user": experiment.insert_user,
+        "last_modified": experiment.last_modified,
+    }
+    row.update(experiment.fields)
+    row["URI"] = f"/data/experiments/{experiment.id}"
+    return row
+
+
+def scan_row(scan: Scan) -> dict[str, str]:
+    """A scans-listing row."""
+    row = {
+        "xnat_imagescandata_id": str(scan.db_id),
+        "ID": scan.id,
+        "type": scan.type,
+        "quality": scan.quality,
+        "xsiType": scan.xsi_type,
+        "note": scan.note,
+        "series_description": scan.series_description,
+        "insert_date": scan.insert_date,
+    }
+    row.update(scan.fields)
+    row["URI"] = f"/data/experiments/{scan.experiment}/scans/{scan.id}"
+    return row
+
+
+def resource_row(resource: Resource, cat_desc: str = "") -> dict[str, str]:
+    """A resources-listing row (no URI column, §3.5)."""
+    category = {"scan": "scans"}.get(resource.level, "resources")
+    cat_id = resource.scan if resource.level == "scan" else resource.experiment
+    return {
+        "xnat_abstractresource_id": str(resource.id),
+        "label": resource.label,
+        "element_name": "xnat:resourceCatalog",
+        "category": category,
+        "cat_id": cat_id,
+        "cat_desc": cat_desc if resource.level == "scan" else " ",
+        "file_count": str(len(resource.files)),
+        "file_size": str(resource.total_size()),
+        "tags": resource.tags,
+        "content": resource.content,
+        "format": resource.format,
+    }
+
+
+def resource_base(resource: Resource) -> str:
+    """The canonical URI of a resource's owner as multi-resource file listings give it."""
+    if resource.level == "project":
+        return f"/data/projects/{resource.project}"
+    if resource.level == "subject":
+        return f"/data/projects/{resource.project}/subjects/{resource.subject}"
+    if resource.level == "scan":
+        return f"/data/experiments/{resource.experiment}/scans/{resource.scan}"
+    return f"/data/experiments/{resource.experiment}"
+
+
+def file_row(resource: Resource, entry: FileEntry, base: str) -> dict[str, str]:
+    """A files-listing row; `base` is the owner URI the request implies (§3.8)."""
+    return {
+        "Name": entry.relpath.rsplit("/", 1)[-1],
+        "Size": str(entry.size),
+        "URI": f"{base}/resources/{resource.id}/files/{entry.relpath}",
+        "collection": resource.label,
+        "file_tags": entry.tags,
+        "file_format": entry.format,
+        "file_content": entry.content,
+        "cat_ID": str(resource.id),
+        "digest": entry.digest,
+    }
+
+
+def _item(xsi_type: str, fields: dict[str, Any], children: list[dict[str, Any]]) -> dict[str, Any]:
+    meta = {"xsi:type": xsi_type, "isHistory": False, "start_date": fields.get("insert_date", "")}
+    return {"meta": meta, "data_fields": fields, "children": children}
+
+
+def _resource_items(resources: dict[str, Resource]) -> list[dict[str, Any]]:
+    out = []
+    for res in resources.values():
+        fields = {
+            "xnat_abstractresource_id": res.id,
+            "label": res.label,
+            "format": res.format,
+            "content": res.content,
+            "file_count": len(res.files),
+            "file_size": res.total_size(),
+        }
+        out.append(_item("xnat:resourceCatalog", fields, []))
+    return out
+
+
+def _child(field: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"field": field, "items": items}] if items else []
+
+
+def project_item(project: Project) -> dict[str, Any]:
+    """`GET /data/projects/{P}?format=json`."""
+    fields = {
+        "ID": project.id,
+        "secondary_ID": project.secondary_id,
+        "name": project.name,
+        "description": project.description,
+    }
+    children = _child("resources/resource", _resource_items(project.resources))
+    return {"items": [_item("xnat:projectData", fields, children)]}
+
+
+def subject_item(subject: Subject, experiments: list[Experiment]) -> dict[str, Any]:
+    """`GET …/subjects/{S}?format=json`."""
+    fields = {"ID": subject.id, "label": subject.label, "project": subject.project}
+    fields.update(subject.fields)
+    fields["insert_date"] = subject.insert_date
+    exp_items = [
+        _item(e.xsi_type, {"ID": e.id, "label": e.label, "project": e.project, "date": e.date}, [])
+        for e in experiments
+    ]
+    children = _child("experiments/experiment", exp_items)
+    children += _child("resources/resource", _resource_items(subject.resources))
+    return {"items": [_item("xnat:subjectData", fields, children)]}
+
+
+def scan_item(scan: Scan, project: str) -> dict[str, Any]:
+    """One scan as an item (also used inside experiments)."""
+    fields: dict[str, Any] = {
+        "ID": scan.id,
+        "type": scan.type,
+        "series_description": scan.series_description,
+        "quality": scan.quality,
+        "note": scan.note,
+        "xnat_imagescandata_id": scan.db_id,
+        "image_session_ID": scan.experiment,
+        "project": project,
+    }
+    fields.update(scan.fields)
+    return _item(scan.xsi_type, fields, _child("file", _resource_items(scan.resources)))
+
+
+def experiment_item(experiment: Experiment, subject: Subject) -> dict[str, Any]:
+    """`GET …/experiments/{E}?format=json`."""
+    fields = {
+        "ID": experiment.id,
+        "label": experiment.label,
+        "project": experiment.project,
+        "subject_ID": subject.id,
+        "date": experiment.date,
+    }
+    fields.update(experiment.fields)
+    scans = [scan_item(s, experiment.project) for s in experiment.scans.values()]
+    children = _child("scans/scan", scans)
+    children += _child("resources/resource", _resource_items(experiment.resources))
+    return {"items": [_item(experiment.xsi_type, fields, children)]}
+
+
+def experiment_xml(experiment: Experiment, subject: Subject) -> str:
+    """A minimal XNAT XML document of a session with its scans and resources."""
+    root = experiment.xsi_type
+    scans = "".join(
+        f"<xnat:scan ID={quoteattr(s.id)} type={quoteattr(s.type)} "
+        f"xsi:type={quoteattr(s.xsi_type)}>"
+        f"<xnat:series_description>{escape(s.series_description)}</xnat:series_description>"
+        f"{_files_xml(s.resources)}</xnat:scan>"
+        for s in experiment.scans.values()
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<{root} ID={quoteattr(experiment.id)} project={quoteattr(experiment.project)} "
+        f'label={quoteattr(experiment.label)} xmlns:xnat="http://nrg.wustl.edu/xnat" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
+        f"<xnat:date>{escape(experiment.date)}</xnat:date>"
+        f"<xnat:subject_ID>{escape(subject.id)}</xnat:subject_ID>"
+        f"<xnat:scans>{scans}</xnat:scans>"
+        f"<xnat:resources>{_files_xml(experiment.resources, 'resource')}</xnat:resources>"
+        f"</{root}>"
+    )
+
+
+def _files_xml(resources: dict[str, Resource], tag: str = "file") -> str:
+    return "".join(
+        f"<xnat:{tag} label={quoteattr(r.label)} format={quoteattr(r.format)} "
+        f'file_count="{len(r.files)}" file_size="{r.total_size()}" '
+        f'xnat_abstractresource_id="{r.id}" xsi:type="xnat:resourceCatalog"/>'
+        for r in resources.values()
+    )
+
+
+def simple_xml(tag: str, fields: dict[str, str]) -> str:
+    """A minimal XML document for a project or subject."""
+    attrs = " ".join(f"{k}={quoteattr(v)}" for k, v in fields.items())
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<{tag} {attrs} xmlns:xnat="http://nrg.wustl.edu/xnat"/>'
+    )

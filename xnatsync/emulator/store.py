@@ -1,0 +1,396 @@
+"""The emulator's archive: in-memory records with dict indexes, file bytes on disk.
+
+Invariants: every lookup is a dict access (no scans over the archive per request); listing one
+session's files is O(files in that session). Metadata is JSON in `root/metadata.json`, written by
+`save()` (atomically, only when something changed); file bytes live at
+`root/archive/{project}/{resource id}/{relpath}`, so relabelling never moves bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import time
+
+from xnatsync.emulator import persist
+from xnatsync.emulator.records import (
+    Experiment,
+    FileEntry,
+    Owner,
+    Project,
+    Resource,
+    Scan,
+    Subject,
+    now_stamp,
+)
+
+METADATA = "metadata.json"
+
+
+def safe_relpath(relpath: str) -> str:
+    """Normalise a catalog path; refuse absolute paths, `..`, empty and NUL-bearing names."""
+    unified = relpath.replace("\\", "/")
+    parts = [p for p in unified.split("/") if p not in ("", ".")]
+    anchored = unified.startswith("/") or (len(unified) > 1 and unified[1] == ":")
+    if not parts or anchored or ".." in parts or "\0" in relpath:
+        raise ValueError(f"unsafe file path: {relpath!r}")
+    return "/".join(parts)
+
+
+def md5_of_path(path: pathlib.Path) -> str:
+    """Lower-case hex MD5 of a file, read in 1 MiB blocks."""
+    digest = hashlib.md5()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Store:
+    """All archive state of one emulator. Mutators mark the store dirty; `save()` persists."""
+
+    def __init__(self, root: pathlib.Path, site_id: str = "XNAT") -> None:
+        self.root = root
+        self.site_id = site_id
+        self.projects: dict[str, Project] = {}
+        self.subjects: dict[str, Subject] = {}
+        self.experiments: dict[str, Experiment] = {}
+        self.resources: dict[int, Resource] = {}
+        self.counters: dict[str, int] = {"subject": 0, "experiment": 0, "resource": 0, "scan": 0}
+        self.dirty = False
+        self._aliases: dict[str, str] = {}
+        self._subject_labels: dict[tuple[str, str], str] = {}
+        self._experiment_labels: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def open(cls, root: pathlib.Path, site_id: str = "XNAT") -> Store:
+        """A store rooted at `root`, loading `metadata.json` if an earlier run left one."""
+        store = cls(root, site_id)
+        meta = root / METADATA
+        if meta.exists():
+            persist.load_into(store, json.loads(meta.read_text("utf-8")))
+        return store
+
+    # --- lookups -------------------------------------------------------------------------
+
+    def project(self, id_or_alias: str) -> Project | None:
+        """A project by ID or alias."""
+        found = self.projects.get(id_or_alias)
+        if found is None and id_or_alias in self._aliases:
+            found = self.projects.get(self._aliases[id_or_alias])
+        return found
+
+    def subject(self, project_id: str, id_or_label: str) -> Subject | None:
+        """A subject of a project, by label in that project or by accession ID."""
+        sid = self._subject_labels.get((project_id, id_or_label), id_or_label)
+        found = self.subjects.get(sid)
+        return found if found is not None and found.project == project_id else None
+
+    def experiment(self, project_id: str | None, id_or_label: str) -> Experiment | None:
+        """An experiment by accession ID, or by label when a project is given (§1.4)."""
+        if project_id is None:
+            return self.experiments.get(id_or_label)
+        eid = self._experiment_labels.get((project_id, id_or_label), id_or_label)
+        found = self.experiments.get(eid)
+        return found if found is not None and found.project == project_id else None
+
+    def resource(self, owner: Owner, label_or_id: str) -> Resource | None:
+        """A resource of `owner` by label, else by numeric `xnat_abstractresource_id`."""
+        found = owner.resources.get(label_or_id)
+        if found is None and label_or_id.isdigit():
+            candidate = self.resources.get(int(label_or_id))
+            if candidate is not None and owner.resources.get(candidate.label) is candidate:
+                found = candidate
+        return found
+
+    def owner_of(self, resource: Resource) -> Owner:
+        """The project, subject, experiment or scan a resource belongs to."""
+        if resource.level == "project":
+            return self.projects[resource.project]
+        if resource.level == "subject":
+            return self.subjects[resource.subject]
+        experiment = self.experiments[resource.experiment]
+        return experiment.scans[resource.scan] if resource.level == "scan" else experiment
+
+    def file_path(self, resource: Resource, relpath: str) -> pathlib.Path:
+        """Where the bytes of a catalog entry live."""
+        return self.root / "archive" / resource.project / str(resource.id) / relpath
+
+    def temp_dir(self) -> pathlib.Path:
+        """A scratch directory on the same filesystem as the archive (for atomic moves)."""
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --- creation ------------------------------------------------------------------------
+
+    def _next(self, counter: str) -> int:
+        self.counters[counter] += 1
+        self.dirty = True
+        return self.counters[counter]
+
+    def create_project(
+        self,
+        id: str,
+        name: str = "",
+        secondary_id: str = "",
+        accessibility: str = "private",
+        owner: str = "admin",
+    ) -> Project:
+        """A new project owned by `owner`; raises `ValueError` if the ID is taken."""
+        if self.project(id) is not None:
+            raise ValueError(f"project {id} exists")
+        project = Project(
+            id=id,
+            name=name or id,
+            secondary_id=secondary_id or id,
+            accessibility=accessibility,
+            owner=owner,
+            insert_date=now_stamp(),
+            members={owner: "Owners"},
+        )
+        self.projects[id] = project
+        self.dirty = True
+        return project
+
+    def add_alias(self, project: Project, alias: str) -> None:
+        """Make `alias` address `project` (§1.4)."""
+        project.aliases.append(alias)
+        self._aliases[alias] = project.id
+        self.dirty = True
+
+    def ensure_subject(
+        self, project_id: str, label: str, user: str = "admin"
+    ) -> tuple[Subject, bool]:
+        """The subject `label` of a project, created if missing (`KeyError`: no such project)."""
+        project = self.projects[project_id]
+        found = self.subject(project_id, label)
+        if found is not None:
+            return found, False
+        stamp = now_stamp()
+        sid = f"{self.site_id}_S{self._next('subject'):05d}"
+        subject = Subject(sid, label, project_id, stamp, user, stamp)
+        self.subjects[sid] = subject
+        self._subject_labels[(project_id, label)] = sid
+        project.subjects.append(sid)
+        return subject, True
+
+    def ensure_experiment(
+        self,
+        project_id: str,
+        subject_label: str,
+        label: str,
+        xsi_type: str = "xnat:mrSessionData",
+        **fields: str,
+    ) -> tuple[Experiment, bool]:
+        """The experiment `label` of a project (subject auto-created); fields update it."""
+        date = fields.pop("date", None)
+        user = fields.pop("insert_user", "admin")
+        found = self.experiment(project_id, label)
+        if found is not None:
+            found.fields.update(fields)
+            if date is not None:
+                found.date = date
+            if fields or date is not None:
+                found.last_modified = now_stamp()
+                self.dirty = True
+            return found, False
+        subject, _ = self.ensure_subject(project_id, subject_label, user)
+        stamp = now_stamp()
+        eid = f"{self.site_id}_E{self._next('experiment'):05d}"
+        experiment = Experiment(
+            eid, label, project_id, subject.id, xsi_type, date or "", stamp, user, stamp, fields
+        )
+        self.experiments[eid] = experiment
+        self._experiment_labels[(project_id, label)] = eid
+        subject.experiments.append(eid)
+        self.projects[project_id].experiments.append(eid)
+        return experiment, True
+
+    def ensure_scan(
+        self,
+        experiment_id: str,
+        scan_id: str,
+        xsi_type: str = "xnat:mrScanData",
+        type: str = "",
+        series_description: str = "",
+        **fields: str,
+    ) -> tuple[Scan, bool]:
+        """The scan `scan_id` of an experiment, created or updated (`KeyError`: no experiment)."""
+        experiment = self.experiments[experiment_id]
+        scan = experiment.scans.get(scan_id)
+        created = scan is None
+        if scan is None:
+            scan = Scan(scan_id, self._next("scan"), experiment_id, xsi_type)
+            scan.insert_date = now_stamp()
+            experiment.scans[scan_id] = scan
+        scan.type = type or scan.type
+        scan.series_description = series_description or scan.series_description
+        scan.quality = fields.pop("quality", scan.quality)
+        scan.note = fields.pop("note", scan.note)
+        scan.fields.update(fields)
+        self.dirty = True
+        return scan, created
+
+    def ensure_resource(
+        self, owner: Owner, label: str, format: str = "", content: str = ""
+    ) -> tuple[Resource, bool]:
+        """The resource `label` of an owner, created as an `xnat:resourceCatalog` if missing."""
+        found = owner.resources.get(label)
+        if found is not None:
+            return found, False
+        resource = Resource(self._next("resource"), label, "project", "", format=format)
+        resource.content = content
+        resource.insert_date = now_stamp()
+        self._place(resource, owner)
+        owner.resources[label] = resource
+        self.resources[resource.id] = resource
+        return resource, True
+
+    def _place(self, resource: Resource, owner: Owner) -> None:
+        if isinstance(owner, Project):
+            resource.level, resource.project = "project", owner.id
+        elif isinstance(owner, Subject):
+            resource.level, resource.project, resource.subject = "subject", owner.project, owner.id
+        elif isinstance(owner, Experiment):
+            resource.level, resource.project = "experiment", owner.project
+            resource.experiment = owner.id
+        else:
+            experiment = self.experiments[owner.experiment]
+            resource.level, resource.project = "scan", experiment.project
+            resource.experiment, resource.scan = experiment.id, owner.id
+
+    def add_file(
+        self,
+        resource: Resource,
+        relpath: str,
+        data: bytes | pathlib.Path,
+        *,
+        overwrite: bool = False,
+        format: str = "",
+        content: str = "",
+        tags: str = "",
+        digest: str | None = None,
+    ) -> bool:
+        """Store bytes (or move a file) as `relpath`; False if it exists and not `overwrite`.
+
+        `digest` may be given when the caller already hashed the bytes. On a duplicate a Path
+        argument is left where it is.
+        """
+        relpath = safe_relpath(relpath)
+        if relpath in resource.files and not overwrite:
+            return False
+        target = self.file_path(resource, relpath)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            target.write_bytes(data)
+            digest = digest or hashlib.md5(data).hexdigest()
+        else:
+            digest = digest or md5_of_path(data)
+            _move(data, target)
+        stat = target.stat()
+        entry = FileEntry(relpath, stat.st_size, digest, stat.st_mtime, format, content, tags)
+        resource.files[relpath] = entry
+        self.dirty = True
+        return True
+
+    # --- removal and relabelling ---------------------------------------------------------
+
+    def remove_files(self, resource: Resource, relpaths: list[str]) -> None:
+        """Drop catalog entries and their bytes."""
+        for relpath in relpaths:
+            resource.files.pop(relpath, None)
+            self.file_path(resource, relpath).unlink(missing_ok=True)
+        self.dirty = True
+
+    def delete_resource(self, resource: Resource) -> None:
+        """Remove a resource, its catalog and its bytes."""
+        self.owner_of(resource).resources.pop(resource.label, None)
+        self.resources.pop(resource.id, None)
+        shutil.rmtree(self.file_path(resource, "x").parent, ignore_errors=True)
+        self.dirty = True
+
+    def delete_scan(self, scan: Scan) -> None:
+        """Remove a scan and its resources."""
+        for resource in list(scan.resources.values()):
+            self.delete_resource(resource)
+        self.experiments[scan.experiment].scans.pop(scan.id, None)
+
+    def delete_experiment(self, experiment: Experiment) -> None:
+        """Remove an experiment with its scans and resources."""
+        for scan in list(experiment.scans.values()):
+            self.delete_scan(scan)
+        for resource in list(experiment.resources.values()):
+            self.delete_resource(resource)
+        self.experiments.pop(experiment.id, None)
+        self._experiment_labels.pop((experiment.project, experiment.label), None)
+        self.subjects[experiment.subject].experiments.remove(experiment.id)
+        self.projects[experiment.project].experiments.remove(experiment.id)
+
+    def delete_subject(self, subject: Subject) -> None:
+        """Remove a subject with its experiments and resources."""
+        for eid in list(subject.experiments):
+            self.delete_experiment(self.experiments[eid])
+        for resource in list(subject.resources.values()):
+            self.delete_resource(resource)
+        self.subjects.pop(subject.id, None)
+        self._subject_labels.pop((subject.project, subject.label), None)
+        self.projects[subject.project].subjects.remove(subject.id)
+
+    def delete_project(self, project: Project) -> None:
+        """Remove a project and everything in it."""
+        for sid in list(project.subjects):
+            self.delete_subject(self.subjects[sid])
+        for resource in list(project.resources.values()):
+            self.delete_resource(resource)
+        for alias in project.aliases:
+            self._aliases.pop(alias, None)
+        self.projects.pop(project.id, None)
+
+    def relabel_subject(self, subject: Subject, label: str) -> None:
+        """Give a subject a new label (`ValueError` if the label is taken in its project)."""
+        if self.subject(subject.project, label) not in (None, subject):
+            raise ValueError(f"subject label {label} exists")
+        self._subject_labels.pop((subject.project, subject.label), None)
+        subject.label = label
+        self._subject_labels[(subject.project, label)] = subject.id
+        subject.last_modified = now_stamp()
+        self.dirty = True
+
+    def relabel_experiment(self, experiment: Experiment, label: str) -> None:
+        """Give an experiment a new label (`ValueError` if taken in its project)."""
+        if self.experiment(experiment.project, label) not in (None, experiment):
+            raise ValueError(f"experiment label {label} exists")
+        self._experiment_labels.pop((experiment.project, experiment.label), None)
+        experiment.label = label
+        self._experiment_labels[(experiment.project, label)] = experiment.id
+        experiment.last_modified = now_stamp()
+        self.dirty = True
+
+    # --- persistence ---------------------------------------------------------------------
+
+    def index(self) -> None:
+        """Rebuild the label and alias indexes from the records (after loading)."""
+        self._aliases = {a: p.id for p in self.projects.values() for a in p.aliases}
+        self._subject_labels = {(s.project, s.label): s.id for s in self.subjects.values()}
+        self._experiment_labels = {(e.project, e.label): e.id for e in self.experiments.values()}
+
+    def save(self) -> None:
+        """Write `metadata.json` atomically if anything changed since the last save."""
+        if not self.dirty:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".{METADATA}.{os.getpid()}.{time.monotonic_ns()}"
+        tmp.write_text(json.dumps(persist.dump(self)), "utf-8")
+        os.replace(tmp, self.root / METADATA)
+        self.dirty = False
+
+
+def _move(source: pathlib.Path, target: pathlib.Path) -> None:
+    try:
+        os.replace(source, target)
+    except OSError:
+        shutil.move(str(source), str(target))
