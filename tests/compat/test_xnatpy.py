@@ -1,0 +1,133 @@
+"""xnatpy 0.8 (`import xnat`), unmodified, against the emulator: connect (schemas and all), walk,
+download, upload, create, import, search, log out."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import xnat
+
+from xnatsync.emulator.dicom_synth import InstanceSpec, study_zip
+from xnatsync.emulator.server import Emulator
+
+pytestmark = [
+    pytest.mark.compat,
+    # the emulator's auth code stores plain-string request keys, which aiohttp 3.14 warns about
+    pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"),
+]
+
+
+@pytest.fixture(scope="module")
+def session(emulator: Emulator) -> Iterator[Any]:
+    connection = xnat.connect(emulator.url, user="admin", password="admin", loglevel="ERROR")
+    try:
+        yield connection
+    finally:
+        connection.disconnect()
+
+
+def test_connect_builds_model_and_logs_out(emulator: Emulator) -> None:
+    connection = xnat.connect(emulator.url, user="user", password="user", loglevel="ERROR")
+    assert connection.logged_in_user == "user"
+    assert connection.xnat_version.startswith("1.")
+    assert "xnat:mrSessionData" in connection.XNAT_CLASS_LOOKUP
+    assert "DEMO" in connection.projects
+    jsession = connection.jsession
+    connection.disconnect()
+    assert jsession
+    reuse = requests.get(f"{emulator.url}/data/auth", cookies={"JSESSIONID": jsession}, timeout=10)
+    assert reuse.status_code == 401
+
+
+def test_walk_hierarchy_and_download_with_digest(session: Any, tmp_path: Path) -> None:
+    project = session.projects["DEMO"]
+    subject = project.subjects["DEMO01"]
+    experiment = subject.experiments["DEMO01_MR1"]
+    assert experiment.project == "DEMO"
+    assert experiment.subject_id == subject.id
+    scans = experiment.scans
+    assert sorted(scans.keys()) == ["1", "2", "3"]
+    scan = scans["1"]
+    assert scan.type == "T1w"
+    resource = scan.resources["DICOM"]
+    names = sorted(resource.files.keys())
+    assert len(names) == 4
+    listing = session.get_json(f"{resource.uri}/files")["ResultSet"]["Result"]
+    digests = {row["Name"]: row["digest"] for row in listing}
+    target = tmp_path / names[0]
+    resource.files[names[0]].download(str(target))
+    assert hashlib.md5(target.read_bytes()).hexdigest() == digests[names[0]]
+
+
+def test_scan_zip_download(session: Any, tmp_path: Path) -> None:
+    scan = session.projects["DEMO"].subjects["DEMO01"].experiments["DEMO01_MR1"].scans["2"]
+    target = tmp_path / "scan.zip"
+    scan.download(str(target))
+    with zipfile.ZipFile(target) as archive:
+        members = archive.namelist()
+    assert len(members) == 4
+    assert all(m.startswith("DEMO01_MR1/scans/2-T2w/resources/DICOM/files/") for m in members)
+
+
+def test_create_subject_experiment_and_upload(session: Any) -> None:
+    project = session.projects["DEMO"]
+    subject = session.classes.SubjectData(parent=project, label="XP_NEW")
+    experiment = session.classes.MrSessionData(parent=subject, label="XP_NEW_MR")
+    session.clearcache()
+    experiment = session.projects["DEMO"].subjects["XP_NEW"].experiments["XP_NEW_MR"]
+    resource = experiment.create_resource("OUT")
+    resource.upload_data("hello from xnatpy\n", "sub/hello.txt")
+    session.clearcache()
+    fresh = session.projects["DEMO"].subjects["XP_NEW"].experiments["XP_NEW_MR"].resources["OUT"]
+    assert list(fresh.files.keys()) == ["sub/hello.txt"]
+    with fresh.files["sub/hello.txt"].open() as handle:
+        assert handle.read() == b"hello from xnatpy\n"
+
+
+def test_import_to_prearchive_then_archive(session: Any) -> None:
+    body = study_zip(InstanceSpec(study_key="xnatpy-import"), [(7, "T1w", 2), (8, "T2w", 1)])
+    prearc = session.services.import_(
+        data=body,
+        content_type="application/zip",
+        import_handler="DICOM-zip",
+        project="DEMO",
+        subject="XP_IMP",
+        experiment="XP_IMP_MR",
+    )
+    assert prearc.status == "RECEIVING"
+    assert prearc.project == "DEMO"
+    rows = session.prearchive.sessions(project="DEMO", allow_receiving=True)
+    assert any(row.label == "XP_IMP_MR" for row in rows)
+    assert sorted(prearc.scans.keys()) == ["7", "8"]
+    experiment = prearc.archive()
+    assert experiment.label == "XP_IMP_MR"
+    session.clearcache()
+    archived = session.projects["DEMO"].subjects["XP_IMP"].experiments["XP_IMP_MR"]
+    dicom = archived.scans["7"].resources["DICOM"]
+    assert sorted(dicom.files.keys()) == ["1.dcm", "2.dcm"]
+
+
+def test_import_straight_to_archive(session: Any) -> None:
+    body = study_zip(InstanceSpec(study_key="xnatpy-direct"), [(1, "T1w", 1)])
+    experiment = session.services.import_(
+        data=body,
+        content_type="application/zip",
+        import_handler="DICOM-zip",
+        destination="/archive/projects/DEMO/subjects/XP_DIR/experiments/XP_DIR_MR",
+    )
+    assert experiment.label == "XP_DIR_MR"
+    assert list(experiment.scans.keys()) == ["1"]
+
+
+def test_search_query(session: Any) -> None:
+    mr = session.classes.MrSessionData
+    found = mr.query().filter(mr.project == "DEMO").all()
+    labels = {e.label for e in found}
+    assert "DEMO01_MR1" in labels
+    assert all(e.project == "DEMO" for e in found)

@@ -1,0 +1,86 @@
+"""Pure parts of the import service: header reads, identification rules, `dest` parsing."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from xnatsync.emulator.archiving import Destination, parse_dest
+from xnatsync.emulator.dicom_import import (
+    BadArchive,
+    Naming,
+    UnreadableDicom,
+    clean_label,
+    identify,
+    iter_archive,
+    read_header,
+    session_xsi_type,
+)
+from xnatsync.emulator.dicom_synth import InstanceSpec, make_instance
+
+
+@given(st.text())
+def test_clean_label_only_keeps_label_characters(text: str) -> None:
+    cleaned = clean_label(text)
+    assert re.fullmatch(r"[A-Za-z0-9_\-]*", cleaned)
+    assert len(cleaned) == len(text.strip())
+
+
+def test_read_header_and_unreadable() -> None:
+    spec = InstanceSpec(series_number=12, series_description="T2 FLAIR", modality="MR")
+    header = read_header("x.dcm", make_instance(spec))
+    assert (header.series_number, header.series_description) == ("12", "T2 FLAIR")
+    assert header.study_uid == spec.study_uid
+    with pytest.raises(UnreadableDicom, match=r"unable to read DICOM object notes\.txt"):
+        read_header("notes.txt", b"plain text, no preamble")
+
+
+def test_identification_rules() -> None:
+    exists = {"PROJ"}.__contains__
+    tagged = read_header(
+        "a",
+        make_instance(InstanceSpec(patient_comments="Project: PROJ Subject: s01 Session: s01_v1")),
+    )
+    who = identify(tagged, Naming(), exists)
+    assert (who.project, who.subject, who.session) == ("PROJ", "s01", "s01_v1")
+    plain = read_header("b", make_instance(InstanceSpec(patient_name="Doe^J", patient_id="")))
+    who = identify(plain, Naming(), exists)
+    assert (who.project, who.subject, who.session) == ("Unassigned", "Doe_J", "dicom_upload")
+    who = identify(plain, Naming("P", "S", "E"), exists)
+    assert (who.project, who.subject, who.session) == ("P", "S", "E")
+
+
+def test_session_type_prefers_pet() -> None:
+    assert session_xsi_type({"CT", "PT"}) == "xnat:petSessionData"
+    assert session_xsi_type({"MR"}) == "xnat:mrSessionData"
+    assert session_xsi_type({"XA"}) == "xnat:otherDicomSessionData"
+
+
+@pytest.mark.parametrize(
+    ("dest", "parsed"),
+    [
+        ("/archive", Destination(True)),
+        ("/archive/projects/P", Destination(True, "P")),
+        ("/archive/projects/P/subjects/S/experiments/E", Destination(True, "P", "S", "E")),
+        ("/data/archive/projects/P/subjects/S", Destination(True, "P", "S")),
+        ("/prearchive", Destination(False)),
+        ("/prearchive/projects/P/20240101_010101000/E", Destination(False, "P", None, "E",
+                                                               "20240101_010101000")),
+        ("/elsewhere", None),
+        ("/archive/projects/P/experiments/E", None),
+        ("/prearchive/projects/P/ts", None),
+    ],
+)  # fmt: skip
+def test_parse_dest(dest: str, parsed: Destination | None) -> None:
+    assert parse_dest(dest) == parsed
+
+
+def test_not_an_archive(tmp_path: Path) -> None:
+    junk = tmp_path / "upload.zip"
+    junk.write_bytes(b"this is not a zip")
+    with pytest.raises(BadArchive):
+        list(iter_archive(junk, "upload.zip"))
