@@ -17,8 +17,6 @@ from xnatsync.emulator.server import Emulator
 
 pytestmark = [
     pytest.mark.compat,
-    # the emulator's auth code stores plain-string request keys, which aiohttp 3.14 warns about
-    pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"),
 ]
 
 
