@@ -20,7 +20,6 @@ import signal
 import sys
 
 from xnatsync.emulator.faults import Faults
-from xnatsync.emulator.server import run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 
 
@@ -66,6 +65,9 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
 
 async def serve(config: EmulatorConfig) -> None:
     """Serve until SIGINT or SIGTERM."""
+    # imported here so that `xnatsync pull` does not pay for the server's imports (pydicom…)
+    from xnatsync.emulator.server import run_emulator
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
