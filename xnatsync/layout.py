@@ -46,7 +46,7 @@ import stat
 import string
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from xnatsync.errors import UnsafePathError, UsageError
@@ -157,25 +157,48 @@ class Layout:
 
     templates: Mapping[Level, tuple[Segment, ...]]
     sources: Mapping[Level, str]
+    # rendered, checked directory parts per placement: every file of a resource shares them
+    _prefixes: dict[tuple[str, ...], tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def relpath(self, f: RemoteFile) -> PurePosixPath:
         """Where ``f`` goes under DEST; ``UnsafePathError`` if any part is unsafe."""
-        values = _values(f)
-        parts = [_render(segment, values, f) for segment in self.templates[f.level][:-1]]
         if f.path.startswith("/"):
             raise UnsafePathError(f"unsafe path for {f.key}: absolute path {f.path!r}")
-        checked: list[str] = []
-        for part in [p for p in parts if p] + f.path.split("/"):
-            seg = unicodedata.normalize("NFC", part)
-            problem = _segment_problem(seg)
-            if problem:
-                raise UnsafePathError(f"unsafe path for {f.key}: {problem} in {part!r}")
-            checked.append(seg)
-        return PurePosixPath("/".join(checked))
+        return PurePosixPath("/".join((*self._prefix(f), *_checked(f.path.split("/"), f.key))))
+
+    def _prefix(self, f: RemoteFile) -> tuple[str, ...]:
+        place = (f.level.value, f.project, f.subject, f.subject_id, f.experiment,
+                 f.experiment_id, f.container, f.container_type, f.resource)  # fmt: skip
+        prefix = self._prefixes.get(place)
+        if prefix is None:
+            values = _values(f)
+            parts = [_render(segment, values, f) for segment in self.templates[f.level][:-1]]
+            prefix = _checked([p for p in parts if p], f.key)
+            if len(self._prefixes) >= _PREFIX_CACHE:
+                self._prefixes.clear()
+            self._prefixes[place] = prefix
+        return prefix
 
     def describe(self) -> str:
         """One line per level, for ``--dry-run`` and logs."""
         return "\n".join(f"{level.value}={self.sources[level]}" for level in Level)
+
+
+_PREFIX_CACHE = 65536
+
+
+def _checked(parts: Iterable[str], key: str) -> tuple[str, ...]:
+    """NFC-normalised segments, each checked; ``UnsafePathError`` naming the file otherwise."""
+    checked: list[str] = []
+    for part in parts:
+        seg = unicodedata.normalize("NFC", part)
+        problem = _segment_problem(seg)
+        if problem:
+            raise UnsafePathError(f"unsafe path for {key}: {problem} in {part!r}")
+        checked.append(seg)
+    return tuple(checked)
 
 
 def _values(f: RemoteFile) -> dict[str, str]:
