@@ -7,6 +7,7 @@ import hashlib
 import io
 import tarfile
 import zipfile
+from collections.abc import AsyncIterator
 
 import aiohttp
 
@@ -65,7 +66,7 @@ async def test_in_body_needs_content_length(admin: aiohttp.ClientSession) -> Non
     async with admin.put(f"{OUT}/empty.bin", data=b"", headers=headers) as response:
         assert response.status == 500
 
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b"abc"
 
     async with admin.put(f"{OUT}/chunked.bin", data=chunks(), headers=headers) as response:
