@@ -217,6 +217,7 @@ def run_pull(args: argparse.Namespace) -> int:
     if error is not None:
         raise error
     if interrupted:
+        print("xnatsync: interrupted; verified files stay done, rerun to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0 if summary.ok else 1
 

@@ -35,7 +35,8 @@ from types import TracebackType
 from typing import Any
 
 from xnatsync.diff import LocalFile
-from xnatsync.errors import JournalError, redact
+from xnatsync.errors import JournalError, UnsafePathError, redact
+from xnatsync.layout import safe_relpath
 from xnatsync.model import FileState, RemoteFile
 
 _FILES_V1 = """
@@ -115,11 +116,14 @@ class Entry:
 
 
 def stat_local(dest: Path, entry: Entry) -> LocalFile:
-    """``entry`` plus one ``lstat`` of DEST/relpath; a symlink or non-file counts as absent."""
+    """``entry`` plus one ``lstat`` of DEST/relpath; a symlink or non-file counts as absent.
+
+    A ``failed`` row may hold the unsafe name a server listed (``../x``, NUL …); such a path is
+    never looked up (it could point outside DEST) and counts as absent."""
     disk_size = disk_mtime = None
     try:
-        st = os.lstat(dest / entry.relpath)
-    except (FileNotFoundError, NotADirectoryError):
+        st = os.lstat(dest / safe_relpath(entry.relpath, entry.key))
+    except (FileNotFoundError, NotADirectoryError, UnsafePathError):
         pass
     else:
         if stat.S_ISREG(st.st_mode):

@@ -355,19 +355,23 @@ def run(config: PullConfig, reporter: Reporter) -> bool:
 
 async def _main(config: PullConfig, reporter: Reporter) -> bool:
     interrupted = False
-    async with anyio.create_task_group() as tg:
+    try:
+        async with anyio.create_task_group() as tg:
 
-        async def watch() -> None:
-            nonlocal interrupted
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for _ in signals:
-                    interrupted = True
-                    tg.cancel_scope.cancel()
-                    return
+            async def watch() -> None:
+                nonlocal interrupted
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        interrupted = True
+                        tg.cancel_scope.cancel()
+                        return
 
-        tg.start_soon(watch)
-        try:
-            await pull(config, reporter)
-        finally:
-            tg.cancel_scope.cancel()
+            tg.start_soon(watch)
+            try:
+                await pull(config, reporter)
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The task group wraps what pull() raised; callers map the error itself to an exit code.
+        raise first_error(group) from None
     return interrupted

@@ -8,7 +8,8 @@ Invariants:
   redacted messages and no chained aiohttp exception (its text embeds URLs).
 * Credentials travel only in the login request's ``Authorization`` header; later requests carry
   the ``JSESSIONID`` cookie. No URL carries credentials, no cookie jar or ``trust_env`` is used.
-* A 401 triggers at most one single-flight re-login per request (``auth.Authenticator``).
+* A 401, or a redirect to the login page, triggers at most one single-flight re-login per
+  request (``auth.Authenticator``).
 * Listings are retried per ``RetryPolicy`` and run at most ``limits.listings`` at a time
   (``listing_limiter``); the limiter is held per attempt, not across the backoff pause.
 * Downloads are not retried here (a body can fail midway; the transfer layer retries the file).
@@ -97,6 +98,14 @@ def _base_url(base_url: str) -> str:
     if url.query_string or url.fragment:
         raise UsageError(f"the server URL must not have a query or fragment: {base_url!r}")
     return str(url.with_path(url.path.rstrip("/"))).rstrip("/")
+
+
+def _sent_to_login(response: aiohttp.ClientResponse, requested: URL) -> bool:
+    """Whether a redirect led elsewhere, to the login page (``/app/template/Login.vm``,
+    ``/login``): XNAT's other way of saying the session is gone."""
+    final = response.url.path
+    page = final.rstrip("/").rsplit("/", 1)[-1].lower()
+    return bool(response.history) and final != requested.path and page.startswith("login")
 
 
 def _request_path(uri: str) -> str:
@@ -246,20 +255,23 @@ class XnatClient:
         raise AssertionError(f"HTTP {response.status} is not an error status")
 
     async def _open(self, method: str, url: URL) -> aiohttp.ClientResponse:
-        """A successful response with the session cookie; on 401 re-login once and resend."""
+        """A successful response with the session cookie; on 401 (or a redirect to the login
+        page, XNAT's other way of saying the session is gone) re-login once and resend."""
         self._auth.check()
         reauthenticated = False
         while True:
             generation = self._auth.generation
             response = await self._send(method, url, headers=self._auth.cookie())
-            if response.status != 401:
+            if response.status != 401 and not _sent_to_login(response, url):
                 break
             response.release()
             if reauthenticated:
-                error = AuthError(f"{method} {redact(str(url))}: HTTP 401 after re-authentication")
+                error = AuthError(
+                    f"{method} {redact(str(url))}: session rejected after re-authentication"
+                )
                 self._auth.poison(error)
                 raise error
-            log.info("session rejected (HTTP 401); re-authenticating")
+            log.info("session rejected (401 or login page); re-authenticating")
             await self._auth.refresh(generation)
             reauthenticated = True
         if response.status >= 400:
