@@ -15,6 +15,7 @@ responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_s
     │   ├── TransientRemoteError     5xx, 429 (.retry_after), 408                  retryable
     │   ├── NotFoundError            404                                           permanent
     │   └── BadResponseError         unparsable listing, HTML where data expected  permanent
+    │       └── TruncatedResponseError  a JSON document cut short                  retryable
     ├── TransportError               reset, truncated body, stall, refused         retryable
     ├── IntegrityError               size or MD5 differs from the listing          retryable
     ├── UnsafePathError              a remote name that would escape DEST          permanent
@@ -115,6 +116,12 @@ class NotFoundError(RemoteError):
 
 class BadResponseError(RemoteError):
     """A 2xx answer whose body is not what the request asked for."""
+
+
+class TruncatedResponseError(BadResponseError):
+    """A JSON listing that ends early: the connection, not the server's answer, went wrong."""
+
+    disposition = Disposition.RETRYABLE
 
 
 class TransportError(XnatSyncError):

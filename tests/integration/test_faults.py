@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import (
+    FAST_RETRY,
     FILE_GETS,
     assert_clean_rerun,
     assert_invariants,
@@ -227,27 +228,31 @@ async def test_listing_5xx_is_retried(synth: Emulator, tmp_path: Path) -> None:
     assert_invariants(tmp_path, expected)
 
 
-async def test_truncated_listing_never_leads_to_deletes(synth: Emulator, tmp_path: Path) -> None:
+async def test_truncated_listing_is_retried_and_never_leads_to_deletes(
+    synth: Emulator, tmp_path: Path
+) -> None:
     config = make_config(synth, tmp_path, "SYNTH", delete=True, max_delete=1000)
     await run_pull(config)
     before = local_files(tmp_path)
     experiment = synth.store.experiments["XNAT_E00001"]
     gone = experiment.scans["2"].resources["DICOM"]
     synth.store.remove_files(gone, ["2-00001.dat"])
-    synth.faults.script("GET", FILE_LISTING, ["cut@0.6"])
+    # Cut short on every attempt: this owner's listing fails, and nothing is deleted.
+    synth.faults.script("GET", FILE_LISTING, ["cut@0.6"] * FAST_RETRY.attempts)
     summary, events = await run_pull(config)
     assert events.of(FileDeleted) == []
     assert local_files(tmp_path) == before
-    # A clean but cut JSON document is reported as this owner's listing failure (a 200 whose
-    # body is not a listing is not retried), and never acted upon.
     [failure] = events.of(ListingFailed)
     assert not summary.ok
     assert "SYNTH_S0001_MR1" in failure.what
-    assert "JSON" in failure.reason or "listing" in failure.reason
-    # Once the listing is whole again, the delete happens (and nothing else changes).
+    assert "JSON" in failure.reason
+    # Cut short once: the JSON document is fetched again, and the delete happens.
     synth.faults.clear()
+    synth.requests.clear()
+    synth.faults.script("GET", FILE_LISTING, ["cut@0.6"])
     summary, events = await run_pull(config)
     assert summary.ok
+    assert synth.requests.count("GET", FILE_LISTING) == 2  # the cut one, then a whole one
     assert [d.relpath for d in events.of(FileDeleted)] == [
         "SYNTH/SYNTH_S0001/SYNTH_S0001_MR1/scans/2-SERIES2/resources/DICOM/files/2-00001.dat"
     ]

@@ -18,6 +18,7 @@ from xnatsync.errors import (
     PermissionDeniedError,
     RemoteError,
     TransientRemoteError,
+    TruncatedResponseError,
     XnatSyncError,
 )
 from xnatsync.model import Experiment, Level
@@ -438,3 +439,12 @@ def test_subject_level_files() -> None:
         "consent",
     )
     assert f.owner == "XNAT_S1"
+
+
+def test_a_cut_json_listing_is_retryable_an_html_page_is_not() -> None:
+    with pytest.raises(TruncatedResponseError) as cut:
+        parse.parse_result_set(b'{"ResultSet":{"Result":[{"ID":"E1"},{"I')
+    assert cut.value.retryable
+    with pytest.raises(BadResponseError) as page:
+        parse.parse_result_set(b"<html><body>Login</body></html>")
+    assert not page.value.retryable

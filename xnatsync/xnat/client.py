@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from types import TracebackType
-from typing import Any, NoReturn, Self
+from typing import Any, NoReturn, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -56,6 +56,7 @@ DEFAULT_RETRY = RetryPolicy()
 ERROR_SNIPPET_BYTES = 2048
 _PATH_SAFE = "/%" + "!$&'()*,;=:@~"  # keep existing escapes; "+" is always encoded
 
+T = TypeVar("T")
 log = logging.getLogger("xnatsync.xnat")
 
 
@@ -300,10 +301,13 @@ class XnatClient:
 
         return report
 
-    async def _get_listing(self, url: URL) -> bytes:
-        async def attempt() -> bytes:
+    async def _get_listing(self, url: URL, parse_body: Callable[[bytes], T]) -> T:
+        """GET and parse, retried as one: a listing cut short in transit is fetched again."""
+
+        async def attempt() -> T:
             async with self.listing_limiter:
-                return await self._read("GET", url)
+                body = await self._read("GET", url)
+            return parse_body(body)
 
         return await call_with_retry(
             self._retry,
@@ -371,19 +375,22 @@ class XnatClient:
     async def get_json(self, path: str, params: Mapping[str, str] | None = None) -> Any:
         """GET an encoded path below the base URL and decode JSON (retried, listing-limited)."""
         url = self._url(path, params)
-        body = await self._get_listing(url)
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BadResponseError(
-                f"expected JSON from {redact(str(url))}, got: {parse.summarise(body)!r}",
-                url=redact(str(url)),
-            ) from exc
+
+        def decode(body: bytes) -> Any:
+            try:
+                return json.loads(body)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise BadResponseError(
+                    f"expected JSON from {redact(str(url))}, got: {parse.summarise(body)!r}",
+                    url=redact(str(url)),
+                ) from exc
+
+        return await self._get_listing(url, decode)
 
     async def list_rows(self, route: routes.Route) -> list[dict[str, str]]:
         """The rows of any ``ResultSet`` listing."""
         url = self._url(route.path, route.params)
-        return parse.parse_result_set(await self._get_listing(url), url=str(url))
+        return await self._get_listing(url, lambda body: parse.parse_result_set(body, url=str(url)))
 
     async def list_projects(self) -> list[dict[str, str]]:
         return await self.list_rows(routes.projects())

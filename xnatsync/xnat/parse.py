@@ -43,6 +43,7 @@ from xnatsync.errors import (
     PermissionDeniedError,
     RemoteError,
     TransientRemoteError,
+    TruncatedResponseError,
     redact,
 )
 from xnatsync.model import Experiment, Level, RemoteFile
@@ -161,7 +162,11 @@ def parse_result_set(body: bytes, *, url: str = "") -> list[dict[str, str]]:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
-        raise BadResponseError(
+        # A document that starts as JSON but does not parse was cut short in transit: worth a
+        # retry. Anything else (an HTML page, say) is the server's real answer: permanent.
+        cut = body.lstrip()[:1] in (b"{", b"[")
+        kind = TruncatedResponseError if cut else BadResponseError
+        raise kind(
             f"expected a JSON listing from {where or 'the server'}, got: {summarise(body)!r}",
             url=where,
         ) from exc
