@@ -122,7 +122,10 @@ def stat_local(dest: Path, entry: Entry) -> LocalFile:
     never looked up (it could point outside DEST) and counts as absent."""
     disk_size = disk_mtime = None
     try:
-        st = os.lstat(dest / safe_relpath(entry.relpath, entry.key))
+        # rows written done hold a relpath our layout produced and checked; others may hold a
+        # name as the server listed it, which must never be looked up unchecked
+        rel = entry.relpath if entry.state is FileState.DONE else safe_relpath(entry.relpath, "")
+        st = os.lstat(os.path.join(dest, rel))
     except (FileNotFoundError, NotADirectoryError, UnsafePathError):
         pass
     else:

@@ -48,6 +48,7 @@ import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from xnatsync.errors import UnsafePathError, UsageError
 from xnatsync.model import Level, RemoteFile
@@ -109,6 +110,27 @@ _REQUIRED: Mapping[Level, tuple[tuple[str, ...], ...]] = {
 
 Segment = tuple[tuple[str, str | None], ...]
 """One path segment: (literal text, placeholder name or None) pairs, as string.Formatter parses."""
+
+
+class Placer(Protocol):
+    """Anything that places remote files under DEST: a ``Layout`` or a ``Memo`` of one."""
+
+    def relpath(self, f: RemoteFile) -> PurePosixPath: ...
+
+
+class Memo:
+    """A layout's answers remembered by file key, for one owner's diff and plan (which both
+    ask for every file). Use one per owner: it grows with the owner's files."""
+
+    def __init__(self, layout: Layout) -> None:
+        self._layout = layout
+        self._known: dict[str, PurePosixPath] = {}
+
+    def relpath(self, f: RemoteFile) -> PurePosixPath:
+        known = self._known.get(f.key)
+        if known is None:
+            known = self._known[f.key] = self._layout.relpath(f)
+        return known
 
 
 def sanitize_type(value: str) -> str:

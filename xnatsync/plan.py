@@ -32,7 +32,7 @@ from typing import Protocol
 
 from xnatsync.diff import Change, ChangeKind, LocalFile
 from xnatsync.errors import UnsafePathError
-from xnatsync.layout import Layout, fold, safe_relpath
+from xnatsync.layout import Placer, fold, safe_relpath
 from xnatsync.model import RemoteFile
 
 TRASH_DIR = PurePosixPath(".xnatsync/trash")
@@ -171,7 +171,7 @@ class Plan:
         )
 
 
-def build_plan(changes: Iterable[Change], layout: Layout, options: PlanOptions) -> Plan:
+def build_plan(changes: Iterable[Change], layout: Placer, options: PlanOptions) -> Plan:
     """Plan one owner's changes. Never raises for a per-file problem: it becomes an error."""
     del options  # per-owner plans never delete; the parameter keeps the two planners alike
     changes = list(changes)
@@ -193,7 +193,7 @@ def build_plan(changes: Iterable[Change], layout: Layout, options: PlanOptions) 
 
 
 def _place(
-    changes: Sequence[Change], layout: Layout
+    changes: Sequence[Change], layout: Placer
 ) -> tuple[dict[str, PurePosixPath], dict[str, PlanError]]:
     targets: dict[str, PurePosixPath] = {}
     errors: dict[str, PlanError] = {}
@@ -206,9 +206,14 @@ def _place(
             errors[remote.key] = PlanError(remote.key, remote.path, reason, remote)
             continue
         try:
-            targets[remote.key] = layout.relpath(remote)
-            if change.local is not None and change.kind is not ChangeKind.NEW:
-                safe_relpath(change.local.relpath, f"journal row {remote.key}")
+            target = targets[remote.key] = layout.relpath(remote)
+            local = change.local
+            if (
+                local is not None
+                and change.kind is not ChangeKind.NEW
+                and (local.relpath != str(target))
+            ):
+                safe_relpath(local.relpath, f"journal row {remote.key}")
         except UnsafePathError as exc:
             errors[remote.key] = PlanError(remote.key, remote.path, str(exc), remote)
     return targets, errors
@@ -271,6 +276,8 @@ def _act(change: Change, target: PurePosixPath) -> Download | Verify | Move | Sk
     assert remote is not None
     if change.kind in _FETCH or local is None:
         return Download(remote, target, change.kind)
+    if change.kind is ChangeKind.SAME and local.relpath == str(target):
+        return Skip(remote.key, target, local.size)  # the no-op path: no Path parsing
     current = PurePosixPath(local.relpath)
     if change.kind is ChangeKind.VERIFY:
         md5 = remote.digest or local.md5

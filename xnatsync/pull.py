@@ -26,7 +26,7 @@ from xnatsync.diff import diff
 from xnatsync.errors import LocalDiskError, UsageError, XnatSyncError
 from xnatsync.events import ExperimentPlanned, ListingFailed, Notice, Reporter
 from xnatsync.journal import Entry, Journal
-from xnatsync.layout import Layout, parse_layout
+from xnatsync.layout import Layout, Memo, parse_layout
 from xnatsync.lock import DestLock
 from xnatsync.manifest import (
     Lister,
@@ -223,8 +223,9 @@ class Planner:
             self.journal.mark_seen([f.key for f in remote], self.run_id)
         local = local_manifest(self.state, self.config.dest, owner)
         wanted = selected(remote, self.config.selection)
-        changes = diff(wanted, local, relpath_of=self.config.layout.relpath)
-        plan = build_plan(changes, self.config.layout, PlanOptions())
+        placer = Memo(self.config.layout)
+        changes = diff(wanted, local, relpath_of=placer.relpath)
+        plan = build_plan(changes, placer, PlanOptions())
         s = plan.summary()
         self.reporter.emit(
             ExperimentPlanned(
