@@ -66,8 +66,16 @@ CREATE TABLE runs (
 );
 """
 _V2_RELPATH_INDEX = "CREATE INDEX files_relpath ON files (relpath);"
+_V3_OWNERS = """
+CREATE TABLE owners (
+    project TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (project, owner)
+) WITHOUT ROWID;
+"""
 
-MIGRATIONS: tuple[str, ...] = (_FILES_V1, _V2_RELPATH_INDEX)
+MIGRATIONS: tuple[str, ...] = (_FILES_V1, _V2_RELPATH_INDEX, _V3_OWNERS)
 """Ordered; migration i brings ``user_version`` from i to i + 1, in one transaction."""
 
 _COLUMNS = "key, project, owner, relpath, size, mtime_ns, md5, remote_digest, state, attempts"
@@ -95,6 +103,12 @@ _SQL = {
     "deleted": "UPDATE files SET state='deleted', updated_at=? WHERE key=?",
     "corrupt": "UPDATE files SET state='failed', last_error=?, updated_at=? WHERE key=?",
     "seen": "UPDATE files SET seen_run=? WHERE key=?",
+    "owner_seen": "UPDATE files SET seen_run=? WHERE project=? AND owner=?",
+    "fingerprint": (
+        "INSERT INTO owners (project, owner, fingerprint) VALUES (?,?,?)"
+        " ON CONFLICT (project, owner) DO UPDATE SET fingerprint=excluded.fingerprint"
+    ),
+    "forget_owner": "DELETE FROM owners WHERE project=? AND owner=?",
 }
 _MAX_ERROR = 500
 
@@ -262,6 +276,43 @@ class Journal:
         """These keys were in this run's listing (so they are not delete candidates)."""
         for key in keys:
             self._add("seen", (run_id, key))
+
+    # -- owners: the no-op fast path ------------------------------------------------------------
+
+    def set_fingerprint(self, project: str, owner: str, fingerprint: str) -> None:
+        """Every file of this listing (``fingerprint``) is done: written after their rows."""
+        self._add("fingerprint", (project, owner, fingerprint))
+
+    def forget_fingerprint(self, project: str, owner: str) -> None:
+        self._add("forget_owner", (project, owner))
+
+    def fingerprint(self, project: str, owner: str) -> str | None:
+        sql = "SELECT fingerprint FROM owners WHERE project=? AND owner=?"
+        rows = list(self._query(sql, (project, owner)))
+        return str(rows[0][0]) if rows else None
+
+    def unchanged_on_disk(self, project: str, owner: str, dest: Path) -> int | None:
+        """The number of this owner's files if every row is ``done`` and every file still has
+        the size and mtime recorded at verification; None as soon as one does not."""
+        sql = "SELECT relpath, size, mtime_ns, state FROM files WHERE project=? AND owner=?"
+        count = 0
+        for relpath, size, mtime_ns, state in self._query(sql, (project, owner)):
+            if state == FileState.DELETED.value:
+                continue  # left the listing earlier; the fingerprint covers that
+            if state != FileState.DONE.value:
+                return None
+            try:
+                st = os.lstat(os.path.join(dest, relpath))
+            except OSError:
+                return None
+            if st.st_size != size or st.st_mtime_ns != mtime_ns or not stat.S_ISREG(st.st_mode):
+                return None
+            count += 1
+        return count
+
+    def mark_owner_seen(self, project: str, owner: str, run_id: int) -> None:
+        """Every row of this owner is in this run's listing (one statement, not one per file)."""
+        self._add("owner_seen", (run_id, project, owner))
 
     def flush(self) -> None:
         """Commit the buffer in one transaction (consecutive same-kind writes as executemany)."""

@@ -19,6 +19,15 @@ from xnatsync.model import Experiment, RemoteFile
 from xnatsync.selection import Selection
 
 
+class Listing(Protocol):
+    """One owner's listings: a fingerprint of the response bytes, and the files they list."""
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def files(self) -> list[RemoteFile]: ...
+
+
 class Lister(Protocol):
     """The listing calls the engine makes (``XnatClient`` satisfies it)."""
 
@@ -26,15 +35,13 @@ class Lister(Protocol):
 
     async def list_subjects(self, project: str) -> list[dict[str, str]]: ...
 
-    async def list_experiment_files(
-        self, project: str, experiment: Experiment
-    ) -> list[RemoteFile]: ...
+    async def experiment_listing(self, project: str, experiment: Experiment) -> Listing: ...
 
-    async def list_project_files(self, project: str) -> list[RemoteFile]: ...
+    async def project_listing(self, project: str) -> Listing: ...
 
-    async def list_subject_files(
+    async def subject_listing(
         self, project: str, subject_id: str, subject_label: str
-    ) -> list[RemoteFile]: ...
+    ) -> Listing: ...
 
 
 class LocalState(Protocol):
@@ -69,15 +76,18 @@ class Owner:
         return f"{self.project}/{self.label}" if self.label else f"project {self.project}"
 
 
-async def remote_manifest(lister: Lister, owner: Owner) -> list[RemoteFile]:
-    """Every file the server lists for ``owner``, sorted by key (unfiltered)."""
+async def remote_listing(lister: Lister, owner: Owner) -> Listing:
+    """What the server lists for ``owner`` (not parsed yet: see ``remote_manifest``)."""
     if owner.experiment is not None:
-        files = await lister.list_experiment_files(owner.project, owner.experiment)
-    elif owner.id:
-        files = await lister.list_subject_files(owner.project, owner.id, owner.label)
-    else:
-        files = await lister.list_project_files(owner.project)
-    return sorted(files, key=lambda f: f.key)
+        return await lister.experiment_listing(owner.project, owner.experiment)
+    if owner.id:
+        return await lister.subject_listing(owner.project, owner.id, owner.label)
+    return await lister.project_listing(owner.project)
+
+
+def remote_manifest(listing: Listing) -> list[RemoteFile]:
+    """Every file of a listing, sorted by key (unfiltered)."""
+    return sorted(listing.files(), key=lambda f: f.key)
 
 
 def selected(files: Sequence[RemoteFile], selection: Selection) -> list[RemoteFile]:

@@ -9,6 +9,7 @@ files outside the selection are never deletion candidates.
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import ssl
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,16 @@ from xnatsync.config import Limits, RetryPolicy, Timeouts
 from xnatsync.credentials import resolve_login
 from xnatsync.diff import diff
 from xnatsync.errors import LocalDiskError, UsageError, XnatSyncError
-from xnatsync.events import ExperimentPlanned, ListingFailed, Notice, Reporter
+from xnatsync.events import (
+    Event,
+    ExperimentPlanned,
+    Fanout,
+    FileDone,
+    FileFailed,
+    ListingFailed,
+    Notice,
+    Reporter,
+)
 from xnatsync.journal import Entry, Journal
 from xnatsync.layout import Layout, Memo, parse_layout
 from xnatsync.lock import DestLock
@@ -34,10 +44,21 @@ from xnatsync.manifest import (
     NoJournal,
     Owner,
     local_manifest,
+    remote_listing,
     remote_manifest,
     selected,
 )
-from xnatsync.plan import Plan, PlanOptions, build_delete_plan, build_plan, format_plan
+from xnatsync.plan import (
+    Download,
+    Move,
+    Plan,
+    PlanOptions,
+    PlanSummary,
+    Verify,
+    build_delete_plan,
+    build_plan,
+    format_plan,
+)
 from xnatsync.scheduler import Executor, Scheduler
 from xnatsync.selection import Selection
 from xnatsync.transfer import first_error, remove_stale_parts
@@ -146,6 +167,59 @@ Submit = Callable[[Owner, Plan], Awaitable[None]]
 
 
 @dataclass
+class _Owed:
+    fingerprint: str
+    remaining: int
+    failed: bool = False
+
+
+class Ledger:
+    """Records an owner's listing fingerprint once every file its plan touches is done.
+
+    A reporter: completions arrive as ``FileDone``/``FileFailed`` events, which the executor
+    emits after the journal rows, so a fingerprint is written after the rows it vouches for.
+    A failed file, or a plan with errors, leaves the owner without one (next run: full diff).
+    """
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._owner_of: dict[str, tuple[str, str]] = {}
+        self._owed: dict[tuple[str, str], _Owed] = {}
+
+    def expect(self, project: str, owner: str, fingerprint: str, plan: Plan) -> None:
+        self._journal.forget_fingerprint(project, owner)
+        if plan.errors:
+            return
+        actions: tuple[Download | Verify | Move, ...] = (
+            *plan.downloads,
+            *plan.verifies,
+            *plan.moves,
+        )
+        if not actions:
+            self._journal.set_fingerprint(project, owner, fingerprint)
+            return
+        self._owed[(project, owner)] = _Owed(fingerprint, len(actions))
+        self._owner_of.update((a.remote.key, (project, owner)) for a in actions)
+
+    def emit(self, event: Event) -> None:
+        if not isinstance(event, FileDone | FileFailed):
+            return
+        owner = self._owner_of.pop(event.key, None)
+        owed = self._owed.get(owner) if owner is not None else None
+        if owner is None or owed is None:
+            return
+        owed.remaining -= 1
+        owed.failed = owed.failed or isinstance(event, FileFailed)
+        if owed.remaining == 0:
+            del self._owed[owner]
+            if not owed.failed:
+                self._journal.set_fingerprint(*owner, owed.fingerprint)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
 class Planner:
     """The listing stage: discovers owners, plans each, hands plans on; tracks completeness."""
 
@@ -156,6 +230,7 @@ class Planner:
     submit: Submit
     journal: Journal | None = None
     run_id: int = 0
+    ledger: Ledger | None = None
     complete: bool = True
     listed: set[tuple[str, str]] = field(default_factory=set)
     known: set[tuple[str, str]] = field(default_factory=set)
@@ -212,13 +287,17 @@ class Planner:
 
     async def _plan_owner(self, owner: Owner) -> None:
         try:
-            remote = await remote_manifest(self.lister, owner)
+            listing = await remote_listing(self.lister, owner)
+            if owner.kind == "project":
+                self.kinds.add((owner.project, "project"))
+            self.listed.add((owner.project, owner.id))
+            fingerprint = self._fingerprint(listing.fingerprint)
+            if self._unchanged(owner, fingerprint):
+                return
+            remote = remote_manifest(listing)
         except XnatSyncError as exc:
             self._listing_failed(owner.describe(), exc)
             return
-        if owner.kind == "project":
-            self.kinds.add((owner.project, "project"))
-        self.listed.add((owner.project, owner.id))
         if self.journal is not None:
             self.journal.mark_seen([f.key for f in remote], self.run_id)
         local = local_manifest(self.state, self.config.dest, owner)
@@ -226,14 +305,38 @@ class Planner:
         placer = Memo(self.config.layout)
         changes = diff(wanted, local, relpath_of=placer.relpath)
         plan = build_plan(changes, placer, PlanOptions())
-        s = plan.summary()
+        if self.ledger is not None:
+            self.ledger.expect(owner.project, owner.id, fingerprint, plan)
+        self._planned(owner, plan.summary())
+        await self.submit(owner, plan)
+
+    def _planned(self, owner: Owner, s: PlanSummary) -> None:
         self.reporter.emit(
             ExperimentPlanned(
                 owner.project, owner.label or owner.project, s.downloads, s.download_bytes,
                 s.skips, s.verifies, s.moves, s.errors,
             )
         )  # fmt: skip
-        await self.submit(owner, plan)
+
+    def _fingerprint(self, listing: str) -> str:
+        """The listing's fingerprint, bound to what shapes the plan: layout and file filters."""
+        sel = self.config.selection
+        filters = (sorted(sel.resources), sel.scan_types, sel.assessors, sel.session_resources)
+        text = f"{listing}\n{self.config.layout.describe()}\n{filters!r}"
+        return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
+
+    def _unchanged(self, owner: Owner, fingerprint: str) -> bool:
+        """The no-op fast path: the same listing as when every file was last verified, and
+        every file still as verified on disk (one lstat each). Nothing to parse or diff."""
+        journal = self.journal
+        if journal is None or journal.fingerprint(owner.project, owner.id) != fingerprint:
+            return False
+        files = journal.unchanged_on_disk(owner.project, owner.id, self.config.dest)
+        if files is None:
+            return False
+        journal.mark_owner_seen(owner.project, owner.id, self.run_id)
+        self._planned(owner, PlanSummary(skips=files))
+        return True
 
     def deletable(self, entry: Entry) -> bool:
         """A file that left an owner we listed, or whose owner left a complete listing."""
@@ -293,6 +396,8 @@ async def pull(config: PullConfig, reporter: Reporter, client: XnatClient | None
 async def _sync(
     config: PullConfig, reporter: Reporter, client: XnatClient, journal: Journal, run_id: int
 ) -> None:
+    ledger = Ledger(journal)
+    reporter = Fanout(reporter, ledger)
     executor = Executor(
         client, journal, config.dest, reporter, retry=config.retry, fsync=config.fsync
     )
@@ -301,7 +406,7 @@ async def _sync(
         async def submit(owner: Owner, plan: Plan) -> None:
             await scheduler.submit(plan)
 
-        planner = Planner(config, client, journal, reporter, submit, journal, run_id)
+        planner = Planner(config, client, journal, reporter, submit, journal, run_id, ledger)
         try:
             await planner.run()
         except BaseExceptionGroup as group:

@@ -31,9 +31,9 @@ from tests.integration.conftest import (
 from xnatsync.config import Timeouts
 from xnatsync.emulator.server import Emulator
 from xnatsync.events import FileDeleted, FileFailed, FileRetry, ListingFailed
-from xnatsync.model import Experiment, RemoteFile
+from xnatsync.model import Experiment
 from xnatsync.pull import PullConfig
-from xnatsync.xnat.client import XnatClient
+from xnatsync.xnat.client import OwnerListing, XnatClient
 
 # One file of the SYNTH fixture (64 KiB): its request path glob and its local path.
 TARGET = "*/XNAT_E00001/scans/1/resources/*/files/1-00001.dat"
@@ -286,17 +286,18 @@ class HostileLister(XnatClient):
         self.paths = paths
         self.labels = labels
 
-    async def list_experiment_files(self, project: str, experiment: Experiment) -> list[RemoteFile]:
-        files = await super().list_experiment_files(project, experiment)
+    async def experiment_listing(self, project: str, experiment: Experiment) -> OwnerListing:
+        listing = await super().experiment_listing(project, experiment)
         if experiment.label != "SYNTH_S0001_MR1":
-            return files
+            return listing
+        files = listing.files()
         real = files[0]  # hostile rows point at a real file, so a fetch would succeed
         extra = [replace(real, path=p) for p in self.paths]
         extra += [
             replace(real, experiment=label, path=f"label{i}.dat")
             for i, label in enumerate(self.labels)
         ]
-        return files + extra
+        return OwnerListing(listing.fingerprint, lambda: files + extra)
 
 
 def tree_outside(root: Path, inside: Path) -> set[Path]:

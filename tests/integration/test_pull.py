@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from tests.integration.conftest import (
 )
 from xnatsync.emulator.server import Emulator
 from xnatsync.events import FileDeleted, Notice
+from xnatsync.inspect import verify
+from xnatsync.journal import Journal
 from xnatsync.layout import parse_layout
 from xnatsync.selection import Selection
 
@@ -160,3 +163,42 @@ async def test_no_deletes_after_a_failed_listing(emu: Emulator, tmp_path: Path) 
     assert summary.listing_failures
     assert events.of(FileDeleted) == []
     assert local_files(tmp_path) == before
+
+
+async def test_unchanged_listing_still_notices_local_damage(emu: Emulator, tmp_path: Path) -> None:
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    files = local_files(tmp_path)
+    with Journal.open(tmp_path / ".xnatsync" / "journal.db") as journal:
+        assert journal.fingerprint("DEMO", "") is not None  # every owner came out clean
+    removed, grown, touched = sorted(f for f in files if f.endswith(".dcm"))[:3]
+    (tmp_path / removed).unlink()
+    (tmp_path / grown).write_bytes(files[grown] + b"x")
+    os.utime(tmp_path / touched, ns=(1, 1))  # same bytes, other mtime: re-hashed, not fetched
+    emu.requests.clear()
+    summary, _ = await run_pull(config)
+    assert summary.files_transferred == 2
+    assert summary.files_verified == 1
+    assert emu.requests.count("GET", "*/files/*.dcm") == 2
+    assert local_files(tmp_path) == files
+
+
+async def test_verify_finds_damage_and_the_next_pull_repairs_it(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    files = local_files(tmp_path)
+    victim = sorted(f for f in files if f.endswith(".dcm"))[0]
+    data = bytearray(files[victim])
+    data[-1] ^= 0xFF
+    stamp = (tmp_path / victim).stat()
+    (tmp_path / victim).write_bytes(bytes(data))
+    os.utime(tmp_path / victim, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # a silent bit flip
+    report, ok = verify(tmp_path, config.journal_path)
+    assert not ok
+    assert victim in report
+    summary, _ = await run_pull(config)
+    assert summary.files_transferred == 1
+    assert local_files(tmp_path) == files
+    assert verify(tmp_path, config.journal_path)[1]

@@ -215,9 +215,11 @@ def test_migration_from_version_1_keeps_rows(jpath: Path) -> None:
     with Journal.open(jpath) as j:
         assert [e.key for e in j.entries("P", "E01")] == ["P/E01/scan/1/DICOM/x"]
     with sqlite3.connect(jpath) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         indexes = {r[1] for r in conn.execute("PRAGMA index_list(files)")}
         assert "files_relpath" in indexes
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "owners" in tables
 
 
 def test_migrate_is_idempotent(jpath: Path) -> None:

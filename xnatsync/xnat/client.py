@@ -18,6 +18,7 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -144,6 +145,19 @@ class Body:
             if self._pacer is not None:
                 await self._pacer.acquire(len(chunk))
             yield chunk
+
+
+class OwnerListing:
+    """One owner's listings as fetched: an MD5 ``fingerprint`` of the exact response bytes, and
+    ``files()``, which parses them (only when the caller needs the files: an unchanged
+    fingerprint lets a no-op run skip parsing altogether)."""
+
+    def __init__(self, fingerprint: str, parsed: Callable[[], list[RemoteFile]]) -> None:
+        self.fingerprint = fingerprint
+        self._parsed = parsed
+
+    def files(self) -> list[RemoteFile]:
+        return self._parsed()
 
 
 class XnatClient:
@@ -403,25 +417,65 @@ class XnatClient:
             project, await self.list_rows(routes.experiments(project))
         )
 
-    async def list_experiment_files(self, project: str, experiment: Experiment) -> list[RemoteFile]:
+    async def _owner_listing(
+        self,
+        resources: routes.Route,
+        files: routes.Route,
+        build: Callable[[list[dict[str, str]], list[dict[str, str]]], list[RemoteFile]],
+    ) -> OwnerListing:
+        """Both listings of one owner, fingerprinted; the rows are built only if asked for."""
+        res_url = self._url(resources.path, resources.params)
+        files_url = self._url(files.path, files.params)
+        res_body, res_doc = await self._get_listing(res_url, self._document(res_url))
+        files_body, files_doc = await self._get_listing(files_url, self._document(files_url))
+        fingerprint = hashlib.md5(res_body + b"\0" + files_body, usedforsecurity=False)
+
+        def parsed() -> list[RemoteFile]:
+            res_rows = parse.rows_of(res_doc, url=str(res_url))
+            return build(res_rows, parse.rows_of(files_doc, url=str(files_url)))
+
+        return OwnerListing(fingerprint.hexdigest(), parsed)
+
+    @staticmethod
+    def _document(url: URL) -> Callable[[bytes], tuple[bytes, Any]]:
+        return lambda body: (body, parse.decode_json(body, url=str(url)))
+
+    async def experiment_listing(self, project: str, experiment: Experiment) -> OwnerListing:
         """Every file of one session: ``resources?all=true`` joined with ``files?all=true``."""
-        resources = await self.list_rows(routes.experiment_resources(experiment.id))
-        files = await self.list_rows(routes.experiment_files(experiment.id))
-        return parse.files_from_listing(project, experiment, resources, files)
+        return await self._owner_listing(
+            routes.experiment_resources(experiment.id),
+            routes.experiment_files(experiment.id),
+            lambda res, files: parse.files_from_listing(project, experiment, res, files),
+        )
+
+    async def project_listing(self, project: str) -> OwnerListing:
+        return await self._owner_listing(
+            routes.project_resources(project),
+            routes.project_files(project),
+            lambda res, files: parse.project_files_from_listing(project, res, files),
+        )
+
+    async def subject_listing(
+        self, project: str, subject_id: str, subject_label: str
+    ) -> OwnerListing:
+        return await self._owner_listing(
+            routes.subject_resources(project, subject_id),
+            routes.subject_files(project, subject_id),
+            lambda res, files: parse.subject_files_from_listing(
+                project, subject_id, subject_label, res, files
+            ),
+        )
+
+    async def list_experiment_files(self, project: str, experiment: Experiment) -> list[RemoteFile]:
+        return (await self.experiment_listing(project, experiment)).files()
 
     async def list_project_files(self, project: str) -> list[RemoteFile]:
-        resources = await self.list_rows(routes.project_resources(project))
-        files = await self.list_rows(routes.project_files(project))
-        return parse.project_files_from_listing(project, resources, files)
+        return (await self.project_listing(project)).files()
 
     async def list_subject_files(
         self, project: str, subject_id: str, subject_label: str
     ) -> list[RemoteFile]:
-        resources = await self.list_rows(routes.subject_resources(project, subject_id))
-        files = await self.list_rows(routes.subject_files(project, subject_id))
-        return parse.subject_files_from_listing(
-            project, subject_id, subject_label, resources, files
-        )
+        return (await self.subject_listing(project, subject_id, subject_label)).files()
 
     def download(self, uri: str) -> AbstractAsyncContextManager[Body]:
         """GET a listed file URI; status checked, 401 → one re-login; no other retries."""

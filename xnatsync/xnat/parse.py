@@ -156,27 +156,36 @@ def _cell(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def parse_result_set(body: bytes, *, url: str = "") -> list[dict[str, str]]:
-    """Rows of an XNAT ``ResultSet`` listing; ``BadResponseError`` for anything else."""
-    where = redact(url)
+def decode_json(body: bytes, *, url: str = "") -> Any:
+    """A JSON document; ``TruncatedResponseError`` (retryable) if it was cut short in transit,
+    ``BadResponseError`` if the server answered something else (an HTML page, say)."""
     try:
-        document = json.loads(body)
+        return json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
-        # A document that starts as JSON but does not parse was cut short in transit: worth a
-        # retry. Anything else (an HTML page, say) is the server's real answer: permanent.
         cut = body.lstrip()[:1] in (b"{", b"[")
         kind = TruncatedResponseError if cut else BadResponseError
+        where = redact(url)
         raise kind(
             f"expected a JSON listing from {where or 'the server'}, got: {summarise(body)!r}",
             url=where,
         ) from exc
+
+
+def rows_of(document: Any, *, url: str = "") -> list[dict[str, str]]:
+    """The rows of a decoded ``ResultSet``; ``BadResponseError`` for any other shape."""
     result_set = document.get("ResultSet") if isinstance(document, dict) else None
     result = result_set.get("Result") if isinstance(result_set, dict) else None
     if not isinstance(result, list) or not all(isinstance(row, dict) for row in result):
+        where = redact(url)
         raise BadResponseError(
             f"listing from {where or 'the server'} is not a ResultSet of rows", url=where
         )
     return [{str(k): _cell(v) for k, v in row.items()} for row in result]
+
+
+def parse_result_set(body: bytes, *, url: str = "") -> list[dict[str, str]]:
+    """Rows of an XNAT ``ResultSet`` listing; ``BadResponseError`` for anything else."""
+    return rows_of(decode_json(body, url=url), url=url)
 
 
 def _get(row: Mapping[str, str], key: str) -> str:
