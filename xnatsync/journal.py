@@ -111,6 +111,8 @@ _SQL = {
     "forget_owner": "DELETE FROM owners WHERE project=? AND owner=?",
 }
 _MAX_ERROR = 500
+_DONE, _DELETED = FileState.DONE.value, FileState.DELETED.value
+_SEEN_OPS = frozenset({"seen", "owner_seen"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +129,20 @@ class Entry:
     remote_digest: str | None
     state: FileState
     attempts: int
+
+
+def unchanged_on_disk(dest: Path, rows: list[tuple[str, int, int, str]]) -> bool:
+    """Whether every file of ``owner_rows`` still has its recorded size and mtime (one lstat
+    each; blocking, and free of the journal's connection, so it may run in a worker thread)."""
+    root = os.fspath(dest) + os.sep
+    for relpath, size, mtime_ns, _state in rows:
+        try:
+            st = os.lstat(root + relpath)
+        except OSError:
+            return False
+        if st.st_size != size or st.st_mtime_ns != mtime_ns or not stat.S_ISREG(st.st_mode):
+            return False
+    return True
 
 
 def stat_local(dest: Path, entry: Entry) -> LocalFile:
@@ -287,28 +303,32 @@ class Journal:
         self._add("forget_owner", (project, owner))
 
     def fingerprint(self, project: str, owner: str) -> str | None:
+        self._flush_for_read()
         sql = "SELECT fingerprint FROM owners WHERE project=? AND owner=?"
-        rows = list(self._query(sql, (project, owner)))
-        return str(rows[0][0]) if rows else None
+        try:
+            row = self._conn.execute(sql, (project, owner)).fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
+        return None if row is None else str(row[0])
 
-    def unchanged_on_disk(self, project: str, owner: str, dest: Path) -> int | None:
-        """The number of this owner's files if every row is ``done`` and every file still has
-        the size and mtime recorded at verification; None as soon as one does not."""
+    def _flush_for_read(self) -> None:
+        """Flush before a read unless only ``seen`` marks are pending (no read looks at them):
+        a no-op run then commits once per batch, not once per owner."""
+        if any(op not in _SEEN_OPS for op, _ in self._buffer):
+            self.flush()
+
+    def owner_rows(self, project: str, owner: str) -> list[tuple[str, int, int, str]] | None:
+        """(relpath, size, mtime_ns, state) of this owner's rows, or None if one is neither
+        ``done`` nor ``deleted`` (deleted rows, which left the listing earlier, are dropped)."""
+        self._flush_for_read()
         sql = "SELECT relpath, size, mtime_ns, state FROM files WHERE project=? AND owner=?"
-        count = 0
-        for relpath, size, mtime_ns, state in self._query(sql, (project, owner)):
-            if state == FileState.DELETED.value:
-                continue  # left the listing earlier; the fingerprint covers that
-            if state != FileState.DONE.value:
-                return None
-            try:
-                st = os.lstat(os.path.join(dest, relpath))
-            except OSError:
-                return None
-            if st.st_size != size or st.st_mtime_ns != mtime_ns or not stat.S_ISREG(st.st_mode):
-                return None
-            count += 1
-        return count
+        try:
+            rows = self._conn.execute(sql, (project, owner)).fetchall()
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
+        if any(row[3] != _DONE and row[3] != _DELETED for row in rows):
+            return None
+        return [row for row in rows if row[3] == _DONE]
 
     def mark_owner_seen(self, project: str, owner: str, run_id: int) -> None:
         """Every row of this owner is in this run's listing (one statement, not one per file)."""

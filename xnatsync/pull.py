@@ -35,7 +35,7 @@ from xnatsync.events import (
     Notice,
     Reporter,
 )
-from xnatsync.journal import Entry, Journal
+from xnatsync.journal import Entry, Journal, unchanged_on_disk
 from xnatsync.layout import Layout, Memo, parse_layout
 from xnatsync.lock import DestLock
 from xnatsync.manifest import (
@@ -232,6 +232,7 @@ class Planner:
     run_id: int = 0
     ledger: Ledger | None = None
     complete: bool = True
+    shape: str = ""
     listed: set[tuple[str, str]] = field(default_factory=set)
     known: set[tuple[str, str]] = field(default_factory=set)
     kinds: set[tuple[str, str]] = field(default_factory=set)
@@ -292,7 +293,7 @@ class Planner:
                 self.kinds.add((owner.project, "project"))
             self.listed.add((owner.project, owner.id))
             fingerprint = self._fingerprint(listing.fingerprint)
-            if self._unchanged(owner, fingerprint):
+            if await self._unchanged(owner, fingerprint):
                 return
             remote = remote_manifest(listing)
         except XnatSyncError as exc:
@@ -320,22 +321,27 @@ class Planner:
 
     def _fingerprint(self, listing: str) -> str:
         """The listing's fingerprint, bound to what shapes the plan: layout and file filters."""
-        sel = self.config.selection
-        filters = (sorted(sel.resources), sel.scan_types, sel.assessors, sel.session_resources)
-        text = f"{listing}\n{self.config.layout.describe()}\n{filters!r}"
+        if not self.shape:
+            sel = self.config.selection
+            filters = (sorted(sel.resources), sel.scan_types, sel.assessors, sel.session_resources)
+            self.shape = f"{self.config.layout.describe()}\n{filters!r}"
+        text = f"{listing}\n{self.shape}"
         return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
-    def _unchanged(self, owner: Owner, fingerprint: str) -> bool:
+    async def _unchanged(self, owner: Owner, fingerprint: str) -> bool:
         """The no-op fast path: the same listing as when every file was last verified, and
         every file still as verified on disk (one lstat each). Nothing to parse or diff."""
         journal = self.journal
         if journal is None or journal.fingerprint(owner.project, owner.id) != fingerprint:
             return False
-        files = journal.unchanged_on_disk(owner.project, owner.id, self.config.dest)
-        if files is None:
+        rows = journal.owner_rows(owner.project, owner.id)
+        if rows is None:
+            return False
+        dest = self.config.dest
+        if not await anyio.to_thread.run_sync(unchanged_on_disk, dest, rows):
             return False
         journal.mark_owner_seen(owner.project, owner.id, self.run_id)
-        self._planned(owner, PlanSummary(skips=files))
+        self._planned(owner, PlanSummary(skips=len(rows)))
         return True
 
     def deletable(self, entry: Entry) -> bool:
