@@ -75,7 +75,14 @@ CREATE TABLE owners (
 ) WITHOUT ROWID;
 """
 
-MIGRATIONS: tuple[str, ...] = (_FILES_V1, _V2_RELPATH_INDEX, _V3_OWNERS)
+# an owner whose listing was unchanged is marked seen here, in one row, not in each file's row
+# and the no-op fast path's per-owner scan reads this covering index alone
+_V4_OWNER_SEEN = (
+    "ALTER TABLE owners ADD COLUMN seen_run INTEGER;"
+    "CREATE INDEX files_owner_scan ON files (project, owner, relpath, size, mtime_ns, state)"
+)
+
+MIGRATIONS: tuple[str, ...] = (_FILES_V1, _V2_RELPATH_INDEX, _V3_OWNERS, _V4_OWNER_SEEN)
 """Ordered; migration i brings ``user_version`` from i to i + 1, in one transaction."""
 
 _COLUMNS = "key, project, owner, relpath, size, mtime_ns, md5, remote_digest, state, attempts"
@@ -103,7 +110,7 @@ _SQL = {
     "deleted": "UPDATE files SET state='deleted', updated_at=? WHERE key=?",
     "corrupt": "UPDATE files SET state='failed', last_error=?, updated_at=? WHERE key=?",
     "seen": "UPDATE files SET seen_run=? WHERE key=?",
-    "owner_seen": "UPDATE files SET seen_run=? WHERE project=? AND owner=?",
+    "owner_seen": "UPDATE owners SET seen_run=? WHERE project=? AND owner=?",
     "fingerprint": (
         "INSERT INTO owners (project, owner, fingerprint) VALUES (?,?,?)"
         " ON CONFLICT (project, owner) DO UPDATE SET fingerprint=excluded.fingerprint"
@@ -113,6 +120,10 @@ _SQL = {
 _MAX_ERROR = 500
 _DONE, _DELETED = FileState.DONE.value, FileState.DELETED.value
 _SEEN_OPS = frozenset({"seen", "owner_seen"})
+_OWNER_SEEN = (
+    "EXISTS (SELECT 1 FROM owners AS o WHERE o.project={t}.project AND o.owner={t}.owner"
+    " AND o.seen_run=?)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +342,8 @@ class Journal:
         return [row for row in rows if row[3] == _DONE]
 
     def mark_owner_seen(self, project: str, owner: str, run_id: int) -> None:
-        """Every row of this owner is in this run's listing (one statement, not one per file)."""
+        """Every row of this owner is in this run's listing (one row of ``owners``; the file
+        rows are not rewritten, which keeps a no-op run's writes independent of file count)."""
         self._add("owner_seen", (run_id, project, owner))
 
     def flush(self) -> None:
@@ -406,10 +418,13 @@ class Journal:
         for project in sorted(set(projects)):
             sql = (
                 f"SELECT {_COLUMNS} FROM files AS f WHERE project=? AND state='done'"
-                " AND seen_run IS NOT ? AND NOT EXISTS (SELECT 1 FROM files AS g"
-                " WHERE g.relpath=f.relpath AND g.key!=f.key AND g.seen_run=?) ORDER BY key"
+                f" AND seen_run IS NOT ? AND NOT {_OWNER_SEEN.format(t='f')}"
+                " AND NOT EXISTS (SELECT 1 FROM files AS g WHERE g.relpath=f.relpath"
+                f" AND g.key!=f.key AND (g.seen_run=? OR {_OWNER_SEEN.format(t='g')}))"
+                " ORDER BY key"
             )
-            yield from (_entry(row) for row in self._query(sql, (project, run_id, run_id)))
+            params = (project, run_id, run_id, run_id, run_id)
+            yield from (_entry(row) for row in self._query(sql, params))
 
     def count(self, projects: Iterable[str], state: FileState = FileState.DONE) -> int:
         """Rows in ``state`` for ``projects`` (the ``total_local`` of the delete cap)."""
