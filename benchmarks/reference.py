@@ -2,8 +2,10 @@
 
 R3t (reference file §2.5): raw aiohttp GETs of a precomputed URL list at a fixed concurrency;
 each body is buffered, then one worker-thread hop hashes it (MD5), writes it to a temp name and
-renames it. No journal, no verification against a listing, no layout: the floor of the work
-xnatsync does. ``listing`` issues exactly the listing requests a pull makes, and nothing else.
+renames it. Bodies over 8 MiB are not buffered (a 1 GiB file would cost 2 GiB of memory):
+they are hashed and written inline as they arrive, the reference file's R3 for one stream.
+No journal, no verification against a listing, no layout: the floor of the work xnatsync does.
+``listing`` issues exactly the listing requests a pull makes, and nothing else.
 
 Usage::
 
@@ -38,6 +40,20 @@ def _store(dest: Path, index: int, body: bytes) -> str:
     return digest
 
 
+BUFFER_LIMIT = 8 << 20
+
+
+async def _stream(response: aiohttp.ClientResponse, dest: Path, index: int) -> str:
+    md5 = hashlib.md5()
+    temp = dest / f".{index}.part"
+    with open(temp, "wb") as f:  # noqa: ASYNC230 - inline writes are what R3 measures
+        async for chunk in response.content.iter_chunked(1 << 20):
+            md5.update(chunk)
+            f.write(chunk)
+    os.replace(temp, dest / str(index))
+    return md5.hexdigest()
+
+
 async def download(url: str, user: str, password: str, urls: list[str], dest: Path, n: int) -> None:
     queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
     for item in enumerate(urls):
@@ -52,6 +68,9 @@ async def download(url: str, user: str, password: str, urls: list[str], dest: Pa
                 index, path = queue.get_nowait()
                 async with http.get(path) as response:
                     response.raise_for_status()
+                    if (response.content_length or 0) > BUFFER_LIMIT:
+                        await _stream(response, dest, index)
+                        continue
                     chunks = [c async for c in response.content.iter_chunked(256 * 1024)]
                 await asyncio.to_thread(_store, dest, index, b"".join(chunks))
 

@@ -35,6 +35,7 @@ USER = PASSWORD = "admin"
 CONCURRENCY = 8
 LISTINGS = 4
 RESULTS = Path(__file__).parent / "results"
+DEST = "{dest}"  # replaced by each run's own destination folder
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ async def file_uris(url: str) -> list[str]:
 def commands(url: str, w: Workload, work: Path, peers: bool) -> dict[str, list[str]]:
     py = sys.executable
     xnatsync = [str(Path(py).with_name("xnatsync")), "pull", url, "--project", PROJECT]
-    xnatsync += ["--dest", str(work / "xnatsync"), "--concurrency", str(CONCURRENCY)]
+    xnatsync += ["--dest", DEST, "--concurrency", str(CONCURRENCY)]
     xnatsync += ["--listings", str(LISTINGS), "--no-progress", "--quiet"]
     if w.noop:
         listing = [py, "-m", "benchmarks.reference", "listing", url, USER, PASSWORD, PROJECT]
@@ -116,12 +117,11 @@ def commands(url: str, w: Workload, work: Path, peers: bool) -> dict[str, list[s
     ref = [py, "-m", "benchmarks.reference", "download", url, USER, PASSWORD]
     cmds = {
         "xnatsync": xnatsync,
-        "R3t": [*ref, str(work / "urls.txt"), str(work / "R3t"), str(CONCURRENCY)],
+        "R3t": [*ref, str(work / "urls.txt"), DEST, str(CONCURRENCY)],
     }
     if peers:
         for tool in ("xnatpy", "pyxnat"):
-            cmds[tool] = [py, "-m", "benchmarks.peers", tool, url, USER, PASSWORD, PROJECT,
-                          str(work / tool)]  # fmt: skip
+            cmds[tool] = [py, "-m", "benchmarks.peers", tool, url, USER, PASSWORD, PROJECT, DEST]
     return cmds
 
 
@@ -138,15 +138,18 @@ def run_workload(w: Workload, pairs: int, peers: bool, scratch: Path) -> Result:
         (work / "urls.txt").write_text("\n".join(asyncio.run(file_uris(url))))
         cmds = commands(url, w, work, peers)
         if w.noop:
-            first = measure(cmds["xnatsync"], env)
+            first = measure(
+                [str(work / "xnatsync") if a == DEST else a for a in cmds["xnatsync"]], env
+            )
             assert first.exit_code == 0, first.stderr_tail
         names = list(cmds)
         for round_ in range(pairs):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
-                if not w.noop:
-                    shutil.rmtree(work / name, ignore_errors=True)
-                m = measure(cmds[name], env)
+                # a fresh folder per run, all deleted after the workload: deleting one between
+                # runs leaves the filesystem busy (discard, writeback) during the next one
+                dest = str(work / (name if w.noop else f"{name}-{round_}"))
+                m = measure([dest if arg == DEST else arg for arg in cmds[name]], env)
                 report(name, m)
                 result.runs.setdefault(name, []).append(
                     {"seconds": m.seconds, "peak_rss_mib": m.peak_rss_mib, "exit": m.exit_code}

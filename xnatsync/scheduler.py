@@ -11,6 +11,7 @@ Journal ordering (restic's data-before-index): ``mark_done`` is called only afte
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import time
@@ -53,7 +54,7 @@ class Executor:
     reporter: Reporter
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     fsync: bool = False
-    disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(4))
+    disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     rand: Callable[[], float] = random.random
     clock: Callable[[], float] = time.monotonic
@@ -83,7 +84,7 @@ class Executor:
         self.reporter.emit(FileFailed(key, relpath, reason))
 
     async def download(self, remote: RemoteFile, relpath: PurePosixPath) -> None:
-        final = resolve_under(self.dest, relpath)
+        final = functools.partial(resolve_under, self.dest, relpath)
         self.journal.mark_in_progress(remote, str(relpath))
         started = self.clock()
         attempt = 1

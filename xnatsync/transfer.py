@@ -4,6 +4,8 @@ Invariants:
 * Bytes land only in ``.{name}.{pid}.{random}.xnatsync-part`` beside the target, opened with
   O_CREAT|O_EXCL|O_NOFOLLOW, so a planted symlink cannot redirect the write and two processes
   never share a temp file (flock is not trusted: HPC and scanner filesystems lie about it).
+* Every filesystem call (checking the place, making folders, creating, writing, renaming) runs
+  in a worker thread: file creation can cost a millisecond, and the loop must keep streaming.
 * The final name appears only by ``os.replace`` after size and MD5 match the listing. A failure
   at any point removes the temp file; the final name is never partial.
 * Hashing and writing run in worker threads (hashlib releases the GIL), a block at a time, so the
@@ -92,48 +94,66 @@ def temp_path(final: Path) -> Path:
 
 
 class _Sink:
-    """The temp file being written, its running MD5, and the blocks not yet written."""
+    """The temp file being written, its running MD5, and the blocks not yet written.
 
-    def __init__(self, temp: Path, fd: int) -> None:
-        self.temp = temp
-        self.fd: int | None = fd
+    Nothing touches the disk until the first write, which runs in a worker thread: checking
+    the place, making its folder and creating the temp file cost a millisecond or more each
+    on some filesystems, which must not stall the event loop once per file.
+    """
+
+    def __init__(self, place: Callable[[], Path]) -> None:
+        self._place = place
+        self.final: Path | None = None
+        self.temp: Path | None = None
+        self.fd: int | None = None
         self.md5 = hashlib.md5(usedforsecurity=False)
         self.size = 0
         self.tail: list[bytes] = []
 
-    @classmethod
-    def create(cls, temp: Path) -> _Sink:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            return cls(temp, os.open(temp, flags, 0o644))
-        except OSError as exc:
-            raise os_error(exc, temp) from exc
+    def _open(self) -> int:
+        if self.fd is None:
+            final = self._place()
+            temp = temp_path(final)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                try:
+                    self.fd = os.open(temp, flags, 0o644)
+                except FileNotFoundError:  # first file of its folder
+                    final.parent.mkdir(parents=True, exist_ok=True)
+                    self.fd = os.open(temp, flags, 0o644)
+            except OSError as exc:
+                raise os_error(exc, temp) from exc
+            self.final, self.temp = final, temp
+        return self.fd
 
     def write(self, blocks: list[bytes]) -> None:
         """Hash and write blocks (runs in a worker thread)."""
-        assert self.fd is not None
+        fd = self._open()
         try:
             for block in blocks:
                 self.md5.update(block)
                 view = memoryview(block)
                 while view:
-                    view = view[os.write(self.fd, view) :]
+                    view = view[os.write(fd, view) :]
                 self.size += len(block)
         except OSError as exc:
-            raise os_error(exc, self.temp) from exc
+            raise os_error(exc, self.temp or "") from exc
 
-    def finish(self, remote: RemoteFile, final: Path, content_type: str, fsync: bool) -> Fetched:
+    def finish(self, remote: RemoteFile, content_type: str, fsync: bool) -> Fetched:
         """Write the tail, verify, and move into place (runs in a worker thread)."""
         self.write(self.tail)
         md5 = self.md5.hexdigest()
         check_content(remote, self.size, md5, content_type)
-        assert self.fd is not None
+        fd, temp, final = self._open(), self.temp, self.final
+        assert temp is not None
+        assert final is not None
         try:
             if fsync:
-                os.fsync(self.fd)
-            os.close(self.fd)
+                os.fsync(fd)
+            os.close(fd)
             self.fd = None
-            os.replace(self.temp, final)
+            os.replace(temp, final)
+            self.temp = None
             if fsync:
                 fsync_dir(final.parent)
             mtime_ns = os.stat(final, follow_symlinks=False).st_mtime_ns
@@ -142,12 +162,14 @@ class _Sink:
         return Fetched(self.size, md5, mtime_ns)
 
     def discard(self) -> None:
-        """Close and remove the temp file; safe to call twice."""
+        """Close and remove the temp file, if there is one; safe to call twice."""
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
-        with suppress(FileNotFoundError):
-            os.unlink(self.temp)
+        if self.temp is not None:
+            with suppress(FileNotFoundError):
+                os.unlink(self.temp)
+            self.temp = None
 
 
 def check_content(remote: RemoteFile, size: int, md5: str, content_type: str) -> None:
@@ -174,7 +196,7 @@ def fsync_dir(path: Path) -> None:
 async def fetch(
     source: Source,
     remote: RemoteFile,
-    final: Path,
+    final: Path | Callable[[], Path],
     *,
     fsync: bool = False,
     progress: Callable[[int], None] = lambda n: None,
@@ -182,13 +204,11 @@ async def fetch(
 ) -> Fetched:
     """Download ``remote`` to ``final``; return what was verified there, or raise.
 
-    ``final``'s parent must already be checked to lie inside DEST (``layout.resolve_under``).
+    ``final`` is the target path, or a function returning it after checking that it lies
+    inside DEST (``layout.resolve_under``); the function runs in a worker thread, just before
+    the first byte is written.
     """
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise os_error(exc, final.parent) from exc
-    sink = _Sink.create(temp_path(final))
+    sink = _Sink(final if callable(final) else lambda: final)
     try:
         async with source.download(remote.uri) as body:
             announced = body.content_length
@@ -200,7 +220,7 @@ async def fetch(
             await _pump(body.chunks(CHUNK), sink, progress, limiter)
             content_type = body.content_type
         return await anyio.to_thread.run_sync(
-            sink.finish, remote, final, content_type, fsync, limiter=limiter
+            sink.finish, remote, content_type, fsync, limiter=limiter
         )
     except BaseException:
         sink.discard()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import os
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -31,15 +32,18 @@ from tests.integration.conftest import (
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 
-# 4 subjects x 1 session x 4 scans x 12 files of 64 KiB: 192 files, 12 MiB.
+# 4 subjects x 1 session x 4 scans x 12 files of 64 KiB: 192 files, 12 MiB, plus large.dat.
 SPEC = SyntheticSpec(project="BIG", subjects=4, sessions=1, scans=4, files=12, file_size=65536)
-STALLED = "*/XNAT_E00002/scans/3/resources/*/files/3-00005.dat"
+STALLED = "*/XNAT_E00002/scans/3/resources/*/files/large.dat"
 LISTING = "*/experiments/*/files"
 
 
 @pytest.fixture
 async def big() -> AsyncIterator[Emulator]:
     async with run_emulator(EmulatorConfig(seed="synthetic", synthetic=SPEC)) as emulator:
+        # one file larger than a write block, so part of it is on disk (its temp) mid-stream
+        resource = emulator.store.experiments["XNAT_E00002"].scans["3"].resources["DICOM"]
+        emulator.store.add_file(resource, "large.dat", os.urandom(3 << 20))
         yield emulator
 
 
@@ -96,10 +100,11 @@ async def killed(proc: asyncio.subprocess.Process, signum: int = signal.SIGKILL)
 
 
 async def test_kill_mid_file_then_resume(big: Emulator, tmp_path: Path) -> None:
-    big.faults.script("GET", STALLED, ["stall:8@0.5"])
-    half_sent = big.faults.on_bytes_sent(STALLED, 32768)
+    big.faults.script("GET", STALLED, ["stall:8@0.8"])
+    half_sent = big.faults.on_bytes_sent(STALLED, 2 << 20)
     proc = await start_cli(*pull_args(big, tmp_path))
     await asyncio.wait_for(half_sent.wait(), 30)
+    await wait_for(lambda: part_files(tmp_path) != [], within=10, what="the stalled file's temp")
     assert await killed(proc) == -signal.SIGKILL
     assert part_files(tmp_path) != []  # the stalled file's temp, left by the kill
     verified = done_rows(tmp_path)
