@@ -349,20 +349,29 @@ def fold(path: str) -> str:
     return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
 
 
-def resolve_under(dest: Path, rel: PurePosixPath) -> Path:
+def resolve_under(dest: Path, rel: PurePosixPath, known_dirs: set[str] | None = None) -> Path:
     """``dest / rel``, refusing a relative path that escapes or an existing symlink component.
 
     I/O: one ``lstat`` per existing component below ``dest`` (``dest`` itself may be a link).
+    ``known_dirs``, if given, remembers folders (relative, "/"-joined) already found to be real
+    directories, so that the files of one folder cost one ``lstat`` each, not one per level.
     """
-    if rel.is_absolute() or any(part in ("", ".", "..") for part in rel.parts):
+    parts = rel.parts
+    if rel.is_absolute() or any(part in ("", ".", "..") for part in parts):
         raise UnsafePathError(f"unsafe relative path {str(rel)!r}")
-    current = dest
-    for part in rel.parts:
-        current = current / part
+    start = 0
+    if known_dirs:
+        start = next((i for i in range(len(parts) - 1, 0, -1)
+                      if "/".join(parts[:i]) in known_dirs), 0)  # fmt: skip
+    current = dest.joinpath(*parts[:start])
+    for i in range(start, len(parts)):
+        current = current / parts[i]
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
             break
         if stat.S_ISLNK(mode):
             raise UnsafePathError(f"refusing to follow symlink {str(current)!r} under {dest}")
-    return dest.joinpath(*rel.parts)
+        if known_dirs is not None and stat.S_ISDIR(mode) and i < len(parts) - 1:
+            known_dirs.add("/".join(parts[: i + 1]))
+    return dest.joinpath(*parts)

@@ -58,6 +58,7 @@ class Executor:
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     rand: Callable[[], float] = random.random
     clock: Callable[[], float] = time.monotonic
+    known_dirs: set[str] = field(default_factory=set)  # folders under DEST checked: no symlink
 
     async def run(self, action: Action) -> None:
         try:
@@ -84,7 +85,7 @@ class Executor:
         self.reporter.emit(FileFailed(key, relpath, reason))
 
     async def download(self, remote: RemoteFile, relpath: PurePosixPath) -> None:
-        final = functools.partial(resolve_under, self.dest, relpath)
+        final = functools.partial(resolve_under, self.dest, relpath, self.known_dirs)
         self.journal.mark_in_progress(remote, str(relpath))
         started = self.clock()
         attempt = 1

@@ -150,13 +150,13 @@ class _Sink:
         try:
             if fsync:
                 os.fsync(fd)
+            mtime_ns = os.fstat(fd).st_mtime_ns  # a rename keeps it; fstat needs no path walk
             os.close(fd)
             self.fd = None
             os.replace(temp, final)
             self.temp = None
             if fsync:
                 fsync_dir(final.parent)
-            mtime_ns = os.stat(final, follow_symlinks=False).st_mtime_ns
         except OSError as exc:
             raise os_error(exc, final) from exc
         return Fetched(self.size, md5, mtime_ns)

@@ -257,3 +257,15 @@ def test_property_rendered_path_stays_under_dest(
     assert os.path.normpath(os.path.join(root, str(rel))).startswith(root + "/")
     assert str(rel) == unicodedata.normalize("NFC", str(rel))
     assert safe_relpath(str(rel), "again") == rel
+
+
+def test_resolve_under_remembers_checked_folders_but_still_refuses_a_final_link(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    known: set[str] = set()
+    assert resolve_under(tmp_path, PurePosixPath("a/b/f1"), known) == tmp_path / "a/b/f1"
+    assert known == {"a", "a/b"}
+    (tmp_path / "a" / "b" / "f2").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UnsafePathError, match="symlink"):
+        resolve_under(tmp_path, PurePosixPath("a/b/f2"), known)

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -58,31 +59,33 @@ ERROR_SNIPPET_BYTES = 2048
 _PATH_SAFE = "/%" + "!$&'()*,;=:@~"  # keep existing escapes; "+" is always encoded
 
 T = TypeVar("T")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 log = logging.getLogger("xnatsync.xnat")
 
 
 @contextmanager
-def _transport_errors(method: str, url: str, timeouts: Timeouts) -> Iterator[None]:
-    """Convert aiohttp and OS exceptions raised inside the block into ``TransportError``."""
-    where = f"{method} {redact(url)}"
+def _transport_errors(method: str, url: str | URL, timeouts: Timeouts) -> Iterator[None]:
+    """Convert aiohttp and OS exceptions raised inside the block into ``TransportError``.
+
+    Entered per request and per chunk: nothing is formatted unless something went wrong."""
     try:
         yield
     except aiohttp.SocketTimeoutError:
-        message = f"{where}: no data for {timeouts.read_stall:g} s (read stall)"
+        detail = f"no data for {timeouts.read_stall:g} s (read stall)"
     except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError, TimeoutError):
-        message = (
-            f"{where}: timed out connecting ({timeouts.connect:g} s) "
+        detail = (
+            f"timed out connecting ({timeouts.connect:g} s) "
             f"or waiting for a pooled connection ({timeouts.pool:g} s)"
         )
     except aiohttp.ClientPayloadError as exc:
-        message = f"{where}: body incomplete ({_describe(exc)})"
+        detail = f"body incomplete ({_describe(exc)})"
     except aiohttp.ServerDisconnectedError as exc:
-        message = f"{where}: server disconnected ({_describe(exc)})"
+        detail = f"server disconnected ({_describe(exc)})"
     except (aiohttp.ClientError, OSError) as exc:
-        message = f"{where}: {_describe(exc)}"
+        detail = _describe(exc)
     else:
         return
-    raise TransportError(message) from None
+    raise TransportError(f"{method} {redact(str(url))}: {detail}") from None
 
 
 def _describe(exc: BaseException) -> str:
@@ -112,7 +115,7 @@ def _sent_to_login(response: aiohttp.ClientResponse, requested: URL) -> bool:
 
 def _request_path(uri: str) -> str:
     """A listed file URI as a request path below the base URL (never another host)."""
-    if not uri.startswith("/") or uri.startswith("//") or any(ord(c) < 32 for c in uri):
+    if not uri.startswith("/") or uri.startswith("//") or _CONTROL.search(uri):
         raise BadResponseError(f"refusing to fetch {redact(uri)!r}: not a server path")
     return quote(uri, safe=_PATH_SAFE)
 
@@ -253,8 +256,9 @@ class XnatClient:
             raise RuntimeError("XnatClient used outside 'async with'")
         if self._tps is not None:
             await self._tps.acquire()
-        log.debug("%s %s", method, redact(str(url)))
-        with _transport_errors(method, str(url), self._timeouts):
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s", method, redact(str(url)))
+        with _transport_errors(method, url, self._timeouts):
             return await self._http.request(method, url, headers=headers, auth=auth)
 
     async def _fail(self, method: str, url: URL, response: aiohttp.ClientResponse) -> NoReturn:
