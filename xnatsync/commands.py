@@ -17,8 +17,7 @@ from typing import Any
 
 from xnatsync.config import Limits, RetryPolicy, Timeouts, load_settings, parse_rate
 from xnatsync.errors import LocalDiskError, UsageError, XnatSyncError, redact
-from xnatsync.events import Fanout, Reporter
-from xnatsync.report import JsonLines, ProgressBars, Summary
+from xnatsync.report import Summary, reporters_for
 from xnatsync.selection import Selection
 
 EXIT_INTERRUPTED = 130
@@ -196,12 +195,7 @@ def run_pull(args: argparse.Namespace) -> int:
         env=dict(os.environ),
     )
     summary = Summary()
-    reporters: list[Reporter] = [summary]
-    if config.progress:
-        reporters.append(ProgressBars(sys.stderr))
-    if config.log_json:
-        reporters.append(JsonLines(sys.stderr.write))
-    reporter = Fanout(*reporters)
+    reporter = reporters_for(summary, progress=config.progress, log_json=config.log_json)
     error: XnatSyncError | None = None
     interrupted = False
     try:
@@ -242,25 +236,19 @@ def write_report(path: Path, summary: Summary, error: XnatSyncError | None, stop
 
 
 def add_status(sub: Any) -> None:
-    p = sub.add_parser(
-        "status",
-        help="summarise a destination's journal",
-        epilog="example: xnatsync status --dest /data/mirror",
-    )
-    p.add_argument("--dest", default=".", help="destination directory (default: .)")
-    p.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
-    p.set_defaults(handler=run_status)
+    _add_journal_command(sub, "status", "summarise a destination's journal", run_status)
 
 
 def add_verify(sub: Any) -> None:
-    p = sub.add_parser(
-        "verify",
-        help="re-hash local files against the journal and the remote digests",
-        epilog="example: xnatsync verify --dest /data/mirror",
-    )
+    help_ = "re-hash local files against the journal and the remote digests"
+    _add_journal_command(sub, "verify", help_, run_verify)
+
+
+def _add_journal_command(sub: Any, name: str, help_: str, handler: Any) -> None:
+    p = sub.add_parser(name, help=help_, epilog=f"example: xnatsync {name} --dest /data/mirror")
     p.add_argument("--dest", default=".", help="destination directory (default: .)")
     p.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
-    p.set_defaults(handler=run_verify)
+    p.set_defaults(handler=handler)
 
 
 def journal_path(args: argparse.Namespace) -> Path:

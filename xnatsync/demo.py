@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from xnatsync.errors import XnatSyncError
-from xnatsync.events import Fanout, Reporter
 from xnatsync.pull import PullConfig, run
-from xnatsync.report import ProgressBars, Summary
+from xnatsync.report import Summary, reporters_for
 from xnatsync.xnat.auth import Credentials
 
 
@@ -47,10 +46,7 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
 def pull_once(config: PullConfig, title: str) -> Summary:
     print(f"\n== {title}", flush=True)
     summary = Summary()
-    reporters: list[Reporter] = [summary]
-    if config.progress:
-        reporters.append(ProgressBars(sys.stderr))
-    reporter = Fanout(*reporters)
+    reporter = reporters_for(summary, progress=config.progress, log_json=False)
     try:
         run(config, reporter)
     finally:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -16,6 +17,7 @@ from tqdm import tqdm
 from xnatsync.events import (
     Event,
     ExperimentPlanned,
+    Fanout,
     FileDeleted,
     FileDone,
     FileFailed,
@@ -23,6 +25,7 @@ from xnatsync.events import (
     FileRetry,
     ListingFailed,
     Notice,
+    Reporter,
 )
 
 MAX_LISTED_FAILURES = 1000
@@ -174,3 +177,13 @@ class JsonLines:
 
     def close(self) -> None:
         pass
+
+
+def reporters_for(summary: Summary, *, progress: bool, log_json: bool) -> Fanout:
+    """The summary, plus progress bars and JSON lines on stderr when asked for."""
+    chosen: list[Reporter] = [summary]
+    if progress:
+        chosen.append(ProgressBars(sys.stderr))
+    if log_json:
+        chosen.append(JsonLines(sys.stderr.write))
+    return Fanout(*chosen)
