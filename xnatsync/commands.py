@@ -94,6 +94,7 @@ def add_pull(sub: Any) -> None:
     rep = p.add_argument_group("reporting")
     rep.add_argument("--report", help="write a JSON summary here")
     rep.add_argument("--log-json", action="store_true", default=None, help="JSON-lines on stderr")
+    rep.add_argument("--progress", action="store_true", default=None, help="bars even if no tty")
     rep.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
     rep.add_argument("--quiet", "-q", action="store_true", default=None, help="errors only")
     p.set_defaults(handler=run_pull)

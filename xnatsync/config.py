@@ -62,6 +62,7 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "journal": str,
     "report": str,
     "log_json": bool,
+    "progress": bool,
     "no_progress": bool,
     "quiet": bool,
     "fsync": bool,

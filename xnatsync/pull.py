@@ -132,9 +132,8 @@ class PullConfig:
             ssl=tls_context(settings.get("ca_bundle"), bool(settings.get("insecure"))),
             report_path=Path(report) if report else None,
             log_json=bool(settings.get("log_json")),
-            progress=stderr_is_tty
-            and not settings.get("no_progress")
-            and not settings.get("quiet"),
+            progress=bool(settings.get("progress"))
+            or (stderr_is_tty and not settings.get("no_progress") and not settings.get("quiet")),
             quiet=bool(settings.get("quiet")),
         )
 

@@ -99,6 +99,20 @@ async def test_bad_credentials_exit_3_after_one_login(synth: Emulator, tmp_path:
     assert local_files(tmp_path) == {}
 
 
+async def test_progress_bars_only_on_a_terminal_or_when_asked(
+    synth: Emulator, tmp_path: Path
+) -> None:
+    base = ["pull", synth.url, "--project", "SYNTH"]
+    code, _, quiet = await run_cli(*base, "--dest", str(tmp_path / "a"))
+    assert code == 0
+    assert "files:" not in quiet  # stderr is a pipe here: no bars, only the summary line
+    assert "downloaded" in quiet
+    code, _, shown = await run_cli(*base, "--dest", str(tmp_path / "b"), "--progress")
+    assert code == 0
+    assert "files: 100%" in shown
+    assert "bytes: 100%" in shown
+
+
 async def test_config_file_supplies_the_options(synth: Emulator, tmp_path: Path) -> None:
     dest, report = tmp_path / "mirror", tmp_path / "out" / "report.json"
     config = tmp_path / "job.toml"
