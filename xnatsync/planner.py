@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from xnatsync.pull import PullConfig
 
 Submit = Callable[[Owner, Plan], Awaitable[None]]
+INLINE_LSTATS = 1000
 
 
 @dataclass
@@ -221,7 +222,12 @@ class Planner:
         if rows is None:
             return False
         dest = self.config.dest
-        if not await anyio.to_thread.run_sync(unchanged_on_disk, dest, rows):
+        # a thread hop costs more than a hundred lstats: only large owners leave the loop
+        if len(rows) > INLINE_LSTATS:
+            same = await anyio.to_thread.run_sync(unchanged_on_disk, dest, rows)
+        else:
+            same = unchanged_on_disk(dest, rows)
+        if not same:
             return False
         journal.mark_owner_seen(owner.project, owner.id, self.run_id)
         self._planned(owner, PlanSummary(skips=len(rows)))

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from tqdm import tqdm
-
 from xnatsync.events import (
     Event,
     ExperimentPlanned,
@@ -126,6 +124,8 @@ class ProgressBars:
     """Two tqdm bars, files and bytes, whose totals grow as experiments are planned."""
 
     def __init__(self, stream: IO[str]) -> None:
+        from tqdm import tqdm  # only a run that shows bars pays for importing it
+
         common: dict[str, Any] = {"file": stream, "dynamic_ncols": True, "mininterval": 0.2}
         self._files = tqdm(total=0, unit="file", desc="files", position=0, **common)
         self._bytes = tqdm(
