@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes import FakeTime
 from xnatsync.xnat.pacing import Pacer, TokenBucket, bandwidth_pacer, requests_pacer
 
 
@@ -68,19 +69,6 @@ def test_long_run_rate_never_exceeds_the_limit(rate: float, gaps: list[float]) -
         now += gap
         now += bucket.reserve(1, now)
     assert now >= (len(gaps) - 1) / rate - 1e-9
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 async def test_pacer_paces_requests_with_the_injected_clock() -> None:

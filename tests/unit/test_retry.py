@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes import FakeTime
 from xnatsync.config import RetryPolicy
 from xnatsync.errors import (
     AuthError,
@@ -94,23 +95,8 @@ def test_total_time_budget_ends_retries() -> None:
     assert retry_delay(policy, 1, error, 9.5, 1.0) is None
 
 
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 async def test_call_with_retry_succeeds_after_transient_failures() -> None:
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     outcomes: list[Exception | str] = [TransportError("reset"), TransientRemoteError("503"), "ok"]
     seen: list[tuple[int, str, float]] = []
 
@@ -134,7 +120,7 @@ async def test_call_with_retry_succeeds_after_transient_failures() -> None:
 
 
 async def test_call_with_retry_re_raises_the_last_error_after_attempts() -> None:
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     tried: list[int] = []
 
     async def fn() -> None:
@@ -150,7 +136,7 @@ async def test_call_with_retry_re_raises_the_last_error_after_attempts() -> None
 
 
 async def test_call_with_retry_respects_total_time() -> None:
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     tried: list[int] = []
 
     async def fn() -> None:
@@ -172,7 +158,7 @@ async def test_call_with_retry_respects_total_time() -> None:
 
 
 async def test_permanent_and_foreign_errors_are_not_retried() -> None:
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
 
     async def not_found() -> None:
         raise NotFoundError("404", status=404)

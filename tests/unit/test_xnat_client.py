@@ -23,6 +23,7 @@ import anyio
 import pytest
 from aiohttp import web
 
+from tests.fakes import FakeTime
 from xnatsync.config import Limits, RetryPolicy, Timeouts
 from xnatsync.errors import (
     AuthError,
@@ -165,20 +166,6 @@ def stall(fake: FakeXnat, first: bytes) -> Handler:
 
 def result_set(rows: list[dict[str, str]], **extra: object) -> dict[str, object]:
     return {"ResultSet": {"Result": rows, **extra}}
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        await anyio.lowlevel.checkpoint()
 
 
 @dataclass
