@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import signal
 import socket
 import sys
@@ -322,3 +323,44 @@ def test_help_has_an_example() -> None:
     )  # fmt: skip
     assert done.returncode == 0
     assert "xnatsync pull https://" in done.stdout
+
+
+# -- the other commands ---------------------------------------------------------------------------
+
+
+async def test_status_and_verify_read_the_journal(synth: Emulator, tmp_path: Path) -> None:
+    code, _, err = await run_cli(*pull(synth, tmp_path))
+    assert code == 0, err
+    code, out, _ = await run_cli("status", "--dest", str(tmp_path))
+    assert code == 0
+    files = len(expected_tree(synth))
+    assert re.search(rf"\bdone\s+{files} files", out), out
+    assert "→ ok" in out
+    code, out, _ = await run_cli("verify", "--dest", str(tmp_path))
+    assert (code, out.splitlines()[0]) == (0, f"verified {files} of {files} files")
+    victim = tmp_path / TARGET_REL
+    victim.write_bytes(b"not what was verified")
+    code, out, _ = await run_cli("verify", "--dest", str(tmp_path))
+    assert code == 1
+    assert TARGET_REL in out
+    code, _, err = await run_cli(*pull(synth, tmp_path))
+    assert code == 0, err
+    assert_invariants(tmp_path, expected_tree(synth))
+
+
+async def test_status_without_a_journal_is_a_usage_error(tmp_path: Path) -> None:
+    code, _, err = await run_cli("status", "--dest", str(tmp_path))
+    assert code == 2
+    assert "no journal" in err
+    assert names_in(tmp_path) == []
+
+
+async def test_demo_pulls_twice_and_the_second_pull_does_nothing(tmp_path: Path) -> None:
+    code, out, err = await run_cli("demo", "--dest", str(tmp_path / "mirror"), deadline=120)
+    assert code == 0, err
+    first, second = out.split("== ")[1:3]
+    assert " downloaded" in first
+    assert "0 failed" in first
+    assert second.splitlines()[1].startswith("0 downloaded")
+    assert "DEMO/DEMO01/DEMO01_MR1/scans/1-T1w/resources/DICOM/files/" in out
+    assert (tmp_path / "mirror" / ".xnatsync" / "journal.db").is_file()
