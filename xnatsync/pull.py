@@ -29,7 +29,7 @@ from xnatsync.lock import DestLock
 from xnatsync.manifest import LocalState, NoJournal, Owner
 from xnatsync.plan import Plan, format_plan
 from xnatsync.planner import Ledger, Planner
-from xnatsync.scheduler import Executor, Scheduler
+from xnatsync.scheduler import Executor, Scheduler, Throttle
 from xnatsync.selection import Selection
 from xnatsync.transfer import first_error, remove_stale_parts
 from xnatsync.xnat.auth import Credentials
@@ -168,7 +168,13 @@ async def _sync(
     ledger = Ledger(journal)
     reporter = Fanout(reporter, ledger)
     executor = Executor(
-        client, journal, config.dest, reporter, retry=config.retry, fsync=config.fsync
+        client,
+        journal,
+        config.dest,
+        reporter,
+        retry=config.retry,
+        fsync=config.fsync,
+        throttle=Throttle(config.limits.transfers),
     )
     async with Scheduler(executor, config.limits) as scheduler:
 

@@ -24,7 +24,7 @@ import anyio
 import anyio.abc
 
 from xnatsync.config import Limits, RetryPolicy
-from xnatsync.errors import XnatSyncError
+from xnatsync.errors import TransientRemoteError, XnatSyncError
 from xnatsync.events import (
     FileDeleted,
     FileDone,
@@ -32,6 +32,7 @@ from xnatsync.events import (
     FileProgress,
     FileRetry,
     FileStarted,
+    Notice,
     Reporter,
 )
 from xnatsync.journal import Journal
@@ -42,6 +43,34 @@ from xnatsync.retry import retry_delay
 from xnatsync.transfer import Fetched, Source, fetch, first_error, hash_file, os_error
 
 Action = Download | Verify | Move | Delete
+
+
+class Throttle:
+    """How many transfers may run at once: halved on each 429, and raised by one again after
+    as many successes as the current limit, up to the configured ``ceiling`` (additive
+    increase, multiplicative decrease, as TCP does). The server is never hammered twice."""
+
+    def __init__(self, ceiling: int) -> None:
+        self.ceiling = ceiling
+        self.slots = anyio.CapacityLimiter(ceiling)
+        self._successes = 0
+
+    @property
+    def limit(self) -> int:
+        return int(self.slots.total_tokens)
+
+    def throttled(self) -> int:
+        self.slots.total_tokens = max(1, self.limit // 2)
+        self._successes = 0
+        return self.limit
+
+    def succeeded(self) -> int:
+        if self.limit < self.ceiling:
+            self._successes += 1
+            if self._successes >= self.limit:
+                self.slots.total_tokens = self.limit + 1
+                self._successes = 0
+        return self.limit
 
 
 @dataclass
@@ -59,6 +88,7 @@ class Executor:
     rand: Callable[[], float] = random.random
     clock: Callable[[], float] = time.monotonic
     known_dirs: set[str] = field(default_factory=set)  # folders under DEST checked: no symlink
+    throttle: Throttle = field(default_factory=lambda: Throttle(Limits().transfers))
 
     async def run(self, action: Action) -> None:
         try:
@@ -99,17 +129,20 @@ class Executor:
                 self.reporter.emit(FileProgress(remote.key, n))
 
             try:
-                fetched = await fetch(
-                    self.source,
-                    remote,
-                    final,
-                    fsync=self.fsync,
-                    progress=progress,
-                    limiter=self.disk,
-                )
+                async with self.throttle.slots:
+                    fetched = await fetch(
+                        self.source,
+                        remote,
+                        final,
+                        fsync=self.fsync,
+                        progress=progress,
+                        limiter=self.disk,
+                    )
             except XnatSyncError as exc:
                 if received:
                     self.reporter.emit(FileProgress(remote.key, received, restart=True))
+                if isinstance(exc, TransientRemoteError) and exc.status == 429:
+                    self._slow_down()
                 delay = retry_delay(self.retry, attempt, exc, self.clock() - started, self.rand())
                 if delay is None:
                     raise
@@ -117,8 +150,15 @@ class Executor:
                 await self.sleep(delay)
                 attempt += 1
                 continue
+            self.throttle.succeeded()
             self.done(remote, relpath, fetched, "downloaded")
             return
+
+    def _slow_down(self) -> None:
+        before = self.throttle.limit
+        if self.throttle.throttled() < before:
+            message = f"the server asked to slow down (429): at most {self.throttle.limit} "
+            self.reporter.emit(Notice(message + "transfers at once for now"))
 
     def done(self, remote: RemoteFile, relpath: PurePosixPath, got: Fetched, action: str) -> None:
         self.journal.mark_done(remote, str(relpath), got.size, got.mtime_ns, got.md5)

@@ -30,7 +30,7 @@ from tests.integration.conftest import (
 )
 from xnatsync.config import Timeouts
 from xnatsync.emulator.server import Emulator
-from xnatsync.events import FileDeleted, FileFailed, FileRetry, ListingFailed
+from xnatsync.events import FileDeleted, FileFailed, FileRetry, ListingFailed, Notice
 from xnatsync.model import Experiment
 from xnatsync.pull import PullConfig
 from xnatsync.xnat.client import OwnerListing, XnatClient
@@ -389,3 +389,15 @@ async def test_nfd_name_is_fetched_once(synth: Emulator, tmp_path: Path) -> None
     assert summary.files_transferred == 0
     assert synth.requests.count("GET", FILE_GETS) == 0
     assert [p for p in local_files(tmp_path) if "sum" in p] == names
+
+
+async def test_429s_lower_concurrency_and_every_file_still_lands(
+    synth: Emulator, tmp_path: Path
+) -> None:
+    synth.faults.script("GET", "*/files/*.dat", ["429:0.05"] * 3)
+    summary, events = await run_pull(make_config(synth, tmp_path, "SYNTH"))
+    notices = [n.message for n in events.of(Notice)]
+    assert [m.split("at most ")[1].split(" ")[0] for m in notices] == ["4", "2", "1"]
+    assert summary.ok
+    assert summary.retries == 3
+    assert_invariants(tmp_path, expected_tree(synth))
