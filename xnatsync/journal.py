@@ -19,6 +19,11 @@ States (``FileState``): a row is written ``in_progress`` when a transfer starts,
 ``failed``; ``deleted`` after a planned delete. ``seen_run`` is the last run whose listing held
 the key (rows written during a run carry that run); ``delete_candidates`` are ``done`` rows not
 seen. Nothing secret is stored: ``last_error`` and the run command pass through ``redact``.
+
+Owners: the ``owners`` table holds, per experiment/subject/project, the fingerprint of the listing
+whose files were all verified, and the last run that found it unchanged (the no-op fast path of
+``planner``; such an owner's files count as seen without rewriting their rows). The schema, its
+migrations and the batched statements live in ``journal_schema``.
 """
 
 from __future__ import annotations
@@ -36,87 +41,10 @@ from typing import Any
 
 from xnatsync.diff import LocalFile
 from xnatsync.errors import JournalError, UnsafePathError, redact
+from xnatsync.journal_schema import COLUMNS, WRITES, configure, migrate
 from xnatsync.layout import safe_relpath
 from xnatsync.model import FileState, RemoteFile
 
-_FILES_V1 = """
-CREATE TABLE files (
-    key TEXT PRIMARY KEY,
-    project TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    relpath TEXT NOT NULL,
-    size INTEGER,
-    mtime_ns INTEGER,
-    md5 TEXT,
-    remote_digest TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    updated_at REAL NOT NULL,
-    seen_run INTEGER
-) WITHOUT ROWID;
-CREATE INDEX files_owner ON files (project, owner);
-CREATE TABLE runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    started REAL NOT NULL,
-    finished REAL,
-    command TEXT NOT NULL,
-    status TEXT NOT NULL,
-    counts TEXT NOT NULL DEFAULT '{}'
-);
-"""
-_V2_RELPATH_INDEX = "CREATE INDEX files_relpath ON files (relpath);"
-_V3_OWNERS = """
-CREATE TABLE owners (
-    project TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    PRIMARY KEY (project, owner)
-) WITHOUT ROWID;
-"""
-
-# an owner whose listing was unchanged is marked seen here, in one row, not in each file's row
-# and the no-op fast path's per-owner scan reads this covering index alone
-_V4_OWNER_SEEN = (
-    "ALTER TABLE owners ADD COLUMN seen_run INTEGER;"
-    "CREATE INDEX files_owner_scan ON files (project, owner, relpath, size, mtime_ns, state)"
-)
-
-MIGRATIONS: tuple[str, ...] = (_FILES_V1, _V2_RELPATH_INDEX, _V3_OWNERS, _V4_OWNER_SEEN)
-"""Ordered; migration i brings ``user_version`` from i to i + 1, in one transaction."""
-
-_COLUMNS = "key, project, owner, relpath, size, mtime_ns, md5, remote_digest, state, attempts"
-_SQL = {
-    "done": (
-        "INSERT INTO files (key, project, owner, relpath, size, mtime_ns, md5, remote_digest,"
-        " state, last_error, updated_at, seen_run) VALUES (?,?,?,?,?,?,?,?,'done',NULL,?,?)"
-        " ON CONFLICT (key) DO UPDATE SET relpath=excluded.relpath, size=excluded.size,"
-        " mtime_ns=excluded.mtime_ns, md5=excluded.md5, remote_digest=excluded.remote_digest,"
-        " state='done', last_error=NULL, updated_at=excluded.updated_at,"
-        " seen_run=coalesce(excluded.seen_run, seen_run)"
-    ),
-    "in_progress": (
-        "INSERT INTO files (key, project, owner, relpath, state, attempts, updated_at, seen_run)"
-        " VALUES (?,?,?,?,'in_progress',1,?,?) ON CONFLICT (key) DO UPDATE SET"
-        " relpath=excluded.relpath, state='in_progress', attempts=attempts+1,"
-        " updated_at=excluded.updated_at, seen_run=coalesce(excluded.seen_run, seen_run)"
-    ),
-    "failed": (
-        "INSERT INTO files (key, project, owner, relpath, state, last_error, updated_at,"
-        " seen_run) VALUES (?,?,?,?,'failed',?,?,?) ON CONFLICT (key) DO UPDATE SET"
-        " state='failed', last_error=excluded.last_error, updated_at=excluded.updated_at,"
-        " seen_run=coalesce(excluded.seen_run, seen_run)"
-    ),
-    "deleted": "UPDATE files SET state='deleted', updated_at=? WHERE key=?",
-    "corrupt": "UPDATE files SET state='failed', last_error=?, updated_at=? WHERE key=?",
-    "seen": "UPDATE files SET seen_run=? WHERE key=?",
-    "owner_seen": "UPDATE owners SET seen_run=? WHERE project=? AND owner=?",
-    "fingerprint": (
-        "INSERT INTO owners (project, owner, fingerprint) VALUES (?,?,?)"
-        " ON CONFLICT (project, owner) DO UPDATE SET fingerprint=excluded.fingerprint"
-    ),
-    "forget_owner": "DELETE FROM owners WHERE project=? AND owner=?",
-}
 _MAX_ERROR = 500
 _DONE, _DELETED = FileState.DONE.value, FileState.DELETED.value
 _SEEN_OPS = frozenset({"seen", "owner_seen"})
@@ -225,7 +153,7 @@ class Journal:
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
         try:
-            _configure(conn, path)
+            configure(conn, path)
             migrate(conn, path)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -357,7 +285,7 @@ class Journal:
             start = 0
             for i in range(1, len(batch) + 1):
                 if i == len(batch) or batch[i][0] != batch[start][0]:
-                    sql = _SQL[batch[start][0]]
+                    sql = WRITES[batch[start][0]]
                     self._conn.executemany(sql, [params for _, params in batch[start:i]])
                     start = i
             self._conn.execute("COMMIT")
@@ -405,7 +333,7 @@ class Journal:
 
     def entries(self, project: str, owner: str) -> list[Entry]:
         """The rows of one owner (experiment, subject, or "" for the project), sorted by key."""
-        sql = f"SELECT {_COLUMNS} FROM files WHERE project=? AND owner=? ORDER BY key"
+        sql = f"SELECT {COLUMNS} FROM files WHERE project=? AND owner=? ORDER BY key"
         return [_entry(row) for row in self._query(sql, (project, owner))]
 
     def entries_for_owner(self, project: str, owner: str, dest: Path) -> list[LocalFile]:
@@ -417,7 +345,7 @@ class Journal:
         relpath a row seen in this run now holds (re-created object) is not a candidate."""
         for project in sorted(set(projects)):
             sql = (
-                f"SELECT {_COLUMNS} FROM files AS f WHERE project=? AND state='done'"
+                f"SELECT {COLUMNS} FROM files AS f WHERE project=? AND state='done'"
                 f" AND seen_run IS NOT ? AND NOT {_OWNER_SEEN.format(t='f')}"
                 " AND NOT EXISTS (SELECT 1 FROM files AS g WHERE g.relpath=f.relpath"
                 f" AND g.key!=f.key AND (g.seen_run=? OR {_OWNER_SEEN.format(t='g')}))"
@@ -436,7 +364,7 @@ class Journal:
     def iter_done(self, project: str | None = None) -> Iterator[Entry]:
         """Every ``done`` row (of ``project`` if given), sorted by key: ``xnatsync verify``."""
         where = "state='done'" + (" AND project=?" if project is not None else "")
-        sql = f"SELECT {_COLUMNS} FROM files WHERE {where} ORDER BY key"
+        sql = f"SELECT {COLUMNS} FROM files WHERE {where} ORDER BY key"
         yield from (_entry(r) for r in self._query(sql, (project,) if project else ()))
 
     def summary(self) -> dict[str, Any]:
@@ -472,37 +400,3 @@ def _run(row: tuple[Any, ...]) -> dict[str, Any]:
         "status": status,
         "counts": json.loads(counts),
     }
-
-
-def _configure(conn: sqlite3.Connection, path: Path) -> None:
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-    if str(mode).lower() != "wal":
-        raise JournalError(
-            f"journal {path}: SQLite refused WAL mode (got {mode!r}); keep DEST/.xnatsync on a "
-            "local filesystem or pass a local --journal path"
-        )
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA busy_timeout=10000")
-
-
-def migrate(conn: sqlite3.Connection, path: Path) -> int:
-    """Apply the missing ``MIGRATIONS``, each with its version bump in one transaction."""
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(MIGRATIONS):
-        raise JournalError(
-            f"journal {path} has schema version {version}, newer than this xnatsync "
-            f"({len(MIGRATIONS)}); upgrade xnatsync"
-        )
-    for number in range(version, len(MIGRATIONS)):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in MIGRATIONS[number].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA user_version={number + 1}")
-            conn.execute("COMMIT")
-        except sqlite3.Error:
-            conn.execute("ROLLBACK")
-            raise
-    return len(MIGRATIONS)

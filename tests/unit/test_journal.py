@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from xnatsync.errors import JournalError
-from xnatsync.journal import MIGRATIONS, Journal, migrate
+from xnatsync.journal import Journal
+from xnatsync.journal_schema import MIGRATIONS, migrate
 from xnatsync.model import FileState, Level, RemoteFile
 
 MD5 = "0" * 32

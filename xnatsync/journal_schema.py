@@ -1,0 +1,125 @@
+"""The journal's schema: its migrations, the statements the writer batches, opening a connection.
+
+``MIGRATIONS`` is ordered; migration i brings ``user_version`` from i to i + 1 in one
+transaction. A journal newer than this code is refused, never downgraded.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from xnatsync.errors import JournalError
+
+_FILES_V1 = """
+CREATE TABLE files (
+    key TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    relpath TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    md5 TEXT,
+    remote_digest TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    updated_at REAL NOT NULL,
+    seen_run INTEGER
+) WITHOUT ROWID;
+CREATE INDEX files_owner ON files (project, owner);
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    started REAL NOT NULL,
+    finished REAL,
+    command TEXT NOT NULL,
+    status TEXT NOT NULL,
+    counts TEXT NOT NULL DEFAULT '{}'
+);
+"""
+_V2_RELPATH_INDEX = "CREATE INDEX files_relpath ON files (relpath);"
+_V3_OWNERS = """
+CREATE TABLE owners (
+    project TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    PRIMARY KEY (project, owner)
+) WITHOUT ROWID;
+"""
+
+# an owner whose listing was unchanged is marked seen here, in one row, not in each file's row
+# and the no-op fast path's per-owner scan reads this covering index alone
+_V4_OWNER_SEEN = (
+    "ALTER TABLE owners ADD COLUMN seen_run INTEGER;"
+    "CREATE INDEX files_owner_scan ON files (project, owner, relpath, size, mtime_ns, state)"
+)
+
+MIGRATIONS: tuple[str, ...] = (_FILES_V1, _V2_RELPATH_INDEX, _V3_OWNERS, _V4_OWNER_SEEN)
+"""Ordered; migration i brings ``user_version`` from i to i + 1, in one transaction."""
+
+COLUMNS = "key, project, owner, relpath, size, mtime_ns, md5, remote_digest, state, attempts"
+WRITES = {
+    "done": (
+        "INSERT INTO files (key, project, owner, relpath, size, mtime_ns, md5, remote_digest,"
+        " state, last_error, updated_at, seen_run) VALUES (?,?,?,?,?,?,?,?,'done',NULL,?,?)"
+        " ON CONFLICT (key) DO UPDATE SET relpath=excluded.relpath, size=excluded.size,"
+        " mtime_ns=excluded.mtime_ns, md5=excluded.md5, remote_digest=excluded.remote_digest,"
+        " state='done', last_error=NULL, updated_at=excluded.updated_at,"
+        " seen_run=coalesce(excluded.seen_run, seen_run)"
+    ),
+    "in_progress": (
+        "INSERT INTO files (key, project, owner, relpath, state, attempts, updated_at, seen_run)"
+        " VALUES (?,?,?,?,'in_progress',1,?,?) ON CONFLICT (key) DO UPDATE SET"
+        " relpath=excluded.relpath, state='in_progress', attempts=attempts+1,"
+        " updated_at=excluded.updated_at, seen_run=coalesce(excluded.seen_run, seen_run)"
+    ),
+    "failed": (
+        "INSERT INTO files (key, project, owner, relpath, state, last_error, updated_at,"
+        " seen_run) VALUES (?,?,?,?,'failed',?,?,?) ON CONFLICT (key) DO UPDATE SET"
+        " state='failed', last_error=excluded.last_error, updated_at=excluded.updated_at,"
+        " seen_run=coalesce(excluded.seen_run, seen_run)"
+    ),
+    "deleted": "UPDATE files SET state='deleted', updated_at=? WHERE key=?",
+    "corrupt": "UPDATE files SET state='failed', last_error=?, updated_at=? WHERE key=?",
+    "seen": "UPDATE files SET seen_run=? WHERE key=?",
+    "owner_seen": "UPDATE owners SET seen_run=? WHERE project=? AND owner=?",
+    "fingerprint": (
+        "INSERT INTO owners (project, owner, fingerprint) VALUES (?,?,?)"
+        " ON CONFLICT (project, owner) DO UPDATE SET fingerprint=excluded.fingerprint"
+    ),
+    "forget_owner": "DELETE FROM owners WHERE project=? AND owner=?",
+}
+
+
+def configure(conn: sqlite3.Connection, path: Path) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise JournalError(
+            f"journal {path}: SQLite refused WAL mode (got {mode!r}); keep DEST/.xnatsync on a "
+            "local filesystem or pass a local --journal path"
+        )
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=10000")
+
+
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Apply the missing ``MIGRATIONS``, each with its version bump in one transaction."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise JournalError(
+            f"journal {path} has schema version {version}, newer than this xnatsync "
+            f"({len(MIGRATIONS)}); upgrade xnatsync"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={number + 1}")
+            conn.execute("COMMIT")
+        except sqlite3.Error:
+            conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
