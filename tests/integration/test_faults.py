@@ -33,7 +33,8 @@ from xnatsync.emulator.server import Emulator
 from xnatsync.events import FileDeleted, FileFailed, FileRetry, ListingFailed, Notice
 from xnatsync.model import Experiment
 from xnatsync.pull import PullConfig
-from xnatsync.xnat.client import OwnerListing, XnatClient
+from xnatsync.xnat.client import XnatClient
+from xnatsync.xnat.http import OwnerListing
 
 # One file of the SYNTH fixture (64 KiB): its request path glob and its local path.
 TARGET = "*/XNAT_E00001/scans/1/resources/*/files/1-00001.dat"

@@ -4,7 +4,7 @@ Invariants:
 
 * No I/O in the constructor; ``async with client`` opens the session and logs in once, and on
   exit logs out and closes the session.
-* ``_transport_errors`` is the one place aiohttp and OS exceptions become xnatsync errors, with
+* ``http.transport_errors`` is the one place aiohttp and OS exceptions become xnatsync errors, with
   redacted messages and no chained aiohttp exception (its text embeds URLs).
 * Credentials travel only in the login request's ``Authorization`` header; later requests carry
   the ``JSESSIONID`` cookie. No URL carries credentials, no cookie jar or ``trust_env`` is used.
@@ -22,14 +22,12 @@ import hashlib
 import json
 import logging
 import random
-import re
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
-from urllib.parse import quote
 
 import aiohttp
 import anyio
@@ -40,8 +38,6 @@ from xnatsync.config import Limits, RetryPolicy, Timeouts
 from xnatsync.errors import (
     AuthError,
     BadResponseError,
-    TransportError,
-    UsageError,
     XnatSyncError,
     redact,
 )
@@ -49,118 +45,24 @@ from xnatsync.model import Experiment, RemoteFile
 from xnatsync.retry import call_with_retry
 from xnatsync.xnat import parse, routes
 from xnatsync.xnat.auth import Authenticator, Credentials, session_id_from_login
-from xnatsync.xnat.pacing import Pacer, bandwidth_pacer, requests_pacer
+from xnatsync.xnat.http import (
+    Body,
+    OwnerListing,
+    request_path,
+    sent_to_login,
+    server_url,
+    transport_errors,
+)
+from xnatsync.xnat.pacing import bandwidth_pacer, requests_pacer
 
 USER_AGENT = f"xnatsync/{__version__}"
 DEFAULT_LIMITS = Limits()
 DEFAULT_TIMEOUTS = Timeouts()
 DEFAULT_RETRY = RetryPolicy()
 ERROR_SNIPPET_BYTES = 2048
-_PATH_SAFE = "/%" + "!$&'()*,;=:@~"  # keep existing escapes; "+" is always encoded
 
 T = TypeVar("T")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 log = logging.getLogger("xnatsync.xnat")
-
-
-@contextmanager
-def _transport_errors(method: str, url: str | URL, timeouts: Timeouts) -> Iterator[None]:
-    """Convert aiohttp and OS exceptions raised inside the block into ``TransportError``.
-
-    Entered per request and per chunk: nothing is formatted unless something went wrong."""
-    try:
-        yield
-    except aiohttp.SocketTimeoutError:
-        detail = f"no data for {timeouts.read_stall:g} s (read stall)"
-    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError, TimeoutError):
-        detail = (
-            f"timed out connecting ({timeouts.connect:g} s) "
-            f"or waiting for a pooled connection ({timeouts.pool:g} s)"
-        )
-    except aiohttp.ClientPayloadError as exc:
-        detail = f"body incomplete ({_describe(exc)})"
-    except aiohttp.ServerDisconnectedError as exc:
-        detail = f"server disconnected ({_describe(exc)})"
-    except (aiohttp.ClientError, OSError) as exc:
-        detail = _describe(exc)
-    else:
-        return
-    raise TransportError(f"{method} {redact(str(url))}: {detail}") from None
-
-
-def _describe(exc: BaseException) -> str:
-    text = redact(" ".join(str(exc).split()))
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _base_url(base_url: str) -> str:
-    """Validate and normalise the server URL (no trailing slash); refuse embedded credentials."""
-    url = URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise UsageError(f"not an http(s) server URL: {redact(base_url)!r}")
-    if url.user is not None or url.password is not None:
-        raise UsageError("the server URL must not contain credentials; pass them separately")
-    if url.query_string or url.fragment:
-        raise UsageError(f"the server URL must not have a query or fragment: {base_url!r}")
-    return str(url.with_path(url.path.rstrip("/"))).rstrip("/")
-
-
-def _sent_to_login(response: aiohttp.ClientResponse, requested: URL) -> bool:
-    """Whether a redirect led elsewhere, to the login page (``/app/template/Login.vm``,
-    ``/login``): XNAT's other way of saying the session is gone."""
-    final = response.url.path
-    page = final.rstrip("/").rsplit("/", 1)[-1].lower()
-    return bool(response.history) and final != requested.path and page.startswith("login")
-
-
-def _request_path(uri: str) -> str:
-    """A listed file URI as a request path below the base URL (never another host)."""
-    if not uri.startswith("/") or uri.startswith("//") or _CONTROL.search(uri):
-        raise BadResponseError(f"refusing to fetch {redact(uri)!r}: not a server path")
-    return quote(uri, safe=_PATH_SAFE)
-
-
-class Body:
-    """The streamed body of a successful download."""
-
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        url: str,
-        timeouts: Timeouts,
-        pacer: Pacer | None,
-    ) -> None:
-        self._response = response
-        self._url = url
-        self._timeouts = timeouts
-        self._pacer = pacer
-        self.content_length: int | None = response.content_length
-        self.content_type: str = response.content_type
-
-    async def chunks(self, size: int = 256 * 1024) -> AsyncIterator[bytes]:
-        """Chunks of at most ``size`` bytes; a truncated or stalled body raises TransportError."""
-        stream = self._response.content
-        while True:
-            with _transport_errors("GET", self._url, self._timeouts):
-                chunk = await stream.read(size)
-            if not chunk:
-                return
-            if self._pacer is not None:
-                await self._pacer.acquire(len(chunk))
-            yield chunk
-
-
-class OwnerListing:
-    """One owner's listings as fetched: an MD5 ``fingerprint`` of the exact response bytes, and
-    ``files()``, which parses them (only when the caller needs the files: an unchanged
-    fingerprint lets a no-op run skip parsing altogether)."""
-
-    def __init__(self, fingerprint: str, parsed: Callable[[], list[RemoteFile]]) -> None:
-        self.fingerprint = fingerprint
-        self._parsed = parsed
-
-    def files(self) -> list[RemoteFile]:
-        return self._parsed()
 
 
 class XnatClient:
@@ -179,7 +81,7 @@ class XnatClient:
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.base_url = _base_url(base_url)
+        self.base_url = server_url(base_url)
         self.limits = limits
         self._credentials = credentials
         self._timeouts = timeouts
@@ -258,13 +160,13 @@ class XnatClient:
             await self._tps.acquire()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", method, redact(str(url)))
-        with _transport_errors(method, url, self._timeouts):
+        with transport_errors(method, url, self._timeouts):
             return await self._http.request(method, url, headers=headers, auth=auth)
 
     async def _fail(self, method: str, url: URL, response: aiohttp.ClientResponse) -> NoReturn:
         """Raise the typed error of a failed response (reading a short body for the message)."""
         try:
-            with _transport_errors(method, str(url), self._timeouts):
+            with transport_errors(method, str(url), self._timeouts):
                 snippet = await response.content.read(ERROR_SNIPPET_BYTES)
         finally:
             response.release()
@@ -281,7 +183,7 @@ class XnatClient:
         while True:
             generation = self._auth.generation
             response = await self._send(method, url, headers=self._auth.cookie())
-            if response.status != 401 and not _sent_to_login(response, url):
+            if response.status != 401 and not sent_to_login(response, url):
                 break
             response.release()
             if reauthenticated:
@@ -300,7 +202,7 @@ class XnatClient:
     async def _read(self, method: str, url: URL) -> bytes:
         response = await self._open(method, url)
         try:
-            with _transport_errors(method, str(url), self._timeouts):
+            with transport_errors(method, str(url), self._timeouts):
                 return await response.read()
         finally:
             response.release()
@@ -355,7 +257,7 @@ class XnatClient:
             if response.status >= 400:
                 await self._fail("POST", url, response)
             try:
-                with _transport_errors("POST", str(url), self._timeouts):
+                with transport_errors("POST", str(url), self._timeouts):
                     body = await response.read()
             finally:
                 response.release()
@@ -487,7 +389,7 @@ class XnatClient:
 
     @asynccontextmanager
     async def _download(self, uri: str) -> AsyncIterator[Body]:
-        url = self._url(_request_path(uri))
+        url = self._url(request_path(uri))
         response = await self._open("GET", url)
         try:
             yield Body(response, str(url), self._timeouts, self._bandwidth)
