@@ -2,14 +2,14 @@
 
 Exit codes (the one table; README repeats it):
 
-====  =====================================================================
+====  ======================================================================================
 0     every planned file is present and verified
 1     some files failed (the rest are done; failures are listed)
 2     usage or configuration error, or the destination is locked by another run
-3     authentication or permission error
+3     authentication or permission error (also: the server's TLS certificate is not trusted)
 4     local disk or journal error (full, read-only, permission)
 130   interrupted (Ctrl-C / SIGTERM); what was verified stays done
-====  =====================================================================
+====  ======================================================================================
 """
 
 from __future__ import annotations

@@ -195,6 +195,12 @@ def run_pull(args: argparse.Namespace) -> int:
         stderr_is_tty=sys.stderr.isatty(),
         env=dict(os.environ),
     )
+    if config.ssl is False:
+        print(
+            "xnatsync: warning: --insecure: the server's certificate is not checked; anyone on "
+            "the network path can read and alter this transfer",
+            file=sys.stderr,
+        )
     summary = Summary()
     reporter = reporters_for(summary, progress=config.progress, log_json=config.log_json)
     error: XnatSyncError | None = None

@@ -10,7 +10,8 @@ responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_s
     ├── UsageError                   bad arguments or config                       fatal, exit 2
     ├── LockedError                  another run holds the destination lock        fatal, exit 2
     ├── AuthError                    bad credentials, expired token                fatal, exit 3
-    │   └── PermissionDeniedError    403 on something we must reach                fatal, exit 3
+    │   ├── PermissionDeniedError    403 on something we must reach                fatal, exit 3
+    │   └── TlsError                 the server's certificate is not trusted       fatal, exit 3
     ├── RemoteError                  an HTTP answer we cannot use (.status)
     │   ├── TransientRemoteError     5xx, 429 (.retry_after), 408                  retryable
     │   ├── NotFoundError            404                                           permanent
@@ -82,6 +83,11 @@ class AuthError(XnatSyncError):
 
 class PermissionDeniedError(AuthError):
     """Authenticated, but the server refuses (403)."""
+
+
+class TlsError(AuthError):
+    """The server could not be authenticated: its TLS certificate is not trusted, or the TLS
+    handshake failed. Never retried: nothing changes until a CA bundle is configured."""
 
 
 class RemoteError(XnatSyncError):

@@ -114,6 +114,12 @@ async def test_progress_bars_only_on_a_terminal_or_when_asked(
     assert "bytes: 100%" in shown
 
 
+async def test_insecure_warns_on_every_run(synth: Emulator, tmp_path: Path) -> None:
+    code, _, err = await run_cli(*pull(synth, tmp_path, "--insecure"))
+    assert code == 0
+    assert "warning: --insecure" in err
+
+
 async def test_config_file_supplies_the_options(synth: Emulator, tmp_path: Path) -> None:
     dest, report = tmp_path / "mirror", tmp_path / "out" / "report.json"
     config = tmp_path / "job.toml"

@@ -15,7 +15,7 @@ import aiohttp
 from yarl import URL
 
 from xnatsync.config import Timeouts
-from xnatsync.errors import BadResponseError, TransportError, UsageError, redact
+from xnatsync.errors import BadResponseError, TlsError, TransportError, UsageError, redact
 from xnatsync.model import RemoteFile
 from xnatsync.xnat.pacing import Pacer
 
@@ -30,6 +30,12 @@ def transport_errors(method: str, url: str | URL, timeouts: Timeouts) -> Iterato
     Entered per request and per chunk: nothing is formatted unless something went wrong."""
     try:
         yield
+    except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+        raise TlsError(
+            f"{method} {redact(str(url))}: the server's TLS certificate is not trusted or the "
+            f"TLS handshake failed ({_reason(exc)}); pass --ca-bundle FILE with the CA that "
+            "signed it (--insecure skips the check, and with it all protection in transit)"
+        ) from None
     except aiohttp.SocketTimeoutError:
         detail = f"no data for {timeouts.read_stall:g} s (read stall)"
     except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError, TimeoutError):
@@ -46,6 +52,11 @@ def transport_errors(method: str, url: str | URL, timeouts: Timeouts) -> Iterato
     else:
         return
     raise TransportError(f"{method} {redact(str(url))}: {detail}") from None
+
+
+def _reason(exc: aiohttp.ClientSSLError) -> str:
+    cert_error = getattr(exc, "certificate_error", None)
+    return redact(str(cert_error)) if cert_error is not None else describe(exc)
 
 
 def describe(exc: BaseException) -> str:
