@@ -43,7 +43,7 @@ class Summary:
     files_deleted: int = 0
     bytes_transferred: int = 0
     retries: int = 0
-    experiments: int = 0
+    owners_listed: int = 0  # experiments, subjects and projects whose listing was planned
     failures: list[dict[str, str]] = dataclasses.field(default_factory=list)
     listing_failures: list[dict[str, str]] = dataclasses.field(default_factory=list)
     notices: list[str] = dataclasses.field(default_factory=list)
@@ -53,7 +53,7 @@ class Summary:
     def emit(self, event: Event) -> None:
         match event:
             case ExperimentPlanned():
-                self.experiments += 1
+                self.owners_listed += 1
                 self.files_planned += (
                     event.downloads + event.skips + event.verifies + event.moves + event.errors
                 )
