@@ -41,7 +41,7 @@ from typing import Any
 
 from xnatsync.diff import LocalFile
 from xnatsync.errors import JournalError, UnsafePathError, redact
-from xnatsync.journal_schema import COLUMNS, WRITES, configure, migrate
+from xnatsync.journal_schema import COLUMNS, WRITES, configure, migrate, require_current
 from xnatsync.layout import safe_relpath
 from xnatsync.model import FileState, RemoteFile
 
@@ -139,22 +139,33 @@ class Journal:
         batch_seconds: float = 0.25,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        readonly: bool = False,
     ) -> Journal:
         """Open (creating parent directory and schema) and migrate; ``JournalError`` if unusable.
 
         ``clock`` stamps ``updated_at`` and runs (informational only, never compared);
-        ``monotonic`` paces the time-based flush.
+        ``monotonic`` paces the time-based flush. ``readonly`` (``--dry-run``): an existing
+        journal at the current schema, opened so that nothing can be written or migrated.
         """
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if readonly:
+                # immutable: no locks, no -wal/-shm files created; a dry run shows what the
+                # main database file holds (a crashed run's uncheckpointed WAL is not read)
+                target: str | Path = f"{path.absolute().as_uri()}?mode=ro&immutable=1"
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                target = path
             conn = sqlite3.connect(
-                path, timeout=10.0, isolation_level=None, check_same_thread=False
+                target, timeout=10.0, isolation_level=None, check_same_thread=False, uri=readonly
             )
         except (OSError, sqlite3.Error) as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
         try:
-            configure(conn, path)
-            migrate(conn, path)
+            if readonly:
+                require_current(conn, path)
+            else:
+                configure(conn, path)
+                migrate(conn, path)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise JournalError(

@@ -123,3 +123,13 @@ def migrate(conn: sqlite3.Connection, path: Path) -> int:
             conn.execute("ROLLBACK")
             raise
     return len(MIGRATIONS)
+
+
+def require_current(conn: sqlite3.Connection, path: Path) -> None:
+    """For a read-only open: the schema must already be this code's (nothing is migrated)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version != len(MIGRATIONS):
+        raise JournalError(
+            f"journal {path} has schema version {version}, this xnatsync expects "
+            f"{len(MIGRATIONS)}; run once without --dry-run to bring it up to date"
+        )

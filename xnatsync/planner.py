@@ -117,6 +117,7 @@ class Planner:
     ledger: Ledger | None = None
     complete: bool = True
     shape: str = ""
+    seen_keys: set[str] = field(default_factory=set)
     listed: set[tuple[str, str]] = field(default_factory=set)
     known: set[tuple[str, str]] = field(default_factory=set)
     kinds: set[tuple[str, str]] = field(default_factory=set)
@@ -185,6 +186,8 @@ class Planner:
             return
         if self.journal is not None:
             self.journal.mark_seen([f.key for f in remote], self.run_id)
+        else:  # a dry run writes no seen marks: it remembers the keys instead
+            self.seen_keys.update(f.key for f in remote)
         local = local_manifest(self.state, self.config.dest, owner)
         wanted = selected(remote, self.config.selection)
         placer = Memo(self.config.layout)
@@ -235,6 +238,8 @@ class Planner:
 
     def deletable(self, entry: Entry) -> bool:
         """A file that left an owner we listed, or whose owner left a complete listing."""
+        if entry.key in self.seen_keys:
+            return False
         if (entry.project, entry.owner) in self.listed:
             return True
         if (entry.project, entry.owner) in self.known:

@@ -194,7 +194,8 @@ async def _sync(
 
 async def _dry_run(config: PullConfig, reporter: Reporter, client: XnatClient) -> None:
     """List and plan everything; print the plans; write nothing, not even the journal."""
-    journal = Journal.open(config.journal_path) if config.journal_path.exists() else None
+    exists = config.journal_path.exists()
+    journal = Journal.open(config.journal_path, readonly=True) if exists else None
     state: LocalState = journal if journal is not None else NoJournal()
     total = Plan().summary()
 

@@ -202,3 +202,22 @@ async def test_verify_finds_damage_and_the_next_pull_repairs_it(
     assert summary.files_transferred == 1
     assert local_files(tmp_path) == files
     assert verify(tmp_path, config.journal_path)[1]
+
+
+async def test_dry_run_on_a_mirror_plans_deletes_and_writes_nothing(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    assert await server_request(emu, "DELETE", NOTES) == 200
+    state = tmp_path / ".xnatsync"
+    before = {p.name: p.read_bytes() for p in state.iterdir() if p.is_file()}
+    files = local_files(tmp_path)
+    capsys.readouterr()
+    await run_pull(replace(config, dry_run=True, delete=True))
+    out = capsys.readouterr().out
+    assert "delete   trash" in out
+    assert "notes.txt" in out
+    assert "1 to delete" in out
+    assert local_files(tmp_path) == files
+    assert {p.name: p.read_bytes() for p in state.iterdir() if p.is_file()} == before
