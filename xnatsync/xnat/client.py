@@ -229,6 +229,10 @@ class XnatClient:
                 body = await self._read("GET", url)
             return parse_body(body)
 
+        return await self._retrying(url, attempt)
+
+    async def _retrying(self, url: URL, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt`` under this client's retry policy, injected clock and sleep."""
         return await call_with_retry(
             self._retry,
             attempt,
@@ -264,14 +268,7 @@ class XnatClient:
             cookies = {name: morsel.value for name, morsel in response.cookies.items()}
             return session_id_from_login(body, cookies)
 
-        session_id = await call_with_retry(
-            self._retry,
-            attempt,
-            sleep=self._sleep,
-            rand=self._rand,
-            clock=self._clock,
-            on_retry=self._on_retry(url),
-        )
+        session_id = await self._retrying(url, attempt)
         log.info("logged in to %s as %r", self.base_url, self._credentials.username)
         return session_id
 
