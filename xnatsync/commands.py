@@ -202,7 +202,9 @@ def run_pull(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     summary = Summary()
-    reporter = reporters_for(summary, progress=config.progress, log_json=config.log_json)
+    reporter = reporters_for(
+        summary, progress=config.progress, log_json=config.log_json, dry_run=config.dry_run
+    )
     error: XnatSyncError | None = None
     interrupted = False
     try:

@@ -88,6 +88,14 @@ class ListingFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanShown:
+    """A dry run's plan for one owner (``title``), or its totals (``title`` "plan")."""
+
+    title: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """A message for the user that is not about one file (refused deletes, a warning)."""
 
@@ -104,6 +112,7 @@ Event = (
     | FileDeleted
     | ListingFailed
     | Notice
+    | PlanShown
 )
 
 

@@ -22,13 +22,14 @@ import anyio
 from xnatsync.config import Limits, RetryPolicy, Timeouts
 from xnatsync.credentials import resolve_login
 from xnatsync.errors import LocalDiskError, UsageError, XnatSyncError
-from xnatsync.events import Fanout, Notice, Reporter
+from xnatsync.events import Fanout, Notice, PlanShown, Reporter
 from xnatsync.journal import Journal
 from xnatsync.layout import Layout, parse_layout
 from xnatsync.lock import DestLock
 from xnatsync.manifest import LocalState, NoJournal, Owner
 from xnatsync.plan import Plan, format_plan
 from xnatsync.planner import Ledger, Planner
+from xnatsync.report import Summary
 from xnatsync.scheduler import Executor, Scheduler, Throttle
 from xnatsync.selection import Selection
 from xnatsync.transfer import first_error, remove_stale_parts
@@ -150,16 +151,17 @@ async def pull(config: PullConfig, reporter: Reporter, client: XnatClient | None
         if last is not None and last["status"] == "running":
             await anyio.to_thread.run_sync(remove_stale_parts, config.dest)
         run_id = journal.start_run(f"pull {config.url} {' '.join(config.projects)}")
+        counts = Summary()
         status = "interrupted"
         try:
             async with client:
-                await _sync(config, reporter, client, journal, run_id)
-            status = "ok"
+                await _sync(config, Fanout(reporter, counts), client, journal, run_id)
+            status = "ok" if counts.ok else "failed"
         except XnatSyncError:
             status = "error"
             raise
         finally:
-            journal.finish_run(run_id, status, {})
+            journal.finish_run(run_id, status, counts.counts())
 
 
 async def _sync(
@@ -193,7 +195,8 @@ async def _sync(
 
 
 async def _dry_run(config: PullConfig, reporter: Reporter, client: XnatClient) -> None:
-    """List and plan everything; print the plans; write nothing, not even the journal."""
+    """List and plan everything; report the plans (``PlanShown``); write nothing, not even the
+    journal."""
     exists = config.journal_path.exists()
     journal = Journal.open(config.journal_path, readonly=True) if exists else None
     state: LocalState = journal if journal is not None else NoJournal()
@@ -203,7 +206,7 @@ async def _dry_run(config: PullConfig, reporter: Reporter, client: XnatClient) -
         nonlocal total
         total = total + plan.summary()
         if plan.downloads or plan.verifies or plan.moves or plan.errors:
-            print(f"# {owner.describe()}\n{format_plan(plan)}")
+            reporter.emit(PlanShown(owner.describe(), format_plan(plan)))
 
     try:
         async with client:
@@ -215,14 +218,17 @@ async def _dry_run(config: PullConfig, reporter: Reporter, client: XnatClient) -
             if journal is not None and config.delete:
                 deletes = planner.delete_plan(journal, run_id=-1)
                 total = total + deletes.summary()
-                print(f"# deletes\n{format_plan(deletes)}")
+                reporter.emit(PlanShown("deletes", format_plan(deletes)))
     finally:
         if journal is not None:
             journal.close()
-    print(
-        f"plan: {total.downloads} files to download ({total.download_bytes} bytes), "
-        f"{total.skips} up to date, {total.verifies} to verify, {total.moves} to move, "
-        f"{total.deletes} to delete, {total.errors} errors"
+    reporter.emit(
+        PlanShown(
+            "plan",
+            f"plan: {total.downloads} files to download ({total.download_bytes} bytes), "
+            f"{total.skips} up to date, {total.verifies} to verify, {total.moves} to move, "
+            f"{total.deletes} to delete, {total.errors} errors",
+        )
     )
 
 

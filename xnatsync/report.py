@@ -23,6 +23,7 @@ from xnatsync.events import (
     FileRetry,
     ListingFailed,
     Notice,
+    PlanShown,
     Reporter,
 )
 
@@ -89,6 +90,10 @@ class Summary:
     @property
     def ok(self) -> bool:
         return self.files_failed == 0 and not self.listing_failures
+
+    def counts(self) -> dict[str, int]:
+        """The integer counters (what the journal's runs table keeps)."""
+        return {k: v for k, v in self.as_dict().items() if isinstance(v, int)}
 
     def as_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -179,9 +184,29 @@ class JsonLines:
         pass
 
 
-def reporters_for(summary: Summary, *, progress: bool, log_json: bool) -> Fanout:
-    """The summary, plus progress bars and JSON lines on stderr when asked for."""
+class PlanPrinter:
+    """Prints a dry run's plans as they are made (the only output of ``--dry-run``)."""
+
+    def __init__(self, write: Callable[[str], object]) -> None:
+        self._write = write
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, PlanShown):
+            heading = "" if event.title == "plan" else f"# {event.title}\n"
+            self._write(f"{heading}{event.text}\n")
+
+    def close(self) -> None:
+        pass
+
+
+def reporters_for(
+    summary: Summary, *, progress: bool, log_json: bool, dry_run: bool = False
+) -> Fanout:
+    """The summary, plus progress bars and JSON lines on stderr, or a dry run's plans on
+    stdout, when asked for."""
     chosen: list[Reporter] = [summary]
+    if dry_run:
+        chosen.append(PlanPrinter(sys.stdout.write))
     if progress:
         chosen.append(ProgressBars(sys.stderr))
     if log_json:

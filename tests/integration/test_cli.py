@@ -120,6 +120,15 @@ async def test_insecure_warns_on_every_run(synth: Emulator, tmp_path: Path) -> N
     assert "warning: --insecure" in err
 
 
+async def test_dry_run_prints_the_plan_and_creates_nothing(synth: Emulator, tmp_path: Path) -> None:
+    dest = tmp_path / "mirror"
+    code, out, err = await run_cli(*pull(synth, dest, "--dry-run"))
+    assert code == 0, err
+    assert "download new" in out
+    assert f"plan: {len(expected_tree(synth))} files to download" in out
+    assert not dest.exists()
+
+
 async def test_config_file_supplies_the_options(synth: Emulator, tmp_path: Path) -> None:
     dest, report = tmp_path / "mirror", tmp_path / "out" / "report.json"
     config = tmp_path / "job.toml"

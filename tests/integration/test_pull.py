@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.integration.conftest import (
     NOTES,
@@ -20,7 +19,7 @@ from tests.integration.conftest import (
     server_request,
 )
 from xnatsync.emulator.server import Emulator
-from xnatsync.events import FileDeleted, Notice
+from xnatsync.events import FileDeleted, Notice, PlanShown
 from xnatsync.inspect import verify
 from xnatsync.journal import Journal
 from xnatsync.layout import parse_layout
@@ -115,16 +114,13 @@ async def test_layout_change_moves_files_without_downloading(emu: Emulator, tmp_
     assert "DEMO/DEMO01_MR1/1/DICOM/1-0001.dcm" in files
 
 
-async def test_dry_run_changes_nothing(
-    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_dry_run_changes_nothing(emu: Emulator, tmp_path: Path) -> None:
     dest = tmp_path / "mirror"
-    await run_pull(make_config(emu, dest, dry_run=True))
-    out = capsys.readouterr().out
+    _, events = await run_pull(make_config(emu, dest, dry_run=True))
+    shown = {e.title: e.text for e in events.of(PlanShown)}
     assert not dest.exists()
-    assert "plan: " in out
-    assert "files to download" in out
-    assert "download new" in out
+    assert "files to download" in shown["plan"]
+    assert "download new" in shown["DEMO/DEMO01_MR1"]
 
 
 async def test_delete_trashes_files_that_left_the_server(emu: Emulator, tmp_path: Path) -> None:
@@ -205,7 +201,7 @@ async def test_verify_finds_damage_and_the_next_pull_repairs_it(
 
 
 async def test_dry_run_on_a_mirror_plans_deletes_and_writes_nothing(
-    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    emu: Emulator, tmp_path: Path
 ) -> None:
     config = make_config(emu, tmp_path)
     await run_pull(config)
@@ -213,11 +209,30 @@ async def test_dry_run_on_a_mirror_plans_deletes_and_writes_nothing(
     state = tmp_path / ".xnatsync"
     before = {p.name: p.read_bytes() for p in state.iterdir() if p.is_file()}
     files = local_files(tmp_path)
-    capsys.readouterr()
-    await run_pull(replace(config, dry_run=True, delete=True))
-    out = capsys.readouterr().out
-    assert "delete   trash" in out
-    assert "notes.txt" in out
-    assert "1 to delete" in out
+    _, events = await run_pull(replace(config, dry_run=True, delete=True))
+    shown = {e.title: e.text for e in events.of(PlanShown)}
+    assert "delete   trash" in shown["deletes"]
+    assert "notes.txt" in shown["deletes"]
+    assert "1 to delete" in shown["plan"]
     assert local_files(tmp_path) == files
     assert {p.name: p.read_bytes() for p in state.iterdir() if p.is_file()} == before
+
+
+async def test_the_journal_records_each_run_with_its_outcome_and_counts(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    config = make_config(emu, tmp_path)
+    emu.faults.script("GET", "*/files/1-0001.dcm", ["corrupt"] * 20)
+    summary, _ = await run_pull(config)
+    with Journal.open(config.journal_path) as journal:
+        last = journal.summary()["last_run"]
+    assert last["status"] == "failed"
+    failed = summary.files_failed
+    assert failed > 0  # one file in each session's first scan
+    assert last["counts"]["files_failed"] == failed
+    assert last["counts"]["files_transferred"] == summary.files_transferred
+    emu.faults.clear()
+    await run_pull(config)
+    with Journal.open(config.journal_path) as journal:
+        last = journal.summary()["last_run"]
+    assert (last["status"], last["counts"]["files_transferred"]) == ("ok", failed)
