@@ -390,8 +390,12 @@ class Journal:
                 "SELECT key, last_error FROM files WHERE state='failed' ORDER BY key LIMIT 20"
             )
         ]
+        return {"states": states, "failures": failures, "last_run": self.last_run()}
+
+    def last_run(self) -> dict[str, Any] | None:
+        """The newest run (``status`` "running" if it never finished: it was killed)."""
         last = list(self._query("SELECT * FROM runs ORDER BY id DESC LIMIT 1"))
-        return {"states": states, "failures": failures, "last_run": _run(last[0]) if last else None}
+        return _run(last[0]) if last else None
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

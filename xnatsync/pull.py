@@ -147,7 +147,7 @@ async def pull(config: PullConfig, reporter: Reporter, client: XnatClient | None
     except OSError as exc:
         raise LocalDiskError(f"cannot create {config.dest}: {exc.strerror or exc}") from exc
     with DestLock(config.dest), Journal.open(config.journal_path) as journal:
-        last = journal.summary()["last_run"]
+        last = journal.last_run()
         if last is not None and last["status"] == "running":
             await anyio.to_thread.run_sync(remove_stale_parts, config.dest)
         run_id = journal.start_run(f"pull {config.url} {' '.join(config.projects)}")
