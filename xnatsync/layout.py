@@ -1,4 +1,4 @@
-"""Where a remote file goes under DEST: layout templates, path safety, case collisions.
+"""Where a remote file goes under DEST: layout templates, path safety, case folding.
 
 A ``Layout`` maps each ``RemoteFile`` to a relative ``PurePosixPath``. The default is XNAT's own
 archive (and zip) shape::
@@ -329,19 +329,6 @@ def _char_problem(text: str) -> str:
 
 
 DEFAULT_LAYOUT = parse_layout()
-
-
-def find_case_collisions(paths: Iterable[str | PurePosixPath]) -> list[tuple[str, str]]:
-    """Pairs of distinct paths equal after NFC + casefold, sorted; each pair (smaller, larger)."""
-    groups: dict[str, set[str]] = {}
-    for path in paths:
-        text = str(path)
-        groups.setdefault(fold(text), set()).add(text)
-    pairs: list[tuple[str, str]] = []
-    for members in groups.values():
-        ordered = sorted(members)
-        pairs.extend((a, b) for i, a in enumerate(ordered) for b in ordered[i + 1 :])
-    return sorted(pairs)
 
 
 def fold(path: str) -> str:

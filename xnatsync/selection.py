@@ -26,11 +26,6 @@ class Selection:
     subject_resources: bool = True
     project_resources: bool = True
 
-    @property
-    def filters_experiments(self) -> bool:
-        """True when some experiments of a project are left out on purpose."""
-        return bool(self.subjects or self.experiments or self.xsi_types or self.since)
-
     def wants_experiment(self, exp: Experiment) -> bool:
         if self.subjects and not {exp.subject_id, exp.subject_label} & self.subjects:
             return False

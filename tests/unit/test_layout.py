@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from xnatsync.errors import UnsafePathError, UsageError
 from xnatsync.layout import (
     DEFAULT_LAYOUT,
-    find_case_collisions,
     parse_layout,
     resolve_under,
     safe_relpath,
@@ -186,17 +185,6 @@ def test_level_only_template_keeps_defaults_elsewhere() -> None:
 def test_bad_templates_fail_at_parse_time(spec: str, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("{", r"\{").replace("}", r"\}")):
         parse_layout(spec)
-
-
-def test_case_collisions_are_pairs_of_distinct_paths() -> None:
-    paths = ["P/a.dcm", "P/A.dcm", "P/b.dcm", "P/a.DCM", "P/b.dcm", "P/straße", "P/STRASSE"]
-    assert find_case_collisions(paths) == [
-        ("P/A.dcm", "P/a.DCM"),
-        ("P/A.dcm", "P/a.dcm"),
-        ("P/STRASSE", "P/straße"),
-        ("P/a.DCM", "P/a.dcm"),
-    ]
-    assert find_case_collisions([unicodedata.normalize("NFD", "é"), "É"]) != []
 
 
 def test_resolve_under_plain_path(tmp_path: Path) -> None:

@@ -137,10 +137,6 @@ class Sessions:
             del self._sessions[sid]
         return ids
 
-    def expires_at(self, session: HttpSession) -> float:
-        """When an untouched session would expire (epoch seconds)."""
-        return session.last_access + self.idle_timeout
-
     def issue_token(self, username: str) -> AliasToken:
         """A fresh alias token for a user."""
         now = self.clock()
