@@ -29,6 +29,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.measure import Measurement, measure
+from xnatsync.emulator.cli import spawn
 
 PROJECT = "BENCH"
 USER = PASSWORD = "admin"
@@ -76,19 +77,11 @@ class Result:
 
 
 def start_emulator(root: Path, w: Workload) -> tuple[subprocess.Popen[str], str]:
-    cmd = [
-        sys.executable, "-m", "xnatsync.emulator", "--port", "0", "--root", str(root),
-        "--seed", "synthetic", "--project", PROJECT, "--subjects", str(w.subjects),
-        "--sessions", "1", "--scans", str(w.scans), "--files", str(w.files),
-        "--file-size", str(w.size),
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if not line.startswith("XNAT emulator at "):
-        proc.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return proc, line.removeprefix("XNAT emulator at ")
+    return spawn(
+        "--root", str(root), "--seed", "synthetic", "--project", PROJECT,
+        "--subjects", str(w.subjects), "--sessions", "1", "--scans", str(w.scans),
+        "--files", str(w.files), "--file-size", str(w.size),
+    )  # fmt: skip
 
 
 async def file_uris(url: str) -> list[str]:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from xnatsync.emulator.cli import spawn
 from xnatsync.errors import XnatSyncError
 from xnatsync.pull import PullConfig, run
 from xnatsync.report import Summary, reporters_for
@@ -28,19 +28,6 @@ def add_demo(sub: Any) -> None:
     )
     p.add_argument("--dest", default="demo-mirror", help="where to mirror (default ./demo-mirror)")
     p.set_defaults(handler=run_demo)
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    """Start the emulator process; return it and its URL (its first stdout line)."""
-    cmd = [sys.executable, "-m", "xnatsync.emulator", "--port", "0", "--seed", "demo"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    prefix = "XNAT emulator at "
-    if not line.startswith(prefix):
-        proc.kill()
-        raise XnatSyncError(f"the emulator did not start (said {line!r})")
-    return proc, line[len(prefix) :]
 
 
 def pull_once(config: PullConfig, title: str) -> Summary:
@@ -67,7 +54,10 @@ def show_tree(dest: Path, limit: int = 12) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     dest = Path(args.dest).absolute()
-    proc, url = start_emulator()
+    try:
+        proc, url = spawn("--seed", "demo")
+    except RuntimeError as exc:
+        raise XnatSyncError(str(exc)) from None
     print(f"started the XNAT emulator at {url} (project DEMO, real DICOM made with pydicom)")
     try:
         config = PullConfig(

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import pathlib
 import signal
+import subprocess
 import sys
 
 from xnatsync.emulator.faults import Faults
@@ -63,6 +64,23 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
     )
 
 
+BANNER = "XNAT emulator at "
+
+
+def spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start ``python -m xnatsync.emulator --port 0 ARGS`` as its own process; return it and its
+    URL (read from its first line). Its stderr is discarded; stop it with ``terminate()``."""
+    cmd = [sys.executable, "-m", "xnatsync.emulator", "--port", "0", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().strip()
+    if not line.startswith(BANNER):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"the emulator did not start (it said {line!r})")
+    return proc, line.removeprefix(BANNER)
+
+
 async def serve(config: EmulatorConfig) -> None:
     """Serve until SIGINT or SIGTERM."""
     # imported here so that `xnatsync pull` does not pay for the server's imports (pydicom…)
@@ -73,7 +91,7 @@ async def serve(config: EmulatorConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with run_emulator(config) as emulator:
-        print(f"XNAT emulator at {emulator.url}", flush=True)
+        print(f"{BANNER}{emulator.url}", flush=True)
         print(f"seeded in {emulator.seed_seconds:.3f} s", file=sys.stderr, flush=True)
         await stop.wait()
 
