@@ -104,14 +104,14 @@ class Executor:
         except XnatSyncError as exc:
             if exc.fatal:
                 raise
-            self.fail(action_remote(action), str(action_relpath(action)), str(exc))
+            remote = None if isinstance(action, Delete) else action.remote
+            key = action.key if isinstance(action, Delete) else action.remote.key
+            self.fail(key, str(action_relpath(action)), str(exc), remote)
 
-    def fail(self, remote: RemoteFile | None, relpath: str, reason: str) -> None:
+    def fail(self, key: str, relpath: str, reason: str, remote: RemoteFile | None) -> None:
+        """Record one file's failure (in the journal when it has a remote side) and report it."""
         if remote is not None:
             self.journal.mark_failed(remote, reason, relpath)
-            key = remote.key
-        else:
-            key = relpath
         self.reporter.emit(FileFailed(key, relpath, reason))
 
     async def download(self, remote: RemoteFile, relpath: PurePosixPath) -> None:
@@ -209,10 +209,6 @@ class Executor:
         self.reporter.emit(FileDeleted(action.key, str(action.relpath), trashed))
 
 
-def action_remote(action: Action) -> RemoteFile | None:
-    return None if isinstance(action, Delete) else action.remote
-
-
 def action_relpath(action: Action) -> PurePosixPath:
     if isinstance(action, Move):
         return action.dst
@@ -253,7 +249,7 @@ class Scheduler:
     async def submit(self, plan: Plan) -> None:
         """Queue every action of ``plan``; record its per-file errors as failures now."""
         for error in plan.errors:
-            self._executor.fail(error.remote, error.relpath, error.reason)
+            self._executor.fail(error.key, error.relpath, error.reason, error.remote)
         actions: tuple[Action, ...] = (
             *plan.downloads,
             *plan.verifies,
