@@ -130,3 +130,17 @@ def test_search(interface: Any) -> None:
     assert "DEMO01_MR1" in labels
     assert {row["project"] for row in table} == {"DEMO"}
     assert "xnat:mrSessionData" in interface.inspect.datatypes()
+
+
+def test_share_and_unshare(interface: Any) -> None:
+    target = interface.select.project("PX_SHARE")
+    target.create()
+    experiment = interface.select.project("PUB").subject("PUB01").experiment("PUB01_MR1")
+    experiment.share("PX_SHARE", label="PUB_IN_PX")
+    assert target.experiments().get() == [experiment.id()]
+    assert target.experiment("PUB_IN_PX").id() == experiment.id()
+    rows = interface.array.experiments(project_id="PUB", columns=["label"]).data
+    assert [(r["ID"], r["label"]) for r in rows] == [(experiment.id(), "PUB01_MR1")]
+    experiment.unshare("PX_SHARE")
+    assert target.experiments().get() == []
+    assert experiment.exists()

@@ -129,3 +129,14 @@ def test_search_query(session: Any) -> None:
     labels = {e.label for e in found}
     assert "DEMO01_MR1" in labels
     assert all(e.project == "DEMO" for e in found)
+
+
+def test_share_experiment(session: Any) -> None:
+    session.put("/data/projects/XP_SHARE")
+    experiment = session.projects["PUB"].experiments["PUB01_MR1"]
+    experiment.share("XP_SHARE", label="PUB_IN_XP")
+    session.clearcache()
+    shared = session.projects["XP_SHARE"].experiments
+    assert list(shared.keys()) == [experiment.id]
+    assert shared[experiment.id].label == "PUB_IN_XP"
+    assert shared["PUB_IN_XP"].id == experiment.id

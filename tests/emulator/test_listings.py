@@ -195,3 +195,25 @@ async def test_resources_listings(admin: aiohttp.ClientSession, emu: Emulator) -
     assert scan_level[0]["file_count"] == "4"
     project_level = await rows(admin, "/data/projects/DEMO/resources")
     assert [r["label"] for r in project_level] == ["PROTOCOLS"]
+
+
+async def test_abstract_xsi_type_roots_and_shortcut_paths(admin: aiohttp.ClientSession) -> None:
+    """pyxnat's array API asks for `xsiType=xnat:subjectAssessorData` and reads `subject_ID`
+    back from the column it requested as `xnat:subjectAssessorData/subject_id`."""
+    columns = "ID,project,xnat:subjectAssessorData/subject_id,xnat:subjectData/label"
+    got = await rows(
+        admin, "/data/experiments", xsiType="xnat:subjectAssessorData", project="DEMO",
+        columns=columns,
+    )  # fmt: skip
+    assert len(got) == 4
+    assert set(got[0]) == {"ID", "project", "subject_ID", "subject_label", "URI"}
+    assert got[0]["subject_ID"].startswith("XNAT_S")
+    assert got[0]["subject_label"] == "DEMO01"
+    images = await rows(admin, "/data/experiments", xsiType="xnat:imageSessionData", project="DEMO")
+    assert len(images) == 4
+    mr = await rows(
+        admin, "/data/experiments", xsiType="xnat:mrSessionData", project="DEMO",
+        columns="ID,xnat:mrSessionData/subject_id",
+    )  # fmt: skip
+    assert len(mr) == 3
+    assert mr[0]["xnat:mrsessiondata/subject_id"] == got[0]["subject_ID"]  # not a shortcut's path

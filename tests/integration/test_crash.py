@@ -104,6 +104,7 @@ async def test_kill_mid_file_then_resume(big: Emulator, tmp_path: Path) -> None:
     half_sent = big.faults.on_bytes_sent(STALLED, 2 << 20)
     proc = await start_cli(*pull_args(big, tmp_path))
     await asyncio.wait_for(half_sent.wait(), 30)
+
     # Wait for the stalled file's own temp: other files' temps come and go meanwhile.
     def stalled_temps() -> list[Path]:
         return [p for p in part_files(tmp_path) if p.name.startswith(".large.dat.")]

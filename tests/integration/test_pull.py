@@ -11,6 +11,7 @@ import aiohttp
 
 from tests.integration.conftest import (
     NOTES,
+    journal_rows,
     journal_states,
     local_files,
     make_config,
@@ -24,6 +25,7 @@ from xnatsync.inspect import verify
 from xnatsync.journal import Journal
 from xnatsync.layout import parse_layout
 from xnatsync.selection import Selection
+from xnatsync.xnat.auth import Credentials
 
 
 async def server_digests(emu: Emulator, project: str = "DEMO") -> dict[str, str]:
@@ -236,3 +238,62 @@ async def test_the_journal_records_each_run_with_its_outcome_and_counts(
     with Journal.open(config.journal_path) as journal:
         last = journal.summary()["last_run"]
     assert (last["status"], last["counts"]["files_transferred"]) == ("ok", failed)
+
+
+PRIV_SUBJECT = "/data/projects/PRIV/subjects/PRIV01"
+
+
+async def share_priv_session_into_demo(emu: Emulator, *, subject_label: str = "") -> None:
+    """Share PRIV01_MR1 (project PRIV, which `user` cannot read) into DEMO as SHARED_MR."""
+    if subject_label:
+        url = f"{PRIV_SUBJECT}/projects/DEMO?label={subject_label}"
+        assert await server_request(emu, "PUT", url) == 200
+    url = f"{PRIV_SUBJECT}/experiments/PRIV01_MR1/projects/DEMO?label=SHARED_MR"
+    assert await server_request(emu, "PUT", url) == 200
+
+
+def under(files: dict[str, bytes], prefix: str) -> dict[str, bytes]:
+    return {p.removeprefix(prefix): b for p, b in files.items() if p.startswith(prefix)}
+
+
+async def test_shared_experiments_are_mirrored_under_the_sharing_project(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    await share_priv_session_into_demo(emu, subject_label="SHARED01")
+    # a member of DEMO only: the shared session is read through DEMO
+    as_user = make_config(emu, tmp_path / "user", credentials=Credentials("user", "user"))
+    summary, _ = await run_pull(as_user)
+    shared = under(local_files(tmp_path / "user"), "DEMO/SHARED01/SHARED_MR/")
+    assert summary.ok
+    assert sorted(md5(b) for b in shared.values()) == sorted(
+        (await server_digests(emu, "PRIV")).values()
+    )
+    # both projects into one destination: two copies, each with its own journal rows
+    dest = tmp_path / "admin"
+    config = make_config(emu, dest, projects=("DEMO", "PRIV"))
+    summary, _ = await run_pull(config)
+    files = local_files(dest)
+    assert summary.ok
+    assert under(files, "PRIV/PRIV01/PRIV01_MR1/") == under(files, "DEMO/SHARED01/SHARED_MR/")
+    states = {p: row[0] for p, row in journal_rows(dest).items()}
+    assert states == dict.fromkeys(files, "done")
+    again, _ = await run_pull(config)
+    assert (again.files_transferred, again.files_skipped) == (0, len(files))
+
+
+async def test_an_unshared_experiment_leaves_the_mirror_on_delete(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    await share_priv_session_into_demo(emu)  # its subject is not shared: labelled as in PRIV
+    config = make_config(emu, tmp_path, max_delete=1000)
+    await run_pull(config)
+    prefix = "DEMO/PRIV01/SHARED_MR/"
+    before = local_files(tmp_path)
+    assert under(before, prefix)
+    assert await server_request(emu, "DELETE", "/data/projects/DEMO/experiments/SHARED_MR") == 200
+    _, events = await run_pull(replace(config, delete=True))
+    assert {d.relpath for d in events.of(FileDeleted)} == {
+        p for p in before if p.startswith(prefix)
+    }
+    assert local_files(tmp_path) == {p: b for p, b in before.items() if not p.startswith(prefix)}
+    assert await server_request(emu, "GET", f"{PRIV_SUBJECT}/experiments/PRIV01_MR1") == 200

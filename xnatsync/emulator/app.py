@@ -17,6 +17,7 @@ from xnatsync.emulator import (
     importer,
     resources,
     schema,
+    sharing,
     upload,
 )
 from xnatsync.emulator.common import CONFIG_KEY, FAULTS_KEY, LOG_KEY, STORE_KEY, Handler
@@ -67,7 +68,7 @@ def build_app(
     app[PERSIST_KEY] = persist
     app[auth.SESSIONS_KEY] = Sessions(config.users(), config.session_timeout, config.token_timeout)
     app.on_response_prepare.append(strip_range_headers)
-    for module in (auth, hierarchy, experiments, resources, files, upload):
+    for module in (auth, hierarchy, experiments, sharing, resources, files, upload):
         module.add_routes(app)
     importer.add_routes(app)
     schema.add_routes(app)

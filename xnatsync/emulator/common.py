@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn
 from xml.sax.saxutils import escape
 
@@ -115,6 +115,11 @@ def add_data_route(app: web.Application, method: str, path: str, handler: Handle
             app.router.add_route(method, prefix + path, handler)
 
 
+def plain(text: str, status: int = 200) -> web.Response:
+    """A text/plain answer (bare IDs of PUTs)."""
+    return web.Response(status=status, text=text, content_type="text/plain")
+
+
 def uri_list(uris: list[str], *, status: int = 200) -> web.Response:
     """`text/uri-list`, each URI followed by CRLF."""
     return web.Response(
@@ -123,7 +128,10 @@ def uri_list(uris: list[str], *, status: int = 200) -> web.Response:
 
 
 def _select(
-    request: web.Request, rows: list[dict[str, str]], default_columns: list[str] | None
+    request: web.Request,
+    rows: list[dict[str, str]],
+    default_columns: list[str] | None,
+    shortcuts: Mapping[str, str],
 ) -> list[dict[str, str]]:
     wanted = request.query.get("columns", "")
     if wanted and wanted != "DEFAULT":
@@ -134,6 +142,8 @@ def _select(
         return rows
     if rows and "URI" in rows[0] and "URI" not in columns:
         columns.append("URI")
+    # an XML path that is a shortcut's comes back under the shortcut's name (§3.3)
+    columns = [shortcuts.get(c.lower(), c) for c in columns]
     return [{_key(c, row): _cell(c, row) for c in columns} for row in rows]
 
 
@@ -177,16 +187,18 @@ def result_set(
     columns_meta: list[dict[str, str]] | None = None,
     default_columns: list[str] | None = None,
     honour_columns: bool = True,
+    shortcuts: Mapping[str, str] | None = None,
 ) -> web.Response:
     """The ResultSet envelope of §1.3 in the requested `format` (json default, csv, xml, html).
 
     `columns=` selects cells (default: `default_columns`, or every key of the rows) unless
-    `honour_columns` is False (file and resource listings have fixed columns); paging with
+    `honour_columns` is False (file and resource listings have fixed columns); `shortcuts`
+    maps lower-case XML paths to the shortcut names they are answered under; paging with
     `offset`/`limit` drops `totalRecords`; `sortBy`/`sortOrder` sort on string values.
     """
     count = len(rows)
     if honour_columns:
-        rows = _select(request, rows, default_columns)
+        rows = _select(request, rows, default_columns, shortcuts or {})
     rows, paged = _page(request, rows)
     fmt = request.query.get("format", "json").lower()
     if fmt == "csv":

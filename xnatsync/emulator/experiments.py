@@ -17,15 +17,17 @@ from xnatsync.emulator.common import (
     can_edit,
     can_read,
     fail,
+    plain,
     result_set,
     store_of,
     user_of,
 )
-from xnatsync.emulator.hierarchy import fields_from, object_answer, plain
-from xnatsync.emulator.query import criteria, matches, parse_date, xsi_filter
+from xnatsync.emulator.hierarchy import fields_from, object_answer
+from xnatsync.emulator.query import criteria, is_a, matches, parse_date, xsi_filter
 from xnatsync.emulator.records import Experiment
 from xnatsync.emulator.render import (
     EXPERIMENT_COLUMNS,
+    EXPERIMENT_PATHS,
     PK_COLUMN,
     SCAN_COLUMNS,
     experiment_item,
@@ -35,6 +37,7 @@ from xnatsync.emulator.render import (
     scan_row,
 )
 from xnatsync.emulator.resolve import resolve
+from xnatsync.emulator.sharing import shared_through, unshare
 
 EXPERIMENT_FIELDS = frozenset(
     [
@@ -78,14 +81,19 @@ _RECENT_COLUMNS = [
 ]  # fmt: skip
 
 
-def _scoped(request: web.Request) -> list[Experiment]:
+def _scoped(request: web.Request) -> tuple[list[Experiment], str]:
+    """The experiments a listing covers, and the project whose labels its rows carry ("" for
+    each experiment's primary project)."""
     store, user = store_of(request), user_of(request)
     if "project" in request.match_info:
         ctx = resolve(request)
-        ids = ctx.subject.experiments if ctx.subject else ctx.project.experiments
-        return [store.experiments[e] for e in ids]
+        project = ctx.project.id
+        if ctx.subject is None:
+            return store.experiments_in(ctx.project), project
+        found = [store.experiments[e] for e in ctx.subject.experiments]
+        return [e for e in found if e.belongs_to(project)], project
     readable = {p.id for p in store.projects.values() if can_read(user, p)}
-    return [e for e in store.experiments.values() if e.project in readable]
+    return [e for e in store.experiments.values() if e.project in readable], ""
 
 
 def _default_columns(request: web.Request, xsi: str | None) -> list[str]:
@@ -93,7 +101,8 @@ def _default_columns(request: web.Request, xsi: str | None) -> list[str]:
         return [*EXPERIMENT_COLUMNS, PK_COLUMN]
     if xsi is None:
         return list(EXPERIMENT_COLUMNS)
-    extra = ["subject_ID", "subject_label"] if xsi.endswith("sessiondata") else []
+    subject_assessor = xsi.endswith("sessiondata") or xsi == "xnat:subjectassessordata"
+    extra = ["subject_ID", "subject_label"] if subject_assessor else []
     return [*EXPERIMENT_COLUMNS, *extra, f"{xsi}/id"]
 
 
@@ -103,15 +112,22 @@ async def list_experiments(request: web.Request) -> web.Response:
         return _recent(request)
     store = store_of(request)
     xsi = xsi_filter(request.query.get("xsiType"))
-    experiments = [e for e in _scoped(request) if xsi is None or e.xsi_type.lower() == xsi]
-    rows = [experiment_row(e, store.subjects[e.subject]) for e in experiments]
+    scoped, project = _scoped(request)
+    experiments = [e for e in scoped if xsi is None or is_a(e.xsi_type, xsi)]
+    rows = [experiment_row(e, store.subjects[e.subject], project) for e in experiments]
     if xsi is not None:
         for row in rows:
             row[f"{xsi}/id"] = row["ID"]
     crit = criteria(request.query)
     rows = [r for r in rows if matches(r, crit)]
     title = None if "project" in request.match_info else "Matching experiments"
-    return result_set(request, rows, title=title, default_columns=_default_columns(request, xsi))
+    return result_set(
+        request,
+        rows,
+        title=title,
+        default_columns=_default_columns(request, xsi),
+        shortcuts=EXPERIMENT_PATHS,
+    )
 
 
 def _recent(request: web.Request) -> web.Response:
@@ -121,7 +137,7 @@ def _recent(request: web.Request) -> web.Response:
         days, limit = 60, 60
     since = dt.datetime.now() - dt.timedelta(days=days)
     rows = []
-    for exp in _scoped(request):
+    for exp in _scoped(request)[0]:
         action = max(exp.insert_date, exp.last_modified)
         if action and action >= since.strftime("%Y-%m-%d %H:%M:%S"):
             rows.append(_recent_row(exp, action))
@@ -199,7 +215,10 @@ def _relabel(request: web.Request, experiment: Experiment) -> None:
 
 
 async def delete_experiment(request: web.Request) -> web.Response:
-    """DELETE an experiment."""
+    """DELETE an experiment (through a project it is only shared into: unshare it)."""
+    shared = shared_through(request)
+    if shared is not None:
+        return unshare(request, *shared)
     experiment = resolve(request, write=True, scans=False).experiment
     assert experiment is not None
     store_of(request).delete_experiment(experiment)

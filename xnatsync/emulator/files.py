@@ -18,11 +18,11 @@ from xnatsync.emulator.common import (
     fail,
     flag,
     halt,
+    plain,
     result_set,
     store_of,
 )
 from xnatsync.emulator.faultwire import ServedFile
-from xnatsync.emulator.hierarchy import plain
 from xnatsync.emulator.records import FileEntry, Resource
 from xnatsync.emulator.render import file_row, resource_base
 from xnatsync.emulator.resolve import Ctx, resolve, select_resources

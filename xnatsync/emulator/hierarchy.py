@@ -15,6 +15,7 @@ from xnatsync.emulator.common import (
     can_read,
     can_see,
     fail,
+    plain,
     result_set,
     store_of,
     user_of,
@@ -30,6 +31,7 @@ from xnatsync.emulator.render import (
     subject_row,
 )
 from xnatsync.emulator.resolve import project_of, resolve
+from xnatsync.emulator.sharing import shared_through, unshare
 
 SUBJECT_FIELDS = frozenset(
     [
@@ -56,11 +58,6 @@ def object_answer(request: web.Request, item: dict[str, object], xml: str) -> we
     if request.query.get("format", "xml").lower() == "json":
         return web.json_response(item)
     return web.Response(text=xml, content_type="text/xml")
-
-
-def plain(text: str, status: int = 200) -> web.Response:
-    """A text/plain answer (bare IDs of PUTs)."""
-    return web.Response(status=status, text=text, content_type="text/plain")
 
 
 def fields_from(request: web.Request, names: frozenset[str]) -> dict[str, str]:
@@ -150,11 +147,10 @@ async def list_subjects(request: web.Request) -> web.Response:
     store, user = store_of(request), user_of(request)
     if "project" in request.match_info:
         project = resolve(request).project
-        subjects = [store.subjects[sid] for sid in project.subjects]
+        rows = [subject_row(s, project.id) for s in store.subjects_in(project)]
     else:
         readable = {p.id for p in store.projects.values() if can_read(user, p)}
-        subjects = [s for s in store.subjects.values() if s.project in readable]
-    rows = [subject_row(s) for s in subjects]
+        rows = [subject_row(s) for s in store.subjects.values() if s.project in readable]
     return result_set(request, rows, title="Project Subjects", default_columns=SUBJECT_COLUMNS)
 
 
@@ -195,7 +191,10 @@ async def put_subject(request: web.Request) -> web.Response:
 
 
 async def delete_subject(request: web.Request) -> web.Response:
-    """DELETE …/subjects/{S}."""
+    """DELETE …/subjects/{S} (through a project it is only shared into: unshare it)."""
+    shared = shared_through(request)
+    if shared is not None:
+        return unshare(request, *shared)
     subject = resolve(request, write=True).subject
     assert subject is not None
     store_of(request).delete_subject(subject)

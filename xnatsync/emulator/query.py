@@ -122,3 +122,18 @@ def xsi_filter(xsi_type: str | None) -> str | None:
     if not xsi_type or "," in xsi_type:
         return None
     return xsi_type.lower()
+
+
+_EVERY_EXPERIMENT = frozenset({"xnat:experimentdata", "xnat:subjectassessordata"})
+
+
+def is_a(xsi_type: str, root: str) -> bool:
+    """Whether an experiment of `xsi_type` is listed under the root type `root` (lower-case):
+    the type itself or, for XNAT's abstract types, any of its subtypes (§3.3). Every
+    experiment here is a subject assessor; image sessions are the `*SessionData` types."""
+    actual = xsi_type.lower()
+    if root in _EVERY_EXPERIMENT:
+        return True
+    if root == "xnat:imagesessiondata":
+        return actual.endswith("sessiondata")
+    return actual == root

@@ -70,9 +70,29 @@ class Scan:
     resources: dict[str, Resource] = field(default_factory=dict)
 
 
+class Shareable:
+    """Project membership of records that can be shared into other projects (xnat-api §1.4):
+    subjects and experiments. `project` is the primary project; `shares` maps each project the
+    record is shared into to its label there."""
+
+    __slots__ = ()
+    project: str
+    label: str
+    shares: dict[str, str]
+
+    def belongs_to(self, project: str) -> bool:
+        """Whether the record is in `project`, as its primary project or shared into it."""
+        return project == self.project or project in self.shares
+
+    def label_in(self, project: str) -> str:
+        """The record's label in `project` (a share may give it another)."""
+        return self.shares.get(project, self.label)
+
+
 @dataclass(slots=True)
-class Experiment:
-    """A subject assessor (an imaging session); `id` is the accession ID."""
+class Experiment(Shareable):
+    """A subject assessor (an imaging session); `id` is the accession ID, `project` the primary
+    project, `shares` the projects it is shared into (xnat-api §1.4)."""
 
     id: str
     label: str
@@ -86,11 +106,13 @@ class Experiment:
     fields: dict[str, str] = field(default_factory=dict)
     scans: dict[str, Scan] = field(default_factory=dict)
     resources: dict[str, Resource] = field(default_factory=dict)
+    shares: dict[str, str] = field(default_factory=dict)  # project shared into → label there
 
 
 @dataclass(slots=True)
-class Subject:
-    """A subject of one project; `experiments` holds accession IDs in insertion order."""
+class Subject(Shareable):
+    """A subject of one primary project (and any it is shared into); `experiments` holds
+    accession IDs in insertion order."""
 
     id: str
     label: str
@@ -101,6 +123,7 @@ class Subject:
     fields: dict[str, str] = field(default_factory=dict)
     experiments: list[str] = field(default_factory=list)
     resources: dict[str, Resource] = field(default_factory=dict)
+    shares: dict[str, str] = field(default_factory=dict)  # project shared into → label there
 
 
 @dataclass(slots=True)

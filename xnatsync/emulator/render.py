@@ -18,6 +18,21 @@ SCAN_COLUMNS = [
     "xnat_imagescandata_id", "ID", "type", "quality", "xsiType", "note", "series_description"
 ]  # fmt: skip
 PK_COLUMN = "xnat:subjectassessordata/id"
+# XML paths of experiment shortcuts (lower-cased): asked for by path, a column comes back under
+# the shortcut's name (XNAT's formatHeaders; pyxnat's array API relies on `subject_ID`).
+EXPERIMENT_PATHS = {
+    "xnat:experimentdata/id": "ID",
+    "xnat:experimentdata/project": "project",
+    "xnat:experimentdata/label": "label",
+    "xnat:experimentdata/date": "date",
+    "xnat:subjectassessordata/subject_id": "subject_ID",
+    "xnat:subjectdata/label": "subject_label",
+    "xnat:subjectdata/project": "subject_project",
+    "xnat:experimentdata/meta/insert_date": "insert_date",
+    "xnat:experimentdata/meta/insert_user/login": "insert_user",
+    "xnat:experimentdata/meta/last_modified": "last_modified",
+    "xnat:experimentdata/extension_item/element_name": "xsiType",
+}
 
 
 def project_row(project: Project) -> dict[str, str]:
@@ -35,12 +50,14 @@ def project_row(project: Project) -> dict[str, str]:
     }
 
 
-def subject_row(subject: Subject) -> dict[str, str]:
-    """A subjects-listing row (fields such as `gender` available through `columns=`)."""
+def subject_row(subject: Subject, project: str = "") -> dict[str, str]:
+    """A subjects-listing row (fields such as `gender` available through `columns=`); listed
+    under a project it is shared into, `project` and `label` are that project's (§1.4)."""
+    project = project or subject.project
     row = {
         "ID": subject.id,
-        "project": subject.project,
-        "label": subject.label,
+        "project": project,
+        "label": subject.label_in(project),
         "insert_date": subject.insert_date,
         "insert_user": subject.insert_user,
         "last_modified": subject.last_modified,
@@ -50,18 +67,20 @@ def subject_row(subject: Subject) -> dict[str, str]:
     return row
 
 
-def experiment_row(experiment: Experiment, subject: Subject) -> dict[str, str]:
-    """An experiments-listing row with every column `columns=` may ask for."""
+def experiment_row(experiment: Experiment, subject: Subject, project: str = "") -> dict[str, str]:
+    """An experiments-listing row with every column `columns=` may ask for; listed under a
+    project it is shared into, `project`, `label` and `subject_label` are that project's."""
+    project = project or experiment.project
     row = {
         "ID": experiment.id,
-        "project": experiment.project,
+        "project": project,
         "date": experiment.date,
         "xsiType": experiment.xsi_type,
-        "label": experiment.label,
+        "label": experiment.label_in(project),
         "insert_date": experiment.insert_date,
         PK_COLUMN: experiment.id,
         "subject_ID": subject.id,
-        "subject_label": subject.label,
+        "subject_label": subject.label_in(project),
         "subject_project": subject.project,
         "insert_user": experiment.insert_user,
         "last_modified": experiment.last_modified,
@@ -153,6 +172,12 @@ def _resource_items(resources: dict[str, Resource]) -> list[dict[str, Any]]:
     return out
 
 
+def _shares(xsi_type: str, shares: dict[str, str]) -> list[dict[str, Any]]:
+    """The `sharing/share` children: one item per project the record is shared into."""
+    items = [_item(xsi_type, {"project": p, "label": label}, []) for p, label in shares.items()]
+    return _child("sharing/share", items)
+
+
 def _child(field: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"field": field, "items": items}] if items else []
 
@@ -180,6 +205,7 @@ def subject_item(subject: Subject, experiments: list[Experiment]) -> dict[str, A
     ]
     children = _child("experiments/experiment", exp_items)
     children += _child("resources/resource", _resource_items(subject.resources))
+    children += _shares("xnat:projectParticipant", subject.shares)
     return {"items": [_item("xnat:subjectData", fields, children)]}
 
 
@@ -212,6 +238,7 @@ def experiment_item(experiment: Experiment, subject: Subject) -> dict[str, Any]:
     scans = [scan_item(s, experiment.project) for s in experiment.scans.values()]
     children = _child("scans/scan", scans)
     children += _child("resources/resource", _resource_items(experiment.resources))
+    children += _shares("xnat:experimentData_share", experiment.shares)
     return {"items": [_item(experiment.xsi_type, fields, children)]}
 
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from xnatsync.emulator.common import can_edit, can_read, can_see, fail, store_of, user_of
 from xnatsync.emulator.records import Experiment, Owner, Project, Resource, Scan, Subject
 from xnatsync.emulator.settings import User
+from xnatsync.emulator.store import Store
 
 
 @dataclass(slots=True)
@@ -59,21 +60,35 @@ def resolve(request: web.Request, *, write: bool = False, scans: bool = True) ->
         subject = store.subject(project.id, key) if project else store.subjects.get(key)
         if subject is None:
             fail(404, f"Unable to identify subject {key}")
-        project = project or store.projects[subject.project]
+        project = project or _home(store, user, subject)
     experiment = None
     if "experiment" in info:
         key = info["experiment"]
         experiment = store.experiment(project.id if project else None, key)
         if experiment is None or (subject is not None and experiment.subject != subject.id):
             fail(404, "Unable to find the specified experiment.")
-        project = project or store.projects[experiment.project]
+        project = project or _home(store, user, experiment)
     if project is None:
         fail(404, "Unable to identify project")
     _check(user, project, write, existing=subject is not None or experiment is not None)
+    record = experiment or subject
+    if write and record is not None and record.project != project.id:
+        # shared data is read-only where it is shared: writes need the primary project
+        _check(user, store.projects[record.project], write, existing=True)
     ctx = Ctx(project, subject, experiment, subject_in_path="subject" in info and "project" in info)
     if scans and "scans" in info and experiment is not None:
         ctx.scans = select_scans(experiment, info["scans"])
     return ctx
+
+
+def _home(store: Store, user: User, record: Subject | Experiment) -> Project:
+    """The project a record is read through when no project is in the path: its primary one,
+    or a project it is shared into that the user can read."""
+    primary = store.projects[record.project]
+    if can_read(user, primary):
+        return primary
+    readable = (store.projects[p] for p in record.shares if can_read(user, store.projects[p]))
+    return next(readable, primary)
 
 
 def _check(user: User, project: Project, write: bool, *, existing: bool) -> None:

@@ -11,8 +11,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from aiohttp import web
 
-from xnatsync.emulator.common import add_data_route, fail, flag, result_set, store_of
-from xnatsync.emulator.hierarchy import plain
+from xnatsync.emulator.common import add_data_route, fail, flag, plain, result_set, store_of
 from xnatsync.emulator.records import Owner, Resource
 from xnatsync.emulator.render import resource_row
 from xnatsync.emulator.resolve import Ctx, resolve, select_resources

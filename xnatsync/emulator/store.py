@@ -87,7 +87,7 @@ class Store:
         """A subject of a project, by label in that project or by accession ID."""
         sid = self._subject_labels.get((project_id, id_or_label), id_or_label)
         found = self.subjects.get(sid)
-        return found if found is not None and found.project == project_id else None
+        return found if found is not None and found.belongs_to(project_id) else None
 
     def experiment(self, project_id: str | None, id_or_label: str) -> Experiment | None:
         """An experiment by accession ID, or by label when a project is given (§1.4)."""
@@ -95,7 +95,17 @@ class Store:
             return self.experiments.get(id_or_label)
         eid = self._experiment_labels.get((project_id, id_or_label), id_or_label)
         found = self.experiments.get(eid)
-        return found if found is not None and found.project == project_id else None
+        return found if found is not None and found.belongs_to(project_id) else None
+
+    def subjects_in(self, project: Project) -> list[Subject]:
+        """The project's own subjects, then those shared into it."""
+        own = [self.subjects[sid] for sid in project.subjects]
+        return own + [s for s in self.subjects.values() if project.id in s.shares]
+
+    def experiments_in(self, project: Project) -> list[Experiment]:
+        """The project's own experiments, then those shared into it."""
+        own = [self.experiments[eid] for eid in project.experiments]
+        return own + [e for e in self.experiments.values() if project.id in e.shares]
 
     def resource(self, owner: Owner, label_or_id: str) -> Resource | None:
         """A resource of `owner` by label, else by numeric `xnat_abstractresource_id`."""
@@ -325,6 +335,7 @@ class Store:
             self.delete_scan(scan)
         for resource in list(experiment.resources.values()):
             self.delete_resource(resource)
+        self._drop_shares(experiment)
         self.experiments.pop(experiment.id, None)
         self._experiment_labels.pop((experiment.project, experiment.label), None)
         self.subjects[experiment.subject].experiments.remove(experiment.id)
@@ -336,6 +347,7 @@ class Store:
             self.delete_experiment(self.experiments[eid])
         for resource in list(subject.resources.values()):
             self.delete_resource(resource)
+        self._drop_shares(subject)
         self.subjects.pop(subject.id, None)
         self._subject_labels.pop((subject.project, subject.label), None)
         self.projects[subject.project].subjects.remove(subject.id)
@@ -346,6 +358,9 @@ class Store:
             self.delete_subject(self.subjects[sid])
         for resource in list(project.resources.values()):
             self.delete_resource(resource)
+        for record in self._shareables():
+            if project.id in record.shares:
+                self.unshare(record, project.id)
         for alias in project.aliases:
             self._aliases.pop(alias, None)
         self.projects.pop(project.id, None)
@@ -370,6 +385,39 @@ class Store:
         experiment.last_modified = now_stamp()
         self.dirty = True
 
+    # --- sharing (xnat-api §1.4) -----------------------------------------------------------
+
+    def share(self, record: Subject | Experiment, project: Project, label: str = "") -> None:
+        """Share a subject or experiment into `project` under `label` (its own by default).
+
+        `ValueError` (XNAT answers 409) if it is already in that project or the label is taken
+        there by another record of its kind.
+        """
+        if record.belongs_to(project.id):
+            raise ValueError(f"Already assigned to project:{project.id}")
+        label = label or record.label
+        if self._labels(record).get((project.id, label), record.id) != record.id:
+            raise ValueError(f"Label already in use:{label}")
+        record.shares[project.id] = label
+        self._labels(record)[(project.id, label)] = record.id
+        self.dirty = True
+
+    def unshare(self, record: Subject | Experiment, project_id: str) -> None:
+        """Take a record out of a project it is shared into (`KeyError` if it is not)."""
+        label = record.shares.pop(project_id)
+        self._labels(record).pop((project_id, label), None)
+        self.dirty = True
+
+    def _labels(self, record: Subject | Experiment) -> dict[tuple[str, str], str]:
+        return self._subject_labels if isinstance(record, Subject) else self._experiment_labels
+
+    def _shareables(self) -> list[Subject | Experiment]:
+        return [*self.subjects.values(), *self.experiments.values()]
+
+    def _drop_shares(self, record: Subject | Experiment) -> None:
+        for project_id in list(record.shares):
+            self.unshare(record, project_id)
+
     # --- persistence ---------------------------------------------------------------------
 
     def index(self) -> None:
@@ -377,6 +425,9 @@ class Store:
         self._aliases = {a: p.id for p in self.projects.values() for a in p.aliases}
         self._subject_labels = {(s.project, s.label): s.id for s in self.subjects.values()}
         self._experiment_labels = {(e.project, e.label): e.id for e in self.experiments.values()}
+        for record in self._shareables():
+            for project_id, label in record.shares.items():
+                self._labels(record)[(project_id, label)] = record.id
 
     def save(self) -> None:
         """Write `metadata.json` atomically if anything changed since the last save."""

@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
 
-from xnatsync.emulator.common import add_data_route, fail, flag, json_text, store_of
-from xnatsync.emulator.hierarchy import plain
+from xnatsync.emulator.common import add_data_route, fail, flag, json_text, plain, store_of
 from xnatsync.emulator.records import Resource
 from xnatsync.emulator.resolve import resolve
 from xnatsync.emulator.resources import OWNER_BASES, single_owner
