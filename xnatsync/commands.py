@@ -89,6 +89,10 @@ def add_pull(sub: Any) -> None:
     run.add_argument("--tps-limit", type=float, help="max requests per second")
     run.add_argument("--bwlimit", help="max bytes per second, e.g. 50M")
     run.add_argument("--retries", type=int, help="attempts per request (default 5)")
+    run.add_argument(
+        "--no-zip", action="store_true", default=None,
+        help="one request per file, never a zip per resource of small files",
+    )  # fmt: skip
     run.add_argument("--read-timeout", type=float, help="seconds without data before retrying")
     run.add_argument("--connect-timeout", type=float, help="seconds to connect")
     rep = p.add_argument_group("reporting")

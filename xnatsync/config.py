@@ -66,6 +66,7 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "no_progress": bool,
     "quiet": bool,
     "fsync": bool,
+    "no_zip": bool,
     "retries": int,
     "read_timeout": (int, float),
     "connect_timeout": (int, float),

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
 
+from xnatsync.batching import BatchPolicy, choose_batches, resource_uri
 from xnatsync.diff import Change, ChangeKind, LocalFile
 from xnatsync.errors import UnsafePathError
 from xnatsync.layout import Placer, fold, safe_relpath
@@ -53,6 +54,7 @@ class PlanOptions:
     max_delete: int | None = None
     purge: bool = False
     run_id: int = 0
+    batch: BatchPolicy | None = None  # None: every file is its own request
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,15 @@ class Download:
     remote: RemoteFile
     relpath: PurePosixPath
     kind: ChangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Fetch every file of one resource as a zip (``resource``: its listed URI), verify each
+    member as a ``Download`` would be, and fetch what the zip did not deliver file by file."""
+
+    resource: str
+    downloads: tuple[Download, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +134,8 @@ class PlanSummary:
     downloads: int = 0
     download_bytes: int = 0
     unknown_size: int = 0
+    batched: int = 0  # downloads fetched in zips (counted in ``downloads`` too)
+    batches: int = 0
     verifies: int = 0
     verify_bytes: int = 0
     moves: int = 0
@@ -153,12 +166,20 @@ class Plan:
     errors: tuple[PlanError, ...] = ()
     unlisted: int = 0
     delete_refused: str = ""
+    batches: tuple[Batch, ...] = ()
+
+    def all_downloads(self) -> list[Download]:
+        """Single downloads and the members of every batch."""
+        return [*self.downloads, *(d for b in self.batches for d in b.downloads)]
 
     def summary(self) -> PlanSummary:
+        downloads = self.all_downloads()
         return PlanSummary(
-            downloads=len(self.downloads),
-            download_bytes=sum(d.remote.size or 0 for d in self.downloads),
-            unknown_size=sum(1 for d in self.downloads if d.remote.size is None),
+            downloads=len(downloads),
+            download_bytes=sum(d.remote.size or 0 for d in downloads),
+            unknown_size=sum(1 for d in downloads if d.remote.size is None),
+            batched=len(downloads) - len(self.downloads),
+            batches=len(self.batches),
             verifies=len(self.verifies),
             verify_bytes=sum(v.expected_size or 0 for v in self.verifies),
             moves=len(self.moves),
@@ -172,8 +193,10 @@ class Plan:
 
 
 def build_plan(changes: Iterable[Change], layout: Placer, options: PlanOptions) -> Plan:
-    """Plan one owner's changes. Never raises for a per-file problem: it becomes an error."""
-    del options  # per-owner plans never delete; the parameter keeps the two planners alike
+    """Plan one owner's changes. Never raises for a per-file problem: it becomes an error.
+
+    Per-owner plans never delete; with ``options.batch``, downloads of whole resources of
+    small files become zip batches (``batching``)."""
     changes = list(changes)
     targets, errors = _place(changes, layout)
     errors.update(_collisions(changes, targets))
@@ -182,8 +205,15 @@ def build_plan(changes: Iterable[Change], layout: Placer, options: PlanOptions) 
         for c in changes
         if c.kind is not ChangeKind.ONLY_LOCAL and c.key not in errors
     ]
+    downloads = [a for a in actions if isinstance(a, Download)]
+    batches: list[Batch] = []
+    if options.batch is not None:
+        listed = [c.remote for c in changes if c.remote is not None]
+        groups, downloads = choose_batches(downloads, listed, options.batch)
+        batches = [Batch(resource_uri(g[0].remote) or "", g) for g in groups]
     return Plan(
-        downloads=tuple(a for a in actions if isinstance(a, Download)),
+        downloads=tuple(downloads),
+        batches=tuple(batches),
         verifies=tuple(a for a in actions if isinstance(a, Verify)),
         moves=tuple(a for a in actions if isinstance(a, Move)),
         skips=tuple(a for a in actions if isinstance(a, Skip)),
@@ -337,6 +367,12 @@ def format_plan(plan: Plan) -> str:
     lines = [
         f"download {d.kind.value:<8} {_size(d.remote.size):>9}  {d.relpath}" for d in plan.downloads
     ]
+    for b in plan.batches:
+        size = _size(sum(d.remote.size or 0 for d in b.downloads))
+        lines.append(f"zip      {len(b.downloads):>4} files {size:>9}  {b.resource}")
+        lines += [
+            f"  {d.kind.value:<8} {_size(d.remote.size):>9}  {d.relpath}" for d in b.downloads
+        ]
     lines += [f"verify            {_size(v.expected_size):>9}  {v.current}" for v in plan.verifies]
     lines += [f"move                         {m.src} -> {m.dst}" for m in plan.moves]
     for d in plan.deletes:
@@ -349,6 +385,7 @@ def format_plan(plan: Plan) -> str:
     lines.append(
         f"summary: {s.downloads} to download ({_size(s.download_bytes)}"
         + (f", {s.unknown_size} of unknown size" if s.unknown_size else "")
+        + (f", {s.batched} of them in {s.batches} zips" if s.batches else "")
         + f"), {s.verifies} to verify, {s.moves} to move, {s.skips} up to date "
         f"({_size(s.skip_bytes)}), {s.deletes} to delete ({_size(s.delete_bytes)}), "
         f"{s.errors} errors, {s.unlisted} unlisted"

@@ -75,7 +75,7 @@ class Ledger:
         if plan.errors:
             return
         actions: tuple[Download | Verify | Move, ...] = (
-            *plan.downloads,
+            *plan.all_downloads(),
             *plan.verifies,
             *plan.moves,
         )
@@ -192,7 +192,7 @@ class Planner:
         wanted = selected(remote, self.config.selection)
         placer = Memo(self.config.layout)
         changes = diff(wanted, local, relpath_of=placer.relpath)
-        plan = build_plan(changes, placer, PlanOptions())
+        plan = build_plan(changes, placer, PlanOptions(batch=self.config.batch))
         if self.ledger is not None:
             self.ledger.expect(owner.project, owner.id, fingerprint, plan)
         self._planned(owner, plan.summary())

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from xnatsync.batching import BatchPolicy
 from xnatsync.config import Limits, RetryPolicy, Timeouts
 from xnatsync.credentials import resolve_login
 from xnatsync.errors import LocalDiskError, UsageError, XnatSyncError
@@ -53,6 +54,7 @@ class PullConfig:
     max_delete: int | None = None
     purge: bool = False
     fsync: bool = False
+    batch: BatchPolicy | None = BatchPolicy()  # None: one request per file, never zips
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
@@ -97,6 +99,7 @@ class PullConfig:
             max_delete=settings.get("max_delete"),
             purge=bool(settings.get("no_trash")),
             fsync=bool(settings.get("fsync")),
+            batch=None if settings.get("no_zip") else BatchPolicy(),
             limits=limits,
             timeouts=timeouts,
             retry=retry,
@@ -205,7 +208,7 @@ async def _dry_run(config: PullConfig, reporter: Reporter, client: XnatClient) -
     async def show(owner: Owner, plan: Plan) -> None:
         nonlocal total
         total = total + plan.summary()
-        if plan.downloads or plan.verifies or plan.moves or plan.errors:
+        if plan.downloads or plan.batches or plan.verifies or plan.moves or plan.errors:
             reporter.emit(PlanShown(owner.describe(), format_plan(plan)))
 
     try:

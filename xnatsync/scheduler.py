@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import TracebackType
+from typing import TypeVar
 
 import anyio
 import anyio.abc
 
 from xnatsync.config import Limits, RetryPolicy
-from xnatsync.errors import TransientRemoteError, XnatSyncError
+from xnatsync.errors import RemoteError, TransientRemoteError, XnatSyncError
 from xnatsync.events import (
     FileDeleted,
     FileDone,
@@ -38,11 +39,13 @@ from xnatsync.events import (
 from xnatsync.journal import Journal
 from xnatsync.layout import resolve_under
 from xnatsync.model import RemoteFile
-from xnatsync.plan import Delete, Download, Move, Plan, Verify
+from xnatsync.plan import Batch, Delete, Download, Move, Plan, Verify
 from xnatsync.retry import retry_delay
 from xnatsync.transfer import Fetched, Source, fetch, first_error, hash_file, os_error
+from xnatsync.zipfetch import Member, extract, fetch_zip, spool_path
 
-Action = Download | Verify | Move | Delete
+Action = Batch | Download | Verify | Move | Delete
+T = TypeVar("T")
 
 
 class Throttle:
@@ -89,10 +92,14 @@ class Executor:
     clock: Callable[[], float] = time.monotonic
     known_dirs: set[str] = field(default_factory=set)  # folders under DEST checked: no symlink
     throttle: Throttle = field(default_factory=lambda: Throttle(Limits().transfers))
+    zips_refused: bool = False  # the server answered a zip request as if it had no such thing
 
     async def run(self, action: Action) -> None:
         try:
             match action:
+                case Batch():
+                    await self.batch(action)
+                    return
                 case Download():
                     await self.download(action.remote, action.relpath)
                 case Verify():
@@ -102,7 +109,7 @@ class Executor:
                 case Delete():
                     await self.delete(action)
         except XnatSyncError as exc:
-            if exc.fatal:
+            if exc.fatal or isinstance(action, Batch):
                 raise
             remote = None if isinstance(action, Delete) else action.remote
             key = action.key if isinstance(action, Delete) else action.remote.key
@@ -117,42 +124,109 @@ class Executor:
     async def download(self, remote: RemoteFile, relpath: PurePosixPath) -> None:
         final = functools.partial(resolve_under, self.dest, relpath, self.known_dirs)
         self.journal.mark_in_progress(remote, str(relpath))
+
+        def attempt(progress: Callable[[int], None]) -> Awaitable[Fetched]:
+            fsync, disk = self.fsync, self.disk
+            return fetch(self.source, remote, final, fsync=fsync, progress=progress, limiter=disk)
+
+        fetched = await self._attempts(remote.key, str(relpath), remote.size, attempt)
+        self.done(remote, relpath, fetched, "downloaded")
+
+    async def _attempts(
+        self,
+        key: str,
+        label: str,
+        size: int | None,
+        call: Callable[[Callable[[int], None]], Awaitable[T]],
+    ) -> T:
+        """``call(progress)`` under a transfer slot, retried as the policy says."""
         started = self.clock()
         attempt = 1
         while True:
-            self.reporter.emit(FileStarted(remote.key, str(relpath), remote.size, attempt))
+            self.reporter.emit(FileStarted(key, label, size, attempt))
             received = 0
 
             def progress(n: int) -> None:
                 nonlocal received
                 received += n
-                self.reporter.emit(FileProgress(remote.key, n))
+                self.reporter.emit(FileProgress(key, n))
 
             try:
                 async with self.throttle.slots:
-                    fetched = await fetch(
-                        self.source,
-                        remote,
-                        final,
-                        fsync=self.fsync,
-                        progress=progress,
-                        limiter=self.disk,
-                    )
+                    result = await call(progress)
             except XnatSyncError as exc:
                 if received:
-                    self.reporter.emit(FileProgress(remote.key, received, restart=True))
+                    self.reporter.emit(FileProgress(key, received, restart=True))
                 if isinstance(exc, TransientRemoteError) and exc.status == 429:
                     self._slow_down()
                 delay = retry_delay(self.retry, attempt, exc, self.clock() - started, self.rand())
                 if delay is None:
                     raise
-                self.reporter.emit(FileRetry(remote.key, str(relpath), attempt, delay, str(exc)))
+                self.reporter.emit(FileRetry(key, label, attempt, delay, str(exc)))
                 await self.sleep(delay)
                 attempt += 1
                 continue
             self.throttle.succeeded()
-            self.done(remote, relpath, fetched, "downloaded")
-            return
+            return result
+
+    async def batch(self, action: Batch) -> None:
+        """One zip for a resource's files; whatever it does not deliver intact, one by one."""
+        results = None if self.zips_refused else await self._zip(action)
+        leftovers = list(action.downloads) if results is None else []
+        for download, got in zip(action.downloads, results or (), strict=False):
+            if not isinstance(got, Fetched):  # verified ones were journaled as they landed
+                leftovers.append(download)
+        if results is not None and leftovers:
+            reason = next(str(r) for r in results if not isinstance(r, Fetched))
+            self.reporter.emit(
+                Notice(
+                    f"{len(leftovers)} of {len(results)} files of {action.resource} did not "
+                    f"arrive intact in its zip (first: {reason}); fetching them one by one"
+                )
+            )
+        for download in leftovers:
+            await self.run(download)
+
+    async def _zip(self, action: Batch) -> list[Fetched | XnatSyncError] | None:
+        """Fetch and extract the zip; None (after a notice) if it could not be had at all."""
+        downloads = action.downloads
+        for d in downloads:
+            self.journal.mark_in_progress(d.remote, str(d.relpath))
+        size = sum(d.remote.size or 0 for d in downloads)
+        label = f"zip of {len(downloads)} files"
+        members = [
+            Member(
+                d.remote, functools.partial(resolve_under, self.dest, d.relpath, self.known_dirs)
+            )
+            for d in downloads
+        ]
+        try:
+            spool = spool_path(self.dest)
+
+            def attempt(progress: Callable[[int], None]) -> Awaitable[None]:
+                return fetch_zip(self.source, action.resource, spool, progress=progress,
+                                 limiter=self.disk)  # fmt: skip
+
+            def verified(index: int, got: Fetched) -> None:  # called in the extracting thread
+                d = downloads[index]
+                anyio.from_thread.run_sync(self.done, d.remote, d.relpath, got, "downloaded")
+
+            await self._attempts(action.resource, label, size, attempt)
+            return await anyio.to_thread.run_sync(
+                extract, spool, members, self.fsync, verified, limiter=self.disk
+            )
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            if isinstance(exc, RemoteError) and exc.status in (400, 404, 405, 406, 501):
+                self.zips_refused = True  # this server does not zip: stop asking
+            self.reporter.emit(
+                Notice(
+                    f"could not fetch {action.resource} as a zip ({exc}); "
+                    f"fetching its {len(downloads)} files one by one"
+                )
+            )
+            return None
 
     def _slow_down(self) -> None:
         before = self.throttle.limit
@@ -209,7 +283,7 @@ class Executor:
         self.reporter.emit(FileDeleted(action.key, str(action.relpath), trashed))
 
 
-def action_relpath(action: Action) -> PurePosixPath:
+def action_relpath(action: Download | Verify | Move | Delete) -> PurePosixPath:
     if isinstance(action, Move):
         return action.dst
     return action.relpath
@@ -251,6 +325,7 @@ class Scheduler:
         for error in plan.errors:
             self._executor.fail(error.key, error.relpath, error.reason, error.remote)
         actions: tuple[Action, ...] = (
+            *plan.batches,
             *plan.downloads,
             *plan.verifies,
             *plan.moves,

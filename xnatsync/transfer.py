@@ -65,6 +65,10 @@ class Source(Protocol):
 
     def download(self, uri: str) -> AbstractAsyncContextManager[Body]: ...
 
+    def download_zip(self, resource: str) -> AbstractAsyncContextManager[Body]:
+        """Every file of the resource at ``resource`` (a listed URI) as one zip."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
@@ -93,7 +97,7 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}")
 
 
-class _Sink:
+class FileSink:
     """The temp file being written, its running MD5, and the blocks not yet written.
 
     Nothing touches the disk until the first write, which runs in a worker thread: checking
@@ -208,7 +212,7 @@ async def fetch(
     inside DEST (``layout.resolve_under``); the function runs in a worker thread, just before
     the first byte is written.
     """
-    sink = _Sink(final if callable(final) else lambda: final)
+    sink = FileSink(final if callable(final) else lambda: final)
     try:
         async with source.download(remote.uri) as body:
             announced = body.content_length
@@ -217,7 +221,7 @@ async def fetch(
                     f"{remote.path}: the server announces {announced} bytes, "
                     f"the listing says {remote.size}"
                 )
-            await _pump(body.chunks(CHUNK), sink, progress, limiter)
+            await pump(body.chunks(CHUNK), sink, progress, limiter)
             content_type = body.content_type
         return await anyio.to_thread.run_sync(
             sink.finish, remote, content_type, fsync, limiter=limiter
@@ -227,9 +231,15 @@ async def fetch(
         raise
 
 
-async def _pump(
+class Writer(Protocol):
+    tail: list[bytes]
+
+    def write(self, blocks: list[bytes]) -> None: ...
+
+
+async def pump(
     chunks: AsyncIterator[bytes],
-    sink: _Sink,
+    sink: Writer,
     progress: Callable[[int], None],
     limiter: anyio.CapacityLimiter | None,
 ) -> None:
@@ -273,7 +283,7 @@ async def _read_block(
 
 async def _drain(
     recv: anyio.abc.ObjectReceiveStream[list[bytes]],
-    sink: _Sink,
+    sink: Writer,
     limiter: anyio.CapacityLimiter | None,
 ) -> None:
     async with recv:

@@ -49,9 +49,19 @@ async def big() -> AsyncIterator[Emulator]:
 
 def pull_args(emu: Emulator, dest: Path) -> list[str]:
     return [
-        "pull", emu.url, "--project", "BIG", "--dest", str(dest), "--no-progress",
-        "--concurrency", "4", "--retries", "3",
-    ]  # fmt: skip
+        "pull",
+        emu.url,
+        "--project",
+        "BIG",
+        "--dest",
+        str(dest),
+        "--no-progress",
+        "--concurrency",
+        "4",
+        "--retries",
+        "3",
+        "--no-zip",
+    ]  # fmt: skip  (file by file: the kill points are per-file faults)
 
 
 def request_paths(emu: Emulator) -> dict[str, str]:

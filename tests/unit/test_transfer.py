@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -51,6 +51,9 @@ class FakeSource:
         yield FakeBody(
             self.data, cut_at=self.cut_at, content_type=self.content_type, length=self.length
         )
+
+    def download_zip(self, resource: str) -> AbstractAsyncContextManager[FakeBody]:
+        return self.download(resource)
 
 
 def remote_for(data: bytes, *, digest: str | None = "auto", size: int | None = -1) -> RemoteFile:

@@ -382,11 +382,14 @@ class XnatClient:
 
     def download(self, uri: str) -> AbstractAsyncContextManager[Body]:
         """GET a listed file URI; status checked, 401 → one re-login; no other retries."""
-        return self._download(uri)
+        return self._download(self._url(request_path(uri)))
+
+    def download_zip(self, resource: str) -> AbstractAsyncContextManager[Body]:
+        """GET every file of a resource (its listed URI) as one zip, like ``download``."""
+        return self._download(self._url(request_path(f"{resource}/files"), {"format": "zip"}))
 
     @asynccontextmanager
-    async def _download(self, uri: str) -> AsyncIterator[Body]:
-        url = self._url(request_path(uri))
+    async def _download(self, url: URL) -> AsyncIterator[Body]:
         response = await self._open("GET", url)
         try:
             yield Body(response, str(url), self._timeouts, self._bandwidth)

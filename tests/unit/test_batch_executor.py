@@ -1,0 +1,154 @@
+"""Executor.batch against a small fake server: a zip that cannot be had falls back to single
+downloads, a server that has no zips is not asked again, and outcomes land in the journal."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import replace
+from pathlib import Path, PurePosixPath
+
+from tests.unit.test_transfer import FakeBody, remote_for
+from xnatsync.config import RetryPolicy
+from xnatsync.diff import ChangeKind
+from xnatsync.errors import NotFoundError, TransientRemoteError
+from xnatsync.events import Event, FileDone, FileFailed, Notice
+from xnatsync.journal import Journal
+from xnatsync.plan import Batch, Download
+from xnatsync.scheduler import Executor
+from xnatsync.zipfetch import member_name
+
+BASE = "/data/experiments/E1/scans/1/resources/7"
+
+
+def body_of(data: bytes) -> FakeBody:
+    return FakeBody(data, cut_at=None, content_type="application/octet-stream", length=len(data))
+
+
+class Server:
+    """Files by URI; zips built from ``zipped`` (default: all of them), or ``zip_error``."""
+
+    def __init__(
+        self,
+        files: dict[str, bytes],
+        zip_error: Exception | None = None,
+        zipped: dict[str, bytes] | None = None,
+    ) -> None:
+        self.files = files
+        self.zipped = files if zipped is None else zipped
+        self.zip_error = zip_error
+        self.zip_requests = 0
+        self.file_requests = 0
+
+    @asynccontextmanager
+    async def download(self, uri: str) -> AsyncIterator[FakeBody]:
+        self.file_requests += 1
+        yield body_of(self.files[uri])
+
+    def download_zip(self, resource: str) -> AbstractAsyncContextManager[FakeBody]:
+        return self._zip(resource)
+
+    @asynccontextmanager
+    async def _zip(self, resource: str) -> AsyncIterator[FakeBody]:
+        self.zip_requests += 1
+        if self.zip_error is not None:
+            raise self.zip_error
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as archive:
+            for uri, data in self.zipped.items():
+                path = uri.split("/files/", 1)[1]
+                archive.writestr(f"sess/scans/1-T1/resources/DICOM/files/{path}", data)
+        yield body_of(buffer.getvalue())
+
+
+class Events:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+
+def batch_of(n: int) -> tuple[Batch, dict[str, bytes]]:
+    files, downloads = {}, []
+    for i in range(n):
+        data = f"file {i}".encode() * 50
+        path = f"f{i}.dcm"
+        remote = replace(remote_for(data), path=path, uri=f"{BASE}/files/{path}")
+        assert member_name(remote) == f"resources/DICOM/files/{path}"
+        files[remote.uri] = data
+        downloads.append(Download(remote, PurePosixPath("out", path), ChangeKind.NEW))
+    return Batch(BASE, tuple(downloads)), files
+
+
+async def execute(tmp_path: Path, server: Server, *batches: Batch) -> tuple[Executor, Events]:
+    events = Events()
+    journal = Journal.open(tmp_path / "journal.db")
+    journal.start_run("test")
+    retry = RetryPolicy(attempts=2, backoff_base=0.0, backoff_max=0.0)
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    executor = Executor(server, journal, tmp_path, events, retry=retry, sleep=no_sleep)
+    for batch in batches:
+        await executor.run(batch)
+    journal.close()
+    return executor, events
+
+
+def states(tmp_path: Path) -> dict[str, str]:
+    with Journal.open(tmp_path / "journal.db") as journal:
+        return {e.relpath: e.state.value for e in journal.iter_done("P")}
+
+
+async def test_a_zip_delivers_every_file_verified(tmp_path: Path) -> None:
+    batch, files = batch_of(10)
+    server = Server(files)
+    _, events = await execute(tmp_path, server, batch)
+    assert (server.zip_requests, server.file_requests) == (1, 0)
+    done = [e for e in events.events if isinstance(e, FileDone)]
+    assert len(done) == 10
+    for download in batch.downloads:
+        data = files[download.remote.uri]
+        assert (tmp_path / download.relpath).read_bytes() == data
+        assert download.remote.digest == hashlib.md5(data).hexdigest()
+    assert set(states(tmp_path).values()) == {"done"}
+
+
+async def test_a_transient_zip_failure_is_retried_then_files_come_one_by_one(
+    tmp_path: Path,
+) -> None:
+    batch, files = batch_of(4)
+    server = Server(files, TransientRemoteError("busy", status=503))
+    _, events = await execute(tmp_path, server, batch)
+    assert (server.zip_requests, server.file_requests) == (2, 4)  # two attempts, then singles
+    assert all((tmp_path / d.relpath).read_bytes() == files[d.remote.uri] for d in batch.downloads)
+    assert any(isinstance(e, Notice) and "one by one" in e.message for e in events.events)
+
+
+async def test_a_server_without_zips_is_not_asked_again(tmp_path: Path) -> None:
+    first, files = batch_of(3)
+    second = Batch(BASE, first.downloads[:2])
+    server = Server(files, NotFoundError("no such thing", status=404))
+    executor, events = await execute(tmp_path, server, first, second)
+    assert executor.zips_refused
+    assert (server.zip_requests, server.file_requests) == (1, 5)
+    assert not any(isinstance(e, FileFailed) for e in events.events)
+
+
+async def test_a_file_missing_from_the_zip_is_fetched_alone(tmp_path: Path) -> None:
+    batch, files = batch_of(4)
+    late = batch.downloads[-1].remote.uri
+    server = Server(files, zipped={u: d for u, d in files.items() if u != late})
+    _, events = await execute(tmp_path, server, batch)
+    assert (server.zip_requests, server.file_requests) == (1, 1)
+    assert all((tmp_path / d.relpath).read_bytes() == files[d.remote.uri] for d in batch.downloads)
+    assert any(isinstance(e, Notice) and "1 of 4 files" in e.message for e in events.events)
+    assert set(states(tmp_path).values()) == {"done"}

@@ -1,0 +1,129 @@
+"""zipfetch: spooling a resource's zip and extracting each member verified against the catalog,
+against zips built here (XNAT's member layout, and hostile or damaged ones)."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_transfer import FakeSource, remote_for
+from xnatsync.errors import BadResponseError, IntegrityError, TransportError, UnsafePathError
+from xnatsync.model import RemoteFile
+from xnatsync.transfer import PART_SUFFIX, Fetched
+from xnatsync.zipfetch import Member, extract, fetch_zip, member_name, spool_path
+
+PREFIX = "sess1/scans/1-T1/"
+
+
+def remote(path: str, data: bytes) -> RemoteFile:
+    uri = f"/data/experiments/E1/scans/1/resources/7/files/{path}"
+    return replace(remote_for(data), path=path, uri=uri)
+
+
+def make_zip(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def spool_of(tmp_path: Path, data: bytes) -> Path:
+    spool = tmp_path / "spool.zip"
+    spool.write_bytes(data)
+    return spool
+
+
+def members_for(tmp_path: Path, remotes: list[RemoteFile]) -> list[Member]:
+    out = tmp_path / "out"
+    return [Member(r, lambda r=r: out / r.path) for r in remotes]  # type: ignore[misc]
+
+
+def test_members_are_matched_by_their_xnat_name_and_verified(tmp_path: Path) -> None:
+    files = {"a.dcm": b"alpha", "sub/b.dcm": b"beta" * 1000, "files/c.dcm": b"gamma"}
+    remotes = [remote(p, d) for p, d in files.items()]
+    data = make_zip({PREFIX + member_name(r): files[r.path] for r in remotes})
+    results = extract(spool_of(tmp_path, data), members_for(tmp_path, remotes), fsync=False)
+    assert all(isinstance(r, Fetched) for r in results)
+    for r, got in zip(remotes, results, strict=True):
+        assert isinstance(got, Fetched)
+        assert (tmp_path / "out" / r.path).read_bytes() == files[r.path]
+        assert got.md5 == r.digest
+    assert list((tmp_path / "out").rglob(f"*{PART_SUFFIX}")) == []
+
+
+def test_missing_damaged_and_unlike_members_are_reported_per_file(tmp_path: Path) -> None:
+    good, changed, absent = (
+        remote("good", b"good"),
+        remote("changed", b"old"),
+        remote("absent", b"x"),
+    )
+    data = make_zip({
+        PREFIX + member_name(good): b"good",
+        PREFIX + member_name(changed): b"new",  # the server's bytes differ from its catalog
+        PREFIX + "resources/OTHER/files/absent": b"x",  # another resource's file: not ours
+    })  # fmt: skip
+    results = extract(
+        spool_of(tmp_path, data), members_for(tmp_path, [good, changed, absent]), False
+    )
+    assert isinstance(results[0], Fetched)
+    assert isinstance(results[1], IntegrityError)
+    assert isinstance(results[2], BadResponseError)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good"]
+
+
+def test_a_crc_error_fails_that_member_only(tmp_path: Path) -> None:
+    one, two = remote("one", b"1" * 100), remote("two", b"2" * 100)
+    data = bytearray(make_zip({member_name(one): b"1" * 100, member_name(two): b"2" * 100}))
+    at = data.index(b"2" * 100)
+    data[at] = ord("3")  # the bytes of "two", changed after its CRC was written
+    results = extract(spool_of(tmp_path, bytes(data)), members_for(tmp_path, [one, two]), False)
+    assert isinstance(results[0], Fetched)
+    assert isinstance(results[1], BadResponseError)
+    assert not (tmp_path / "out" / "two").exists()
+
+
+def test_hostile_member_names_write_nothing_outside_the_plan(tmp_path: Path) -> None:
+    mine = remote("x.dcm", b"data")
+    data = make_zip({
+        "../../escape.txt": b"evil",
+        "/abs/resources/R/files/x.dcm/../../y": b"evil",
+        PREFIX + member_name(mine): b"data",
+    })  # fmt: skip
+    results = extract(spool_of(tmp_path, data), members_for(tmp_path, [mine]), False)
+    assert isinstance(results[0], Fetched)
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["out/x.dcm"]  # and the spool is gone
+
+
+def test_an_unreadable_zip_raises(tmp_path: Path) -> None:
+    spool = spool_of(tmp_path, b"<html>login</html>")
+    with pytest.raises(BadResponseError, match="unreadable"):
+        extract(spool, [], fsync=False)
+    assert not spool.exists()
+
+
+async def test_fetch_zip_spools_and_a_cut_body_leaves_nothing(tmp_path: Path) -> None:
+    data = make_zip({"resources/R/files/a": os.urandom(3 << 20)})
+    spool = spool_path(tmp_path)
+    assert spool.parent == tmp_path / ".xnatsync" / "tmp"
+    await fetch_zip(FakeSource(data), "/data/experiments/E1/resources/7", spool)
+    assert spool.read_bytes() == data
+    cut = spool_path(tmp_path)
+    with pytest.raises(TransportError):
+        await fetch_zip(FakeSource(data, cut_at=len(data) // 2), "/r", cut)
+    assert not cut.exists()
+
+
+def test_the_spool_is_not_written_through_a_symlink(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / ".xnatsync").symlink_to(outside)
+    with pytest.raises(UnsafePathError, match="symlink"):
+        spool_path(tmp_path / "dest")

@@ -1,0 +1,177 @@
+"""One zip of a resource's files: spool it to disk, then extract and verify each member.
+
+Invariants:
+
+* The zip streams to ``DEST/.xnatsync/tmp/batch.{pid}.{random}.zip.xnatsync-part``, created
+  with O_EXCL|O_NOFOLLOW below a path checked for symlinks, and removed when the batch ends (a
+  killed run's spool is removed by the stale-temp sweep of the next run).
+* A member is matched to a planned download by the name XNAT gives it,
+  ``…/resources/{label}/files/{path}`` whatever precedes it. A member name is never used to
+  build a local path: the planned target is, so a hostile zip can write nowhere else.
+* Each matched member goes through the sink of a single download (``transfer.FileSink``):
+  a unique temp beside the target, MD5 while writing, size and digest checked against the
+  catalog, then rename. A member that is missing, damaged (CRC) or unlike the catalog is
+  returned as that file's error; the caller fetches those files one by one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import zipfile
+import zlib
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import anyio
+
+from xnatsync.errors import BadResponseError, XnatSyncError
+from xnatsync.layout import resolve_under
+from xnatsync.model import RemoteFile
+from xnatsync.transfer import (
+    BLOCK,
+    CHUNK,
+    PART_SUFFIX,
+    Fetched,
+    FileSink,
+    Source,
+    os_error,
+    pump,
+)
+
+SPOOL_DIR = PurePosixPath(".xnatsync/tmp")
+
+
+def spool_path(dest: Path) -> Path:
+    """A new process-unique spool name under DEST (checked: no symlink on the way)."""
+    name = f"batch.{os.getpid()}.{secrets.token_hex(4)}.zip{PART_SUFFIX}"
+    return resolve_under(dest, SPOOL_DIR / name)
+
+
+class _Spool:
+    """The zip being received (``transfer.Writer``: blocks arrive in a worker thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+        self.tail: list[bytes] = []
+
+    def write(self, blocks: list[bytes]) -> None:
+        try:
+            if self.fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                self.fd = os.open(self.path, flags, 0o600)
+            for block in blocks:
+                view = memoryview(block)
+                while view:
+                    view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            raise os_error(exc, self.path) from exc
+
+    def close(self) -> None:
+        self.write(self.tail)
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def discard(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        with suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+async def fetch_zip(
+    source: Source,
+    resource: str,
+    spool: Path,
+    *,
+    progress: Callable[[int], None] = lambda n: None,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> None:
+    """Receive the zip of ``resource`` into ``spool``; on any failure nothing is left."""
+    sink = _Spool(spool)
+    try:
+        async with source.download_zip(resource) as body:
+            await pump(body.chunks(CHUNK), sink, progress, limiter)
+        await anyio.to_thread.run_sync(sink.close, limiter=limiter)
+    except BaseException:
+        sink.discard()
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A planned download expected in the zip; ``place`` gives its checked final path."""
+
+    remote: RemoteFile
+    place: Callable[[], Path]
+
+
+def member_name(remote: RemoteFile) -> str:
+    """The tail of the name XNAT gives the file in a zip."""
+    return f"resources/{remote.resource}/files/{remote.path}"
+
+
+def extract(
+    spool: Path,
+    members: Sequence[Member],
+    fsync: bool,
+    on_verified: Callable[[int, Fetched], None] = lambda index, got: None,
+) -> list[Fetched | XnatSyncError]:
+    """Extract and verify every expected member, then remove the spool (blocking: run it in a
+    worker thread). ``on_verified(index, got)`` is called as each member is in place.
+
+    Returns, per member, what was verified at its final name or why it was not. A fatal error
+    (disk full) is raised; an unreadable zip raises ``BadResponseError``.
+    """
+    wanted = {member_name(m.remote): i for i, m in enumerate(members)}
+    missing = BadResponseError("not in the server's zip")
+    results: list[Fetched | XnatSyncError] = [missing] * len(members)
+    try:
+        with zipfile.ZipFile(spool) as archive:
+            for info in archive.infolist():
+                index = None if info.is_dir() else _match(info.filename, wanted)
+                if index is not None and results[index] is missing:
+                    got = results[index] = _extract_one(archive, info, members[index], fsync)
+                    if isinstance(got, Fetched):
+                        on_verified(index, got)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(spool)
+    return results
+
+
+def _match(name: str, wanted: dict[str, int]) -> int | None:
+    """The member whose expected tail is the longest suffix of ``name`` (at a "/")."""
+    found = wanted.get(name)
+    cut = name.find("/")
+    while found is None and cut >= 0:
+        found = wanted.get(name[cut + 1 :])
+        cut = name.find("/", cut + 1)
+    return found
+
+
+def _extract_one(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, member: Member, fsync: bool
+) -> Fetched | XnatSyncError:
+    sink = FileSink(member.place)
+    try:
+        with archive.open(info) as source:
+            while block := source.read(BLOCK):
+                sink.write([block])
+        return sink.finish(member.remote, "", fsync)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        return BadResponseError(f"{member.remote.path}: damaged in the server's zip ({exc})")
+    except XnatSyncError as exc:
+        if exc.fatal:
+            raise
+        return exc
+    finally:
+        sink.discard()
