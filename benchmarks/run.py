@@ -37,6 +37,7 @@ CONCURRENCY = 8
 LISTINGS = 4
 RESULTS = Path(__file__).parent / "results"
 DEST = "{dest}"  # replaced by each run's own destination folder
+NO_ZIP = "xnatsync --no-zip"  # the same engine, one request per file (zips off)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Workload:
     files: int
     size: int
     noop: bool = False
+    server_ms: int = 0  # time the emulator adds to every files request (a real server's cost)
 
     @property
     def count(self) -> int:
@@ -54,14 +56,18 @@ class Workload:
 
     def scaled(self, factor: int) -> Workload:
         if self.count == 1:
-            return Workload(self.name, 1, 1, 1, self.size // factor, self.noop)
+            return Workload(self.name, 1, 1, 1, self.size // factor, self.noop, self.server_ms)
         return Workload(self.name, max(1, self.subjects // factor), self.scans, self.files,
-                        self.size, self.noop)  # fmt: skip
+                        self.size, self.noop, self.server_ms)  # fmt: skip
 
 
 WORKLOADS = (
     Workload("2000 x 512 KiB", subjects=20, scans=10, files=10, size=512 * 1024),
     Workload("5000 x 16 KiB", subjects=50, scans=10, files=10, size=16 * 1024),
+    Workload(
+        "5000 x 16 KiB, 20 ms/request", subjects=50, scans=10, files=10, size=16 * 1024,
+        server_ms=20,
+    ),  # fmt: skip
     Workload("1 x 1 GiB", subjects=1, scans=1, files=1, size=1 << 30),
     Workload("no-op re-pull of 20000", subjects=100, scans=10, files=20, size=4096, noop=True),
 )
@@ -77,10 +83,11 @@ class Result:
 
 
 def start_emulator(root: Path, w: Workload) -> tuple[subprocess.Popen[str], str]:
+    faults = ["--faults", f"paths=*/files|*/files/*,delay={w.server_ms / 1000}"]
     return spawn(
         "--root", str(root), "--seed", "synthetic", "--project", PROJECT,
         "--subjects", str(w.subjects), "--sessions", "1", "--scans", str(w.scans),
-        "--files", str(w.files), "--file-size", str(w.size),
+        "--files", str(w.files), "--file-size", str(w.size), *(faults if w.server_ms else []),
     )  # fmt: skip
 
 
@@ -111,6 +118,7 @@ def commands(url: str, w: Workload, work: Path, peers: bool) -> dict[str, list[s
     cmds = {
         "xnatsync": xnatsync,
         "R3t": [*ref, str(work / "urls.txt"), DEST, str(CONCURRENCY)],
+        NO_ZIP: [*xnatsync, "--no-zip"],
     }
     if peers:
         for tool in ("xnatpy", "pyxnat"):
@@ -175,21 +183,31 @@ def summarise(result: Result, w: Workload) -> dict[str, float]:
         if name == "xnatsync":
             continue
         theirs = [r["seconds"] for r in runs]
-        key = name.replace(" ", "_")
+        key = name.replace(" ", "_").replace("-", "")
         out[f"{key}_s"] = statistics.median(theirs)
         # per-round ratio of the baseline's time to ours: > 1 means xnatsync is faster
-        out[f"ratio_vs_{key}"] = statistics.median(
-            t / o for t, o in zip(theirs, ours, strict=False)
-        )
+        out[f"ratio_vs_{key}"] = _ratio(theirs, ours)
         out[f"{key}_failures"] = sum(1 for r in runs if r["exit"] != 0)
+    if NO_ZIP in result.runs:
+        no_zip = result.runs[NO_ZIP]
+        out["xnatsync_peak_mib"] = max(
+            out["xnatsync_peak_mib"], *(r["peak_rss_mib"] for r in no_zip)
+        )
+        r3t = [r["seconds"] for r in result.runs["R3t"]]
+        out["no_zip_ratio_vs_R3t"] = _ratio(r3t, [r["seconds"] for r in no_zip])
     return out
+
+
+def _ratio(baseline: list[float], candidate: list[float]) -> float:
+    """Median over rounds of baseline time / candidate time (> 1: the candidate is faster)."""
+    return statistics.median(b / c for b, c in zip(baseline, candidate, strict=False))
 
 
 def table(results: list[Result]) -> str:
     lines = [
         "| workload | xnatsync | baseline | xnatsync / baseline throughput | target"
-        " | xnatpy | pyxnat | peak RSS |",
-        "|---|---:|---:|---:|---|---:|---:|---:|",
+        " | xnatsync --no-zip | xnatpy | pyxnat | peak RSS |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     for r in results:
         s = r.summary
@@ -204,9 +222,12 @@ def table(results: list[Result]) -> str:
         peers = [f"{s[k + '_s']:.2f} s ({s['ratio_vs_' + k]:.1f}x)" if k + "_s" in s else "-"
                  for k in ("xnatpy", "pyxnat")]  # fmt: skip
         mem = f"{s['xnatsync_peak_mib']:.0f} MiB"
+        no_zip = "-"
+        if "no_zip_ratio_vs_R3t" in s:
+            no_zip = f"{s['xnatsync_nozip_s']:.2f} s ({s['no_zip_ratio_vs_R3t']:.2f} of R3t)"
         lines.append(
             f"| {r.workload} | {s['xnatsync_s']:.2f} s | {base} | {ratio} | {target} | "
-            f"{peers[0]} | {peers[1]} | {mem} |"
+            f"{no_zip} | {peers[0]} | {peers[1]} | {mem} |"
         )
     return "\n".join(lines)
 
