@@ -65,9 +65,13 @@ WORKLOADS = (
     Workload("2000 x 512 KiB", subjects=20, scans=10, files=10, size=512 * 1024),
     Workload("5000 x 16 KiB", subjects=50, scans=10, files=10, size=16 * 1024),
     Workload(
-        "5000 x 16 KiB, 20 ms/request", subjects=50, scans=10, files=10, size=16 * 1024,
+        "5000 x 16 KiB, 20 ms/request",
+        subjects=50,
+        scans=10,
+        files=10,
+        size=16 * 1024,
         server_ms=20,
-    ),  # fmt: skip
+    ),
     Workload("1 x 1 GiB", subjects=1, scans=1, files=1, size=1 << 30),
     Workload("no-op re-pull of 20000", subjects=100, scans=10, files=20, size=4096, noop=True),
 )
