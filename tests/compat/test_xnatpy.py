@@ -73,6 +73,23 @@ def test_scan_zip_download(session: Any, tmp_path: Path) -> None:
     assert all(m.startswith("DEMO01_MR1/scans/2-T2w/resources/DICOM/files/") for m in members)
 
 
+def test_walk_assessors_and_download_with_digest(session: Any, tmp_path: Path) -> None:
+    experiment = session.projects["DEMO"].subjects["DEMO01"].experiments["DEMO01_MR1"]
+    assessor = experiment.assessors["DEMO01_MR1_QC"]
+    assert assessor.id in experiment.assessors
+    assert assessor.fulluri == f"/data/experiments/{experiment.id}/assessors/{assessor.id}"
+    resource = assessor.resources["QC"]
+    assert sorted(resource.files.keys()) == ["report.txt", "snapshots/axial.txt"]
+    listing = session.get_json(f"{resource.uri}/files")["ResultSet"]["Result"]
+    digests = {row["Name"]: row["digest"] for row in listing}
+    target = tmp_path / "report.txt"
+    resource.files["report.txt"].download(str(target))
+    assert hashlib.md5(target.read_bytes()).hexdigest() == digests["report.txt"]
+    resource.download_dir(str(tmp_path / "zip"))
+    unpacked = tmp_path / "zip/DEMO01_MR1/assessors/DEMO01_MR1_QC/out/resources/QC/files"
+    assert (unpacked / "snapshots/axial.txt").read_text().startswith("axial snapshot")
+
+
 def test_create_subject_experiment_and_upload(session: Any) -> None:
     project = session.projects["DEMO"]
     subject = session.classes.SubjectData(parent=project, label="XP_NEW")

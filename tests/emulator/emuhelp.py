@@ -24,3 +24,11 @@ async def envelope(session: aiohttp.ClientSession, path: str, **params: str) -> 
         body: dict[str, Any] = await response.json()
     envelope: dict[str, Any] = body["ResultSet"]
     return envelope
+
+
+async def call(
+    session: aiohttp.ClientSession, method: str, path: str, **kwargs: Any
+) -> tuple[int, str]:
+    """Send one request; its status and body text."""
+    async with session.request(method, path, **kwargs) as response:
+        return response.status, await response.text()

@@ -69,7 +69,7 @@ async def test_multi_resource_listings(admin: aiohttp.ClientSession) -> None:
     own = await rows(admin, f"/data/experiments/{eid}/files")
     assert sorted(r["Name"] for r in own) == ["measures.csv", "notes.txt"]
     everything = await rows(admin, f"/data/experiments/{eid}/files", all="true")
-    assert len(everything) == 14
+    assert len(everything) == 16  # 12 DICOM, 2 NOTES, 2 of the QC assessor
     project = await rows(admin, "/data/projects/DEMO/files")
     assert project[0]["URI"].startswith("/data/projects/DEMO/resources/")
 

@@ -11,9 +11,10 @@ import pydicom
 import pytest
 
 from tests.emulator.emuhelp import rows
+from xnatsync.emulator.blobs import safe_relpath
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
-from xnatsync.emulator.store import Store, safe_relpath
+from xnatsync.emulator.store import Store
 
 
 def _client(emu: Emulator) -> aiohttp.ClientSession:
@@ -62,7 +63,7 @@ def test_store_api_and_label_indexes(tmp_path: Path) -> None:
     assert store.resource(experiment, str(resource.id)) is None  # not the session's own
     assert store.subject("P1", "S1") is store.subject("P1", "SITE_S00001")
     assert store.experiment(None, "E1") is None
-    store.relabel_experiment(experiment, "E2")
+    store.relabel(experiment, "E2")
     assert store.experiment("P1", "E2") is experiment
     store.save()
     loaded = Store.open(tmp_path, "SITE")

@@ -59,7 +59,10 @@ async def test_session_resource_and_folder_zip(admin: aiohttp.ClientSession) -> 
 async def test_all_files_zip_without_scans_in_request(admin: aiohttp.ClientSession) -> None:
     archive = await _zip(admin, "/data/projects/DEMO/experiments/DEMO01_MR1/files", all="true")
     assert "DEMO01_MR1/scans/1/resources/DICOM/files/1-0001.dcm" in archive.namelist()
-    assert len(archive.namelist()) == 14
+    assert "DEMO01_MR1/assessors/DEMO01_MR1_QC/out/resources/QC/files/report.txt" in (
+        archive.namelist()
+    )
+    assert len(archive.namelist()) == 16  # 12 DICOM, 2 NOTES, 2 of the QC assessor
 
 
 async def test_empty_selection_is_404(admin: aiohttp.ClientSession) -> None:

@@ -146,6 +146,8 @@ def expected_tree(emu: Emulator) -> dict[str, tuple[int, str]]:
                 scan = experiment.scans[resource.scan]
                 kind = sanitize_type(scan.type.strip())
                 base += f"/scans/{scan.id}-{kind}" if kind else f"/scans/{scan.id}"
+            elif resource.level == "assessor":
+                base += f"/assessors/{resource.assessor}"  # the default layout names it by ID
         for entry in resource.files.values():
             relpath = f"{base}/resources/{resource.label}/files/{entry.relpath}"
             out[unicodedata.normalize("NFC", relpath)] = (entry.size, entry.digest)

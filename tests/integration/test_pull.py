@@ -11,6 +11,7 @@ import aiohttp
 
 from tests.integration.conftest import (
     NOTES,
+    expected_tree,
     journal_rows,
     journal_states,
     local_files,
@@ -297,3 +298,18 @@ async def test_an_unshared_experiment_leaves_the_mirror_on_delete(
     }
     assert local_files(tmp_path) == {p: b for p, b in before.items() if not p.startswith(prefix)}
     assert await server_request(emu, "GET", f"{PRIV_SUBJECT}/experiments/PRIV01_MR1") == 200
+
+
+async def test_assessor_files_are_mirrored_unless_excluded(emu: Emulator, tmp_path: Path) -> None:
+    summary, _ = await run_pull(make_config(emu, tmp_path / "all"))
+    qc = {p: b for p, b in local_files(tmp_path / "all").items() if "/assessors/" in p}
+    [assessor] = emu.store.experiments["XNAT_E00001"].assessors.values()
+    prefix = f"DEMO/DEMO01/DEMO01_MR1/assessors/{assessor.id}/resources/QC/files/"
+    assert summary.ok
+    assert sorted(qc) == [prefix + "report.txt", prefix + "snapshots/axial.txt"]
+    demo = {p for p in expected_tree(emu) if p.startswith("DEMO/")}
+    assert demo == set(local_files(tmp_path / "all"))
+    without = Selection(assessors=False)
+    summary, _ = await run_pull(make_config(emu, tmp_path / "none", selection=without))
+    assert summary.ok
+    assert not any("/assessors/" in p for p in local_files(tmp_path / "none"))

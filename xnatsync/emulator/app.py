@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from xnatsync.emulator import (
+    assessors,
     auth,
     experiments,
     files,
@@ -68,7 +69,7 @@ def build_app(
     app[PERSIST_KEY] = persist
     app[auth.SESSIONS_KEY] = Sessions(config.users(), config.session_timeout, config.token_timeout)
     app.on_response_prepare.append(strip_range_headers)
-    for module in (auth, hierarchy, experiments, sharing, resources, files, upload):
+    for module in (auth, hierarchy, experiments, assessors, sharing, resources, files, upload):
         module.add_routes(app)
     importer.add_routes(app)
     schema.add_routes(app)

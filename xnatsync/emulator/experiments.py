@@ -161,7 +161,8 @@ async def get_experiment(request: web.Request) -> web.Response:
     return object_answer(request, item, experiment_xml(experiment, subject))
 
 
-def _date(request: web.Request) -> dict[str, str]:
+def date_from(request: web.Request) -> dict[str, str]:
+    """The `date` (or `{xsiType}/date`) a PUT sets, as `{"date": ISO}`; 400 if unparseable."""
     text = request.query.get("date") or request.query.get(
         f"{request.query.get('xsiType', '')}/date", ""
     )
@@ -186,8 +187,8 @@ async def put_experiment(request: web.Request) -> web.Response:
         if store.experiment(None, info["experiment"]) is not None:
             fail(409, "Project must be modified through separate URI.")
     else:
-        resolve(request, write=True, scans=False)
-    fields = fields_from(request, EXPERIMENT_FIELDS) | _date(request)
+        resolve(request, write=True, children=False)
+    fields = fields_from(request, EXPERIMENT_FIELDS) | date_from(request)
     if existing is None:
         assert project is not None
         xsi = request.query.get("xsiType", "xnat:mrSessionData")
@@ -209,7 +210,7 @@ def _relabel(request: web.Request, experiment: Experiment) -> None:
     new_label = request.query.get("label")
     if new_label and new_label != experiment.label:
         try:
-            store_of(request).relabel_experiment(experiment, new_label)
+            store_of(request).relabel(experiment, new_label)
         except ValueError:
             fail(409, f"Experiment label {new_label} already exists")
 
@@ -219,7 +220,7 @@ async def delete_experiment(request: web.Request) -> web.Response:
     shared = shared_through(request)
     if shared is not None:
         return unshare(request, *shared)
-    experiment = resolve(request, write=True, scans=False).experiment
+    experiment = resolve(request, write=True, children=False).experiment
     assert experiment is not None
     store_of(request).delete_experiment(experiment)
     return plain("")
@@ -243,7 +244,7 @@ async def get_scan(request: web.Request) -> web.Response:
 
 async def put_scan(request: web.Request) -> web.Response:
     """PUT …/scans/{S}?xsiType=&type=&series_description=…: 200, create or update."""
-    experiment = resolve(request, write=True, scans=False).experiment
+    experiment = resolve(request, write=True, children=False).experiment
     assert experiment is not None
     scan_id = request.match_info["scans"]
     xsi = request.query.get("xsiType", "")

@@ -24,7 +24,7 @@ from xnatsync.emulator.common import (
 )
 from xnatsync.emulator.faultwire import ServedFile
 from xnatsync.emulator.records import FileEntry, Resource
-from xnatsync.emulator.render import file_row, resource_base
+from xnatsync.emulator.render import below_session, file_row, resource_base
 from xnatsync.emulator.resolve import Ctx, resolve, select_resources
 from xnatsync.emulator.resources import OWNER_BASES, owners
 from xnatsync.emulator.zipstream import Member, arcname, send_zip, zip_name
@@ -52,7 +52,7 @@ def _base(ctx: Ctx, resource: Resource) -> str:
     if ctx.subject_in_path and ctx.subject is not None:
         base += f"/projects/{ctx.project.id}/subjects/{ctx.subject.id}"
     base += f"/experiments/{ctx.experiment.id}"
-    return base + (f"/scans/{resource.scan}" if resource.level == "scan" else "")
+    return base + below_session(resource, ctx.assessor_type)
 
 
 def _filtered(request: web.Request, selection: Selection) -> Selection:

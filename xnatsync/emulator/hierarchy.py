@@ -182,7 +182,7 @@ async def put_subject(request: web.Request) -> web.Response:
     new_label = request.query.get("label")
     if new_label and new_label != subject.label:
         try:
-            store.relabel_subject(subject, new_label)
+            store.relabel(subject, new_label)
         except ValueError:
             fail(409, f"Subject label {new_label} already exists in project {project.id}")
     subject.fields.update(fields_from(request, SUBJECT_FIELDS))

@@ -1,21 +1,32 @@
 """JSON form of the emulator's records: `dump(store)` and `load_into(store, data)`.
 
 The document nests the archive as XNAT does (projects hold subjects and experiments, experiments
-hold scans, owners hold resources, resources hold file entries); the store's indexes are rebuilt
-from it on load.
+hold scans and assessors, owners hold resources, resources hold file entries); the store's indexes
+are rebuilt from it on load. Documents written before assessors existed load unchanged (no
+`assessors` key, no `assessor` field on resources).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from xnatsync.emulator.records import Experiment, FileEntry, Project, Resource, Scan, Subject
+from xnatsync.emulator.records import (
+    Assessor,
+    Experiment,
+    FileEntry,
+    Project,
+    Resource,
+    Scan,
+    Subject,
+)
 
 if TYPE_CHECKING:
     from xnatsync.emulator.store import Store
 
 VERSION = 1
+_Child = TypeVar("_Child", Scan, Assessor)
 
 
 def _flat(obj: Any, skip: tuple[str, ...]) -> dict[str, Any]:
@@ -29,6 +40,11 @@ def _resources(resources: dict[str, Resource]) -> list[dict[str, Any]]:
         row["files"] = [dataclasses.astuple(f) for f in resource.files.values()]
         out.append(row)
     return out
+
+
+def _owners(owners: Iterable[Scan | Assessor]) -> list[dict[str, Any]]:
+    """Scans or assessors of an experiment, each with its resources."""
+    return [_flat(o, ("resources",)) | {"resources": _resources(o.resources)} for o in owners]
 
 
 def dump(store: Store) -> dict[str, Any]:
@@ -47,13 +63,11 @@ def dump(store: Store) -> dict[str, Any]:
             for s in store.subjects.values()
         ],
         "experiments": [
-            _flat(e, ("scans", "resources"))
+            _flat(e, ("scans", "resources", "assessors"))
             | {
                 "resources": _resources(e.resources),
-                "scans": [
-                    _flat(sc, ("resources",)) | {"resources": _resources(sc.resources)}
-                    for sc in e.scans.values()
-                ],
+                "scans": _owners(e.scans.values()),
+                "assessors": _owners(e.assessors.values()),
             }
             for e in store.experiments.values()
         ],
@@ -70,6 +84,14 @@ def _load_resources(store: Store, rows: list[dict[str, Any]]) -> dict[str, Resou
     return out
 
 
+def _load_owners(store: Store, rows: list[dict[str, Any]], kind: type[_Child]) -> dict[str, _Child]:
+    out: dict[str, _Child] = {}
+    for row in rows:
+        resources = _load_resources(store, row.pop("resources"))
+        out[row["id"]] = kind(**row, resources=resources)
+    return out
+
+
 def load_into(store: Store, data: dict[str, Any]) -> None:
     """Replace the store's records with those of a `dump` document and rebuild indexes."""
     store.counters.update(data["counters"])
@@ -83,11 +105,9 @@ def load_into(store: Store, data: dict[str, Any]) -> None:
         store.projects[subject.project].subjects.append(subject.id)
     for row in data["experiments"]:
         resources = _load_resources(store, row.pop("resources"))
-        scans = {}
-        for scan_row in row.pop("scans"):
-            scan_resources = _load_resources(store, scan_row.pop("resources"))
-            scans[scan_row["id"]] = Scan(**scan_row, resources=scan_resources)
-        experiment = Experiment(**row, scans=scans, resources=resources)
+        scans = _load_owners(store, row.pop("scans"), Scan)
+        assessors = _load_owners(store, row.pop("assessors", []), Assessor)
+        experiment = Experiment(**row, scans=scans, resources=resources, assessors=assessors)
         store.experiments[experiment.id] = experiment
         store.projects[experiment.project].experiments.append(experiment.id)
     store.index()

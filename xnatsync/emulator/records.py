@@ -1,4 +1,5 @@
-"""The emulator's archive records: project → subject → experiment → scan → resource → file.
+"""The emulator's archive records: project → subject → experiment → scan → resource → file,
+and image assessors (derived data) of an experiment with their OUT resources.
 
 Plain mutable dataclasses owned by `store.Store`, which keeps the indexes consistent; nothing
 here does I/O. Timestamps are strings in XNAT's Java `Timestamp.toString()` form.
@@ -36,11 +37,12 @@ class Resource:
 
     id: int
     label: str
-    level: str  # "project" | "subject" | "experiment" | "scan"
+    level: str  # "project" | "subject" | "experiment" | "scan" | "assessor"
     project: str
     subject: str = ""  # subject accession ID (subject level)
-    experiment: str = ""  # experiment accession ID (experiment and scan levels)
+    experiment: str = ""  # experiment accession ID (experiment, scan and assessor levels)
     scan: str = ""  # scan ID (scan level)
+    assessor: str = ""  # assessor accession ID (assessor level)
     format: str = ""
     content: str = ""
     tags: str = ""
@@ -66,6 +68,25 @@ class Scan:
     quality: str = "usable"
     note: str = ""
     insert_date: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Resource] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Assessor:
+    """An image assessor (derived data such as QC or FreeSurfer outputs) of the session
+    `session`; `id` is an accession ID drawn from the experiments' counter, `project` the
+    session's primary project, `resources` its OUT resources (IN resources are not emulated)."""
+
+    id: str
+    label: str
+    session: str  # accession ID of the assessed experiment
+    project: str
+    xsi_type: str = "xnat:qcAssessmentData"
+    date: str = ""  # YYYY-MM-DD or ""
+    insert_date: str = ""
+    insert_user: str = ""
+    last_modified: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     resources: dict[str, Resource] = field(default_factory=dict)
 
@@ -107,6 +128,7 @@ class Experiment(Shareable):
     scans: dict[str, Scan] = field(default_factory=dict)
     resources: dict[str, Resource] = field(default_factory=dict)
     shares: dict[str, str] = field(default_factory=dict)  # project shared into → label there
+    assessors: dict[str, Assessor] = field(default_factory=dict)  # by accession ID
 
 
 @dataclass(slots=True)
@@ -147,4 +169,4 @@ class Project:
     resources: dict[str, Resource] = field(default_factory=dict)
 
 
-Owner = Project | Subject | Experiment | Scan
+Owner = Project | Subject | Experiment | Scan | Assessor

@@ -9,7 +9,15 @@ from __future__ import annotations
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from xnatsync.emulator.records import Experiment, FileEntry, Project, Resource, Scan, Subject
+from xnatsync.emulator.records import (
+    Assessor,
+    Experiment,
+    FileEntry,
+    Project,
+    Resource,
+    Scan,
+    Subject,
+)
 
 PROJECT_COLUMNS = ["ID", "secondary_ID", "name", "description", "pi_firstname", "pi_lastname"]
 SUBJECT_COLUMNS = ["ID", "project", "label", "insert_date", "insert_user"]
@@ -107,17 +115,40 @@ def scan_row(scan: Scan) -> dict[str, str]:
     return row
 
 
+def assessor_row(assessor: Assessor, session: Experiment) -> dict[str, str]:
+    """An assessors-listing row with every column `columns=` may ask for."""
+    row = {
+        "ID": assessor.id,
+        "project": assessor.project,
+        "date": assessor.date,
+        "xsiType": assessor.xsi_type,
+        "label": assessor.label,
+        "insert_date": assessor.insert_date,
+        "session_ID": session.id,
+        "session_label": session.label,
+        "session_project": session.project,
+        "insert_user": assessor.insert_user,
+        "last_modified": assessor.last_modified,
+    }
+    row.update(assessor.fields)
+    row["URI"] = f"/data/experiments/{session.id}/assessors/{assessor.id}"
+    return row
+
+
+_CATEGORIES = {"scan": "scans", "assessor": "assessors"}
+
+
 def resource_row(resource: Resource, cat_desc: str = "") -> dict[str, str]:
-    """A resources-listing row (no URI column, §3.5)."""
-    category = {"scan": "scans"}.get(resource.level, "resources")
-    cat_id = resource.scan if resource.level == "scan" else resource.experiment
+    """A resources-listing row (no URI column, §3.5); `cat_desc` is the scan type or the
+    assessor's xsiType for their resources."""
+    owner_ids = {"scan": resource.scan, "assessor": resource.assessor}
     return {
         "xnat_abstractresource_id": str(resource.id),
         "label": resource.label,
         "element_name": "xnat:resourceCatalog",
-        "category": category,
-        "cat_id": cat_id,
-        "cat_desc": cat_desc if resource.level == "scan" else " ",
+        "category": _CATEGORIES.get(resource.level, "resources"),
+        "cat_id": owner_ids.get(resource.level, resource.experiment),
+        "cat_desc": cat_desc if resource.level in _CATEGORIES else " ",
         "file_count": str(len(resource.files)),
         "file_size": str(resource.total_size()),
         "tags": resource.tags,
@@ -126,15 +157,23 @@ def resource_row(resource: Resource, cat_desc: str = "") -> dict[str, str]:
     }
 
 
+def below_session(resource: Resource, assessor_type: str = "out") -> str:
+    """The owner path of a scan's or assessor's resource below its session's URI ("" for the
+    session's own); `assessor_type` is the `/out` segment, "" to leave it out (§3.8)."""
+    if resource.level == "scan":
+        return f"/scans/{resource.scan}"
+    if resource.level == "assessor":
+        return f"/assessors/{resource.assessor}" + (f"/{assessor_type}" if assessor_type else "")
+    return ""
+
+
 def resource_base(resource: Resource) -> str:
     """The canonical URI of a resource's owner as multi-resource file listings give it."""
     if resource.level == "project":
         return f"/data/projects/{resource.project}"
     if resource.level == "subject":
         return f"/data/projects/{resource.project}/subjects/{resource.subject}"
-    if resource.level == "scan":
-        return f"/data/experiments/{resource.experiment}/scans/{resource.scan}"
-    return f"/data/experiments/{resource.experiment}"
+    return f"/data/experiments/{resource.experiment}{below_session(resource)}"
 
 
 def file_row(resource: Resource, entry: FileEntry, base: str) -> dict[str, str]:
@@ -225,6 +264,25 @@ def scan_item(scan: Scan, project: str) -> dict[str, Any]:
     return _item(scan.xsi_type, fields, _child("file", _resource_items(scan.resources)))
 
 
+def _assessor_entry(assessor: Assessor) -> dict[str, Any]:
+    fields = {
+        "ID": assessor.id,
+        "label": assessor.label,
+        "project": assessor.project,
+        "imageSession_ID": assessor.session,
+        "date": assessor.date,
+    }
+    fields.update(assessor.fields)
+    fields["insert_date"] = assessor.insert_date
+    children = _child("out/file", _resource_items(assessor.resources))
+    return _item(assessor.xsi_type, fields, children)
+
+
+def assessor_item(assessor: Assessor) -> dict[str, Any]:
+    """`GET …/assessors/{A}?format=json` (its OUT resources as `out/file` children)."""
+    return {"items": [_assessor_entry(assessor)]}
+
+
 def experiment_item(experiment: Experiment, subject: Subject) -> dict[str, Any]:
     """`GET …/experiments/{E}?format=json`."""
     fields = {
@@ -238,13 +296,37 @@ def experiment_item(experiment: Experiment, subject: Subject) -> dict[str, Any]:
     scans = [scan_item(s, experiment.project) for s in experiment.scans.values()]
     children = _child("scans/scan", scans)
     children += _child("resources/resource", _resource_items(experiment.resources))
+    assessors = [_assessor_entry(a) for a in experiment.assessors.values()]
+    children += _child("assessors/assessor", assessors)
     children += _shares("xnat:experimentData_share", experiment.shares)
     return {"items": [_item(experiment.xsi_type, fields, children)]}
 
 
+_NAMESPACES = (
+    'xmlns:xnat="http://nrg.wustl.edu/xnat" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+)
+
+
+def _document(record: Experiment | Assessor, body: str) -> str:
+    """An XML document rooted at the record's xsiType, with its ID, project, label and date."""
+    root = record.xsi_type
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<{root} ID={quoteattr(record.id)} project={quoteattr(record.project)} "
+        f"label={quoteattr(record.label)} {_NAMESPACES}>"
+        f"<xnat:date>{escape(record.date)}</xnat:date>{body}</{root}>"
+    )
+
+
+def _assessor_body(assessor: Assessor) -> str:
+    return (
+        f"<xnat:imageSession_ID>{escape(assessor.session)}</xnat:imageSession_ID>"
+        f"<xnat:out>{_files_xml(assessor.resources)}</xnat:out>"
+    )
+
+
 def experiment_xml(experiment: Experiment, subject: Subject) -> str:
-    """A minimal XNAT XML document of a session with its scans and resources."""
-    root = experiment.xsi_type
+    """A minimal XNAT XML document of a session with its scans, resources and assessors."""
     scans = "".join(
         f"<xnat:scan ID={quoteattr(s.id)} type={quoteattr(s.type)} "
         f"xsi:type={quoteattr(s.xsi_type)}>"
@@ -252,17 +334,24 @@ def experiment_xml(experiment: Experiment, subject: Subject) -> str:
         f"{_files_xml(s.resources)}</xnat:scan>"
         for s in experiment.scans.values()
     )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<{root} ID={quoteattr(experiment.id)} project={quoteattr(experiment.project)} "
-        f'label={quoteattr(experiment.label)} xmlns:xnat="http://nrg.wustl.edu/xnat" '
-        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'
-        f"<xnat:date>{escape(experiment.date)}</xnat:date>"
+    assessors = "".join(
+        f"<xnat:assessor ID={quoteattr(a.id)} label={quoteattr(a.label)} "
+        f"project={quoteattr(a.project)} xsi:type={quoteattr(a.xsi_type)}>"
+        f"{_assessor_body(a)}</xnat:assessor>"
+        for a in experiment.assessors.values()
+    )
+    return _document(
+        experiment,
         f"<xnat:subject_ID>{escape(subject.id)}</xnat:subject_ID>"
         f"<xnat:scans>{scans}</xnat:scans>"
         f"<xnat:resources>{_files_xml(experiment.resources, 'resource')}</xnat:resources>"
-        f"</{root}>"
+        f"<xnat:assessors>{assessors}</xnat:assessors>",
     )
+
+
+def assessor_xml(assessor: Assessor) -> str:
+    """A minimal XNAT XML document of an image assessor with its OUT resources."""
+    return _document(assessor, _assessor_body(assessor))
 
 
 def _files_xml(resources: dict[str, Resource], tag: str = "file") -> str:

@@ -3,34 +3,51 @@
 Reads of anything in a project the user cannot read → 404 (existence is hidden). Writes by a
 user who cannot edit → 403, except on an existing subject or session the user cannot even read,
 which → 404. Projects match by ID or alias, subjects and experiments by label (with a project in
-the path) or accession ID, scans by ID, type, `ALL`/`*` or comma lists, resources by label or
-numeric id.
+the path) or accession ID, scans by ID, type, `ALL`/`*` or comma lists, assessors by accession ID
+or by label within their session (with or without a project in the path; XNAT needs one for
+labels), resources by label or numeric id. An assessor is read and written with its session's
+permissions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from xnatsync.emulator.common import can_edit, can_read, can_see, fail, store_of, user_of
-from xnatsync.emulator.records import Experiment, Owner, Project, Resource, Scan, Subject
+from xnatsync.emulator.records import (
+    Assessor,
+    Experiment,
+    Owner,
+    Project,
+    Resource,
+    Scan,
+    Subject,
+)
 from xnatsync.emulator.settings import User
 from xnatsync.emulator.store import Store
 
 
 @dataclass(slots=True)
 class Ctx:
-    """The records a path names; `scans` is None when no scans segment is in the path."""
+    """The records a path names; `scans` is None when no scans segment is in the path;
+    `assessor_type` is `out` when the path names an assessor's OUT resources explicitly."""
 
     project: Project
     subject: Subject | None = None
     experiment: Experiment | None = None
     scans: list[Scan] | None = None
     subject_in_path: bool = False
+    assessor: Assessor | None = None
+    assessor_type: str = ""
 
     def owner(self) -> Owner:
-        """The single innermost record (the first selected scan if scans are in the path)."""
+        """The single innermost record: the assessor, else the first selected scan, else the
+        session, subject or project."""
+        if self.assessor is not None:
+            return self.assessor
         if self.scans:
             return self.scans[0]
         return self.experiment or self.subject or self.project
@@ -47,8 +64,9 @@ def project_of(request: web.Request, *, write: bool = False) -> Project:
     return project
 
 
-def resolve(request: web.Request, *, write: bool = False, scans: bool = True) -> Ctx:
-    """Resolve `{project}`, `{subject}`, `{experiment}` and (if `scans`) `{scans}`."""
+def resolve(request: web.Request, *, write: bool = False, children: bool = True) -> Ctx:
+    """Resolve `{project}`, `{subject}`, `{experiment}` and (if `children`) `{scans}` and
+    `{assessor}` (404 if no assessor matches)."""
     store, user = store_of(request), user_of(request)
     info = request.match_info
     project = store.project(info["project"]) if "project" in info else None
@@ -76,9 +94,19 @@ def resolve(request: web.Request, *, write: bool = False, scans: bool = True) ->
         # shared data is read-only where it is shared: writes need the primary project
         _check(user, store.projects[record.project], write, existing=True)
     ctx = Ctx(project, subject, experiment, subject_in_path="subject" in info and "project" in info)
-    if scans and "scans" in info and experiment is not None:
-        ctx.scans = select_scans(experiment, info["scans"])
+    if children and experiment is not None:
+        _children(store, ctx, experiment, info)
     return ctx
+
+
+def _children(store: Store, ctx: Ctx, experiment: Experiment, info: Mapping[str, str]) -> None:
+    if "scans" in info:
+        ctx.scans = select_scans(experiment, info["scans"])
+    if "assessor" in info:
+        ctx.assessor = store.assessor(experiment, info["assessor"])
+        if ctx.assessor is None:
+            fail(404, "Unable to find the specified experiment.")
+        ctx.assessor_type = info.get("assessor_type", "")
 
 
 def _home(store: Store, user: User, record: Subject | Experiment) -> Project:

@@ -1,8 +1,10 @@
-"""Resource routes at project, subject, experiment and scan level: list (with `all=true` at
-experiment level), get (catalog XML / JSON), PUT create (409 if the label exists), DELETE
-(xnat-api §3.5, §4.5, §4.6).
+"""Resource routes at project, subject, experiment, scan and assessor level: list (with
+`all=true` at experiment level: the session's own, every scan's and every assessor's), get
+(catalog XML / JSON), PUT create (409 if the label exists), DELETE (xnat-api §3.5, §4.5, §4.6).
 
-Also the table of owner paths every resource and file route is registered under (§9).
+Also the table of owner paths every resource and file route is registered under (§9). An
+assessor's resources are its OUT resources, under `…/assessors/{A}` and `…/assessors/{A}/out`;
+its IN resources (`…/assessors/{A}/in`) are not emulated.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 from aiohttp import web
 
 from xnatsync.emulator.common import add_data_route, fail, flag, plain, result_set, store_of
-from xnatsync.emulator.records import Owner, Resource
+from xnatsync.emulator.records import Assessor, Owner, Resource, Scan
 from xnatsync.emulator.render import resource_row
 from xnatsync.emulator.resolve import Ctx, resolve, select_resources
 
@@ -21,6 +23,7 @@ _EXPERIMENTS = (
     "/projects/{project}/experiments/{experiment}",
     "/projects/{project}/subjects/{subject}/experiments/{experiment}",
 )
+ASSESSORS = tuple(base + "/assessors/{assessor}" for base in _EXPERIMENTS)
 OWNER_BASES = (
     "/projects/{project}",
     "/projects/{project}/subjects/{subject}",
@@ -28,16 +31,23 @@ OWNER_BASES = (
     *_EXPERIMENTS,
     "/experiments/{experiment}/scans/{scans}",
     "/projects/{project}/subjects/{subject}/experiments/{experiment}/scans/{scans}",
+    *ASSESSORS,
+    *(base + "/{assessor_type:out}" for base in ASSESSORS),
 )
 
 
 def owners(ctx: Ctx, *, every: bool = False) -> list[Owner]:
-    """The records whose resources a path addresses (`every`: a session and all its scans)."""
+    """The records whose resources a path addresses (`every`: a session, all its scans and all
+    its assessors)."""
+    if ctx.assessor is not None:
+        return [ctx.assessor]
     if ctx.scans is not None:
         return list(ctx.scans)
     if ctx.experiment is not None:
-        scans = list(ctx.experiment.scans.values()) if every else []
-        return [ctx.experiment, *scans]
+        if not every:
+            return [ctx.experiment]
+        experiment = ctx.experiment
+        return [experiment, *experiment.scans.values(), *experiment.assessors.values()]
     return [ctx.subject or ctx.project]
 
 
@@ -49,10 +59,11 @@ def single_owner(ctx: Ctx) -> Owner:
 
 
 def cat_desc(request: web.Request, resource: Resource) -> str:
-    """A scan resource's `cat_desc` (the scan type)."""
-    if resource.level != "scan":
-        return ""
-    return store_of(request).experiments[resource.experiment].scans[resource.scan].type
+    """A resource's `cat_desc`: the scan type, or the assessor's xsiType ("" otherwise)."""
+    owner = store_of(request).owner_of(resource)
+    if isinstance(owner, Scan):
+        return owner.type
+    return owner.xsi_type if isinstance(owner, Assessor) else ""
 
 
 async def list_resources(request: web.Request) -> web.Response:

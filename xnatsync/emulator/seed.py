@@ -7,7 +7,9 @@ left alone. Demo layout, for tests and docs:
 * DEMO (private, owner admin, `user` is a member): subjects DEMO01–DEMO03; sessions
   DEMO01_MR1, DEMO01_MR2, DEMO02_MR1, DEMO03_CT1 (dates 2024-01-0N); scans 1..3 with a
   `DICOM` resource of 4 instances each; a session resource `NOTES` (notes.txt, sub/measures.csv)
-  on every session; a project resource `PROTOCOLS` (protocol.txt).
+  on every session; a project resource `PROTOCOLS` (protocol.txt); DEMO01_MR1 has one image
+  assessor, DEMO01_MR1_QC (`xnat:qcAssessmentData`, accession ID after the four sessions'), whose
+  OUT resource `QC` holds report.txt and snapshots/axial.txt.
 * PRIV (private, owner `other`): one subject/session/scan — invisible to `user` (404).
 * PUB (public, owner `other`): one subject/session/scan — readable by `user`, not writable (403).
 """
@@ -83,6 +85,19 @@ def _notes(store: Store, project: str, label: str) -> None:
     store.add_file(notes, "sub/measures.csv", csv, format="CSV")
 
 
+def _qc_assessor(store: Store, project: str, label: str) -> None:
+    experiment = store.experiment(project, label)
+    assert experiment is not None
+    assessor, _ = store.ensure_assessor(
+        experiment, f"{label}_QC", "xnat:qcAssessmentData", date=experiment.date, type="manual"
+    )
+    qc, _ = store.ensure_resource(assessor, "QC", "TXT", "QC")
+    report = f"QC report for {label}\nscans 1-3: usable\nmotion: low\nverdict: pass\n"
+    store.add_file(qc, "report.txt", report.encode(), format="TXT", content="QC")
+    snapshot = f"axial snapshot of {label} scan 1 (text stand-in for an image)\n"
+    store.add_file(qc, "snapshots/axial.txt", snapshot.encode(), format="TXT", content="QC")
+
+
 def seed_demo(store: Store, admin: str = "admin") -> None:
     """The demo archive described in the module docstring."""
     if store.project("DEMO") is None:
@@ -94,6 +109,7 @@ def seed_demo(store: Store, admin: str = "admin") -> None:
             _notes(store, "DEMO", label)
         protocols, _ = store.ensure_resource(demo, "PROTOCOLS", "TXT", "protocol")
         store.add_file(protocols, "protocol.txt", b"Acquire T1w, T2w and resting-state BOLD.\n")
+        _qc_assessor(store, "DEMO", "DEMO01_MR1")
     for pid, access in (("PRIV", "private"), ("PUB", "public")):
         if store.project(pid) is None:
             store.create_project(pid, f"{pid} project", pid, access, "other")

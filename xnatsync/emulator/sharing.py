@@ -46,7 +46,7 @@ def _target(request: web.Request) -> Project:
 
 async def put_share(request: web.Request) -> web.Response:
     """PUT …/projects/{P2}[?label=L]: share the subject or experiment into P2."""
-    record = _record(resolve(request, scans=False))
+    record = _record(resolve(request, children=False))
     target = _target(request)
     if flag(request, "primary"):
         fail(400, "Moving a record to another primary project (primary=true) is not emulated")
@@ -73,7 +73,7 @@ def unshare(request: web.Request, record: Subject | Experiment, project: Project
 
 async def delete_share(request: web.Request) -> web.Response:
     """DELETE …/projects/{P2}: unshare from P2."""
-    return unshare(request, _record(resolve(request, scans=False)), _target(request))
+    return unshare(request, _record(resolve(request, children=False)), _target(request))
 
 
 def shared_through(request: web.Request) -> tuple[Subject | Experiment, Project] | None:
@@ -81,7 +81,7 @@ def shared_through(request: web.Request) -> tuple[Subject | Experiment, Project]
     (such a DELETE unshares instead of deleting)."""
     if "project" not in request.match_info:
         return None
-    ctx = resolve(request, scans=False)
+    ctx = resolve(request, children=False)
     record = _record(ctx)
     return (record, ctx.project) if record.project != ctx.project.id else None
 

@@ -1,22 +1,24 @@
 """The emulator's archive: in-memory records with dict indexes, file bytes on disk.
 
-Invariants: every lookup is a dict access (no scans over the archive per request); listing one
-session's files is O(files in that session). Metadata is JSON in `root/metadata.json`, written by
-`save()` (atomically, only when something changed); file bytes live at
-`root/archive/{project}/{resource id}/{relpath}`, so relabelling never moves bytes.
+Invariants: every lookup is a dict access (no scans over the archive per request; an assessor
+label is looked up among its own session's assessors); listing one session's files is O(files in
+that session). Metadata is JSON in `root/metadata.json`, written by `save()` (atomically, only
+when something changed); file bytes live at `root/archive/{project}/{resource id}/{relpath}`, so
+relabelling never moves bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
-import shutil
 import time
 
 from xnatsync.emulator import persist
+from xnatsync.emulator.blobs import Blobs, safe_relpath
+from xnatsync.emulator.labels import Labels
 from xnatsync.emulator.records import (
+    Assessor,
     Experiment,
     FileEntry,
     Owner,
@@ -28,25 +30,6 @@ from xnatsync.emulator.records import (
 )
 
 METADATA = "metadata.json"
-
-
-def safe_relpath(relpath: str) -> str:
-    """Normalise a catalog path; refuse absolute paths, `..`, empty and NUL-bearing names."""
-    unified = relpath.replace("\\", "/")
-    parts = [p for p in unified.split("/") if p not in ("", ".")]
-    anchored = unified.startswith("/") or (len(unified) > 1 and unified[1] == ":")
-    if not parts or anchored or ".." in parts or "\0" in relpath:
-        raise ValueError(f"unsafe file path: {relpath!r}")
-    return "/".join(parts)
-
-
-def md5_of_path(path: pathlib.Path) -> str:
-    """Lower-case hex MD5 of a file, read in 1 MiB blocks."""
-    digest = hashlib.md5()
-    with path.open("rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Store:
@@ -61,9 +44,8 @@ class Store:
         self.resources: dict[int, Resource] = {}
         self.counters: dict[str, int] = {"subject": 0, "experiment": 0, "resource": 0, "scan": 0}
         self.dirty = False
-        self._aliases: dict[str, str] = {}
-        self._subject_labels: dict[tuple[str, str], str] = {}
-        self._experiment_labels: dict[tuple[str, str], str] = {}
+        self.blobs = Blobs(root)
+        self.labels = Labels()
 
     @classmethod
     def open(cls, root: pathlib.Path, site_id: str = "XNAT") -> Store:
@@ -79,13 +61,13 @@ class Store:
     def project(self, id_or_alias: str) -> Project | None:
         """A project by ID or alias."""
         found = self.projects.get(id_or_alias)
-        if found is None and id_or_alias in self._aliases:
-            found = self.projects.get(self._aliases[id_or_alias])
+        if found is None and id_or_alias in self.labels.aliases:
+            found = self.projects.get(self.labels.aliases[id_or_alias])
         return found
 
     def subject(self, project_id: str, id_or_label: str) -> Subject | None:
         """A subject of a project, by label in that project or by accession ID."""
-        sid = self._subject_labels.get((project_id, id_or_label), id_or_label)
+        sid = self.labels.subjects.get((project_id, id_or_label), id_or_label)
         found = self.subjects.get(sid)
         return found if found is not None and found.belongs_to(project_id) else None
 
@@ -93,7 +75,7 @@ class Store:
         """An experiment by accession ID, or by label when a project is given (§1.4)."""
         if project_id is None:
             return self.experiments.get(id_or_label)
-        eid = self._experiment_labels.get((project_id, id_or_label), id_or_label)
+        eid = self.labels.experiments.get((project_id, id_or_label), id_or_label)
         found = self.experiments.get(eid)
         return found if found is not None and found.belongs_to(project_id) else None
 
@@ -107,6 +89,14 @@ class Store:
         own = [self.experiments[eid] for eid in project.experiments]
         return own + [e for e in self.experiments.values() if project.id in e.shares]
 
+    def assessor(self, experiment: Experiment, id_or_label: str) -> Assessor | None:
+        """An assessor of a session by accession ID, else by its label within that session."""
+        found = experiment.assessors.get(id_or_label)
+        if found is None:
+            labelled = (a for a in experiment.assessors.values() if a.label == id_or_label)
+            found = next(labelled, None)
+        return found
+
     def resource(self, owner: Owner, label_or_id: str) -> Resource | None:
         """A resource of `owner` by label, else by numeric `xnat_abstractresource_id`."""
         found = owner.resources.get(label_or_id)
@@ -117,23 +107,25 @@ class Store:
         return found
 
     def owner_of(self, resource: Resource) -> Owner:
-        """The project, subject, experiment or scan a resource belongs to."""
+        """The project, subject, experiment, scan or assessor a resource belongs to."""
         if resource.level == "project":
             return self.projects[resource.project]
         if resource.level == "subject":
             return self.subjects[resource.subject]
         experiment = self.experiments[resource.experiment]
-        return experiment.scans[resource.scan] if resource.level == "scan" else experiment
+        if resource.level == "scan":
+            return experiment.scans[resource.scan]
+        if resource.level == "assessor":
+            return experiment.assessors[resource.assessor]
+        return experiment
 
     def file_path(self, resource: Resource, relpath: str) -> pathlib.Path:
         """Where the bytes of a catalog entry live."""
-        return self.root / "archive" / resource.project / str(resource.id) / relpath
+        return self.blobs.path(resource, relpath)
 
     def temp_dir(self) -> pathlib.Path:
         """A scratch directory on the same filesystem as the archive (for atomic moves)."""
-        path = self.root / "tmp"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return self.blobs.temp_dir()
 
     # --- creation ------------------------------------------------------------------------
 
@@ -141,6 +133,20 @@ class Store:
         self.counters[counter] += 1
         self.dirty = True
         return self.counters[counter]
+
+    def _accession_id(self) -> str:
+        """A new experiment accession ID (image assessors draw from the same counter)."""
+        return f"{self.site_id}_E{self._next('experiment'):05d}"
+
+    def _update(
+        self, record: Experiment | Assessor, fields: dict[str, str], date: str | None
+    ) -> None:
+        record.fields.update(fields)
+        if date is not None:
+            record.date = date
+        if fields or date is not None:
+            record.last_modified = now_stamp()
+            self.dirty = True
 
     def create_project(
         self,
@@ -169,7 +175,7 @@ class Store:
     def add_alias(self, project: Project, alias: str) -> None:
         """Make `alias` address `project` (§1.4)."""
         project.aliases.append(alias)
-        self._aliases[alias] = project.id
+        self.labels.aliases[alias] = project.id
         self.dirty = True
 
     def ensure_subject(
@@ -184,7 +190,7 @@ class Store:
         sid = f"{self.site_id}_S{self._next('subject'):05d}"
         subject = Subject(sid, label, project_id, stamp, user, stamp)
         self.subjects[sid] = subject
-        self._subject_labels[(project_id, label)] = sid
+        self.labels.add(subject)
         project.subjects.append(sid)
         return subject, True
 
@@ -201,21 +207,16 @@ class Store:
         user = fields.pop("insert_user", "admin")
         found = self.experiment(project_id, label)
         if found is not None:
-            found.fields.update(fields)
-            if date is not None:
-                found.date = date
-            if fields or date is not None:
-                found.last_modified = now_stamp()
-                self.dirty = True
+            self._update(found, fields, date)
             return found, False
         subject, _ = self.ensure_subject(project_id, subject_label, user)
         stamp = now_stamp()
-        eid = f"{self.site_id}_E{self._next('experiment'):05d}"
+        eid = self._accession_id()
         experiment = Experiment(
             eid, label, project_id, subject.id, xsi_type, date or "", stamp, user, stamp, fields
         )
         self.experiments[eid] = experiment
-        self._experiment_labels[(project_id, label)] = eid
+        self.labels.add(experiment)
         subject.experiments.append(eid)
         self.projects[project_id].experiments.append(eid)
         return experiment, True
@@ -245,6 +246,27 @@ class Store:
         self.dirty = True
         return scan, created
 
+    def ensure_assessor(
+        self,
+        experiment: Experiment,
+        label: str,
+        xsi_type: str = "xnat:qcAssessmentData",
+        **fields: str,
+    ) -> tuple[Assessor, bool]:
+        """The assessor `label` (or ID) of a session, created if missing; fields update it."""
+        date = fields.pop("date", None)
+        user = fields.pop("insert_user", "admin")
+        found = self.assessor(experiment, label)
+        if found is not None:
+            self._update(found, fields, date)
+            return found, False
+        stamp, aid = now_stamp(), self._accession_id()
+        assessor = Assessor(aid, label, experiment.id, experiment.project, xsi_type, date or "")
+        assessor.insert_date, assessor.insert_user, assessor.last_modified = stamp, user, stamp
+        assessor.fields = fields
+        experiment.assessors[aid] = assessor
+        return assessor, True
+
     def ensure_resource(
         self, owner: Owner, label: str, format: str = "", content: str = ""
     ) -> tuple[Resource, bool]:
@@ -268,6 +290,9 @@ class Store:
         elif isinstance(owner, Experiment):
             resource.level, resource.project = "experiment", owner.project
             resource.experiment = owner.id
+        elif isinstance(owner, Assessor):
+            resource.level, resource.project = "assessor", owner.project
+            resource.experiment, resource.assessor = owner.session, owner.id
         else:
             experiment = self.experiments[owner.experiment]
             resource.level, resource.project = "scan", experiment.project
@@ -293,15 +318,7 @@ class Store:
         relpath = safe_relpath(relpath)
         if relpath in resource.files and not overwrite:
             return False
-        target = self.file_path(resource, relpath)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(data, bytes):
-            target.write_bytes(data)
-            digest = digest or hashlib.md5(data).hexdigest()
-        else:
-            digest = digest or md5_of_path(data)
-            _move(data, target)
-        stat = target.stat()
+        stat, digest = self.blobs.put(resource, relpath, data, digest)
         entry = FileEntry(relpath, stat.st_size, digest, stat.st_mtime, format, content, tags)
         resource.files[relpath] = entry
         self.dirty = True
@@ -313,31 +330,40 @@ class Store:
         """Drop catalog entries and their bytes."""
         for relpath in relpaths:
             resource.files.pop(relpath, None)
-            self.file_path(resource, relpath).unlink(missing_ok=True)
+            self.blobs.remove(resource, relpath)
         self.dirty = True
 
     def delete_resource(self, resource: Resource) -> None:
         """Remove a resource, its catalog and its bytes."""
         self.owner_of(resource).resources.pop(resource.label, None)
         self.resources.pop(resource.id, None)
-        shutil.rmtree(self.file_path(resource, "x").parent, ignore_errors=True)
+        self.blobs.remove_resource(resource)
         self.dirty = True
+
+    def _delete_resources(self, owner: Owner) -> None:
+        for resource in list(owner.resources.values()):
+            self.delete_resource(resource)
 
     def delete_scan(self, scan: Scan) -> None:
         """Remove a scan and its resources."""
-        for resource in list(scan.resources.values()):
-            self.delete_resource(resource)
+        self._delete_resources(scan)
         self.experiments[scan.experiment].scans.pop(scan.id, None)
 
+    def delete_assessor(self, assessor: Assessor) -> None:
+        """Remove an assessor and its resources."""
+        self._delete_resources(assessor)
+        self.experiments[assessor.session].assessors.pop(assessor.id, None)
+        self.dirty = True
+
     def delete_experiment(self, experiment: Experiment) -> None:
-        """Remove an experiment with its scans and resources."""
+        """Remove an experiment with its scans, assessors and resources."""
         for scan in list(experiment.scans.values()):
             self.delete_scan(scan)
-        for resource in list(experiment.resources.values()):
-            self.delete_resource(resource)
-        self._drop_shares(experiment)
+        for assessor in list(experiment.assessors.values()):
+            self.delete_assessor(assessor)
+        self._delete_resources(experiment)
+        self.labels.remove(experiment)
         self.experiments.pop(experiment.id, None)
-        self._experiment_labels.pop((experiment.project, experiment.label), None)
         self.subjects[experiment.subject].experiments.remove(experiment.id)
         self.projects[experiment.project].experiments.remove(experiment.id)
 
@@ -345,89 +371,50 @@ class Store:
         """Remove a subject with its experiments and resources."""
         for eid in list(subject.experiments):
             self.delete_experiment(self.experiments[eid])
-        for resource in list(subject.resources.values()):
-            self.delete_resource(resource)
-        self._drop_shares(subject)
+        self._delete_resources(subject)
+        self.labels.remove(subject)
         self.subjects.pop(subject.id, None)
-        self._subject_labels.pop((subject.project, subject.label), None)
         self.projects[subject.project].subjects.remove(subject.id)
 
     def delete_project(self, project: Project) -> None:
         """Remove a project and everything in it."""
         for sid in list(project.subjects):
             self.delete_subject(self.subjects[sid])
-        for resource in list(project.resources.values()):
-            self.delete_resource(resource)
+        self._delete_resources(project)
         for record in self._shareables():
             if project.id in record.shares:
                 self.unshare(record, project.id)
         for alias in project.aliases:
-            self._aliases.pop(alias, None)
+            self.labels.aliases.pop(alias, None)
         self.projects.pop(project.id, None)
-
-    def relabel_subject(self, subject: Subject, label: str) -> None:
-        """Give a subject a new label (`ValueError` if the label is taken in its project)."""
-        if self.subject(subject.project, label) not in (None, subject):
-            raise ValueError(f"subject label {label} exists")
-        self._subject_labels.pop((subject.project, subject.label), None)
-        subject.label = label
-        self._subject_labels[(subject.project, label)] = subject.id
-        subject.last_modified = now_stamp()
         self.dirty = True
 
-    def relabel_experiment(self, experiment: Experiment, label: str) -> None:
-        """Give an experiment a new label (`ValueError` if taken in its project)."""
-        if self.experiment(experiment.project, label) not in (None, experiment):
-            raise ValueError(f"experiment label {label} exists")
-        self._experiment_labels.pop((experiment.project, experiment.label), None)
-        experiment.label = label
-        self._experiment_labels[(experiment.project, label)] = experiment.id
-        experiment.last_modified = now_stamp()
+    def relabel(self, record: Subject | Experiment, label: str) -> None:
+        """Give a subject or experiment a new label (`ValueError` if taken in its project)."""
+        self.labels.relabel(record, label)
+        record.last_modified = now_stamp()
         self.dirty = True
 
     # --- sharing (xnat-api §1.4) -----------------------------------------------------------
 
     def share(self, record: Subject | Experiment, project: Project, label: str = "") -> None:
-        """Share a subject or experiment into `project` under `label` (its own by default).
-
-        `ValueError` (XNAT answers 409) if it is already in that project or the label is taken
-        there by another record of its kind.
-        """
-        if record.belongs_to(project.id):
-            raise ValueError(f"Already assigned to project:{project.id}")
-        label = label or record.label
-        if self._labels(record).get((project.id, label), record.id) != record.id:
-            raise ValueError(f"Label already in use:{label}")
-        record.shares[project.id] = label
-        self._labels(record)[(project.id, label)] = record.id
+        """Share a subject or experiment into `project` (see `Labels.share`)."""
+        self.labels.share(record, project, label)
         self.dirty = True
 
     def unshare(self, record: Subject | Experiment, project_id: str) -> None:
         """Take a record out of a project it is shared into (`KeyError` if it is not)."""
-        label = record.shares.pop(project_id)
-        self._labels(record).pop((project_id, label), None)
+        self.labels.unshare(record, project_id)
         self.dirty = True
-
-    def _labels(self, record: Subject | Experiment) -> dict[tuple[str, str], str]:
-        return self._subject_labels if isinstance(record, Subject) else self._experiment_labels
 
     def _shareables(self) -> list[Subject | Experiment]:
         return [*self.subjects.values(), *self.experiments.values()]
-
-    def _drop_shares(self, record: Subject | Experiment) -> None:
-        for project_id in list(record.shares):
-            self.unshare(record, project_id)
 
     # --- persistence ---------------------------------------------------------------------
 
     def index(self) -> None:
         """Rebuild the label and alias indexes from the records (after loading)."""
-        self._aliases = {a: p.id for p in self.projects.values() for a in p.aliases}
-        self._subject_labels = {(s.project, s.label): s.id for s in self.subjects.values()}
-        self._experiment_labels = {(e.project, e.label): e.id for e in self.experiments.values()}
-        for record in self._shareables():
-            for project_id, label in record.shares.items():
-                self._labels(record)[(project_id, label)] = record.id
+        self.labels.rebuild(self.projects.values(), self._shareables())
 
     def save(self) -> None:
         """Write `metadata.json` atomically if anything changed since the last save."""
@@ -438,10 +425,3 @@ class Store:
         tmp.write_text(json.dumps(persist.dump(self)), "utf-8")
         os.replace(tmp, self.root / METADATA)
         self.dirty = False
-
-
-def _move(source: pathlib.Path, target: pathlib.Path) -> None:
-    try:
-        os.replace(source, target)
-    except OSError:
-        shutil.move(str(source), str(target))

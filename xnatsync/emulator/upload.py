@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 from aiohttp import BodyPartReader, web
 
+from xnatsync.emulator.blobs import safe_relpath
 from xnatsync.emulator.common import add_data_route, fail, flag, json_text, plain, store_of
 from xnatsync.emulator.records import Resource
 from xnatsync.emulator.resolve import resolve
 from xnatsync.emulator.resources import OWNER_BASES, single_owner
-from xnatsync.emulator.store import Store, safe_relpath
+from xnatsync.emulator.store import Store
 
 IN_BODY_TYPES = frozenset(
     {

@@ -15,7 +15,7 @@ import zipfile
 from aiohttp import web
 
 from xnatsync.emulator.common import fail, flag
-from xnatsync.emulator.records import FileEntry, Resource
+from xnatsync.emulator.records import Experiment, FileEntry, Resource
 from xnatsync.emulator.store import Store
 
 BLOCK = 1 << 20
@@ -46,20 +46,29 @@ class _Sink:
 
 
 def arcname(store: Store, resource: Resource, relpath: str, scans_in_request: bool) -> str:
-    """The member path XNAT gives a file (session label, `{scan}-{type}`, resource label)."""
+    """The member path XNAT gives a file: its URI cut before the session ID, with session ID →
+    label, scan ID → `{scan}-{type}` (scans in the request), assessor ID → label, resource id
+    → label; project and subject resources start with the project ID or subject label."""
     tail = f"resources/{resource.label}/files/{relpath}"
     if resource.level == "project":
         return f"{resource.project}/{tail}"
     if resource.level == "subject":
         return f"{store.subjects[resource.subject].label}/{tail}"
     experiment = store.experiments[resource.experiment]
+    return f"{experiment.label}/{_below_session(experiment, resource, scans_in_request)}{tail}"
+
+
+def _below_session(experiment: Experiment, resource: Resource, scans_in_request: bool) -> str:
+    if resource.level == "assessor":
+        # inferred by analogy with scans: §4.2 confirms only scan and session-resource layouts
+        return f"assessors/{experiment.assessors[resource.assessor].label}/out/"
     if resource.level != "scan":
-        return f"{experiment.label}/{tail}"
+        return ""
     scan = experiment.scans[resource.scan]
     folder = scan.id
     if scans_in_request and scan.type:
         folder = f"{scan.id}-{_NON_WORD.sub('_', scan.type)}"
-    return f"{experiment.label}/scans/{folder}/{tail}"
+    return f"scans/{folder}/"
 
 
 def zip_name(store: Store, resources: list[Resource]) -> str:
