@@ -252,7 +252,7 @@ def main() -> None:
     text = table(results)
     print("\n" + text)
     RESULTS.mkdir(exist_ok=True)
-    name = "quick.json" if args.quick else "latest.json"
+    name = "latest.json" if not (args.quick or args.only) else "quick.json"  # only full runs kept
     meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pairs": args.pairs}
     data = {"meta": meta, "results": [asdict(r) for r in results], "table": text}
     (RESULTS / name).write_text(json.dumps(data, indent=2) + "\n")
