@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio.lowlevel
+
+from xnatsync.events import Event
 
 
 class FakeTime:
@@ -19,3 +23,19 @@ class FakeTime:
         self.sleeps.append(seconds)
         self.now += seconds
         await anyio.lowlevel.checkpoint()
+
+
+class Recorder:
+    """Keeps every event, for assertions on what the engine reported."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+    def close(self) -> None:
+        pass
+
+    def of(self, kind: type[Any]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]

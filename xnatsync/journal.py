@@ -253,7 +253,14 @@ class Journal:
         self._add("forget_owner", (project, owner))
 
     def fingerprint(self, project: str, owner: str) -> str | None:
-        self._flush_for_read()
+        """The owner's recorded fingerprint. Only ``fingerprint`` and ``forget_owner`` writes
+        change it, so a pending one answers from the buffer; otherwise the committed row is
+        current, and the read needs no flush (during a first pull, a commit per owner)."""
+        for op, params in reversed(self._buffer):
+            if op == "fingerprint" and params[:2] == (project, owner):
+                return str(params[2])
+            if op == "forget_owner" and params == (project, owner):
+                return None
         sql = "SELECT fingerprint FROM owners WHERE project=? AND owner=?"
         try:
             row = self._conn.execute(sql, (project, owner)).fetchone()

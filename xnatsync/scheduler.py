@@ -42,7 +42,7 @@ from xnatsync.model import RemoteFile
 from xnatsync.plan import Batch, Delete, Download, Move, Plan, Verify
 from xnatsync.retry import retry_delay
 from xnatsync.transfer import Fetched, Source, fetch, first_error, hash_file, os_error
-from xnatsync.zipfetch import Member, extract, fetch_zip, spool_path
+from xnatsync.zipfetch import Member, Spool, extract, fetch_zip
 
 Action = Batch | Download | Verify | Move | Delete
 T = TypeVar("T")
@@ -174,7 +174,9 @@ class Executor:
         results = None if self.zips_refused else await self._zip(action)
         leftovers = list(action.downloads) if results is None else []
         for download, got in zip(action.downloads, results or (), strict=False):
-            if not isinstance(got, Fetched):  # verified ones were journaled as they landed
+            if isinstance(got, Fetched):
+                self.done(download.remote, download.relpath, got, "downloaded")
+            else:
                 leftovers.append(download)
         if results is not None and leftovers:
             reason = next(str(r) for r in results if not isinstance(r, Fetched))
@@ -188,32 +190,28 @@ class Executor:
             await self.run(download)
 
     async def _zip(self, action: Batch) -> list[Fetched | XnatSyncError] | None:
-        """Fetch and extract the zip; None (after a notice) if it could not be had at all."""
+        """Fetch and extract the zip; None (after a notice) if it could not be had at all.
+
+        The members' journal rows are written when the whole zip is extracted (one thread hop
+        per zip, not one per member): a kill in between leaves verified files without a
+        ``done`` row, which the next run re-hashes rather than fetches."""
         downloads = action.downloads
         for d in downloads:
             self.journal.mark_in_progress(d.remote, str(d.relpath))
         size = sum(d.remote.size or 0 for d in downloads)
         label = f"zip of {len(downloads)} files"
-        members = [
-            Member(
-                d.remote, functools.partial(resolve_under, self.dest, d.relpath, self.known_dirs)
-            )
-            for d in downloads
-        ]
+        place = functools.partial(resolve_under, self.dest, known_dirs=self.known_dirs)
+        members = [Member(d.remote, functools.partial(place, rel=d.relpath)) for d in downloads]
+        spool = Spool(self.dest)
         try:
-            spool = spool_path(self.dest)
 
             def attempt(progress: Callable[[int], None]) -> Awaitable[None]:
                 return fetch_zip(self.source, action.resource, spool, progress=progress,
                                  limiter=self.disk)  # fmt: skip
 
-            def verified(index: int, got: Fetched) -> None:  # called in the extracting thread
-                d = downloads[index]
-                anyio.from_thread.run_sync(self.done, d.remote, d.relpath, got, "downloaded")
-
             await self._attempts(action.resource, label, size, attempt)
             return await anyio.to_thread.run_sync(
-                extract, spool, members, self.fsync, verified, limiter=self.disk
+                extract, spool.path, members, self.fsync, limiter=self.disk
             )
         except XnatSyncError as exc:
             if exc.fatal:

@@ -44,23 +44,22 @@ from xnatsync.transfer import (
 SPOOL_DIR = PurePosixPath(".xnatsync/tmp")
 
 
-def spool_path(dest: Path) -> Path:
-    """A new process-unique spool name under DEST (checked: no symlink on the way)."""
-    name = f"batch.{os.getpid()}.{secrets.token_hex(4)}.zip{PART_SUFFIX}"
-    return resolve_under(dest, SPOOL_DIR / name)
+class Spool:
+    """The zip being received (a ``transfer.Writer``: blocks arrive in a worker thread) at a
+    process-unique name under ``DEST/.xnatsync/tmp``; before the first write, in that thread,
+    the path is checked for symlinks and its folder made."""
 
-
-class _Spool:
-    """The zip being received (``transfer.Writer``: blocks arrive in a worker thread)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, dest: Path) -> None:
+        self.dest = dest
+        self.name = SPOOL_DIR / f"batch.{os.getpid()}.{secrets.token_hex(4)}.zip{PART_SUFFIX}"
+        self.path = dest.joinpath(*self.name.parts)
         self.fd: int | None = None
         self.tail: list[bytes] = []
 
     def write(self, blocks: list[bytes]) -> None:
         try:
             if self.fd is None:
+                resolve_under(self.dest, self.name)  # UnsafePathError through a symlink
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
                 self.fd = os.open(self.path, flags, 0o600)
@@ -88,19 +87,18 @@ class _Spool:
 async def fetch_zip(
     source: Source,
     resource: str,
-    spool: Path,
+    spool: Spool,
     *,
     progress: Callable[[int], None] = lambda n: None,
     limiter: anyio.CapacityLimiter | None = None,
 ) -> None:
     """Receive the zip of ``resource`` into ``spool``; on any failure nothing is left."""
-    sink = _Spool(spool)
     try:
         async with source.download_zip(resource) as body:
-            await pump(body.chunks(CHUNK), sink, progress, limiter)
-        await anyio.to_thread.run_sync(sink.close, limiter=limiter)
+            await pump(body.chunks(CHUNK), spool, progress, limiter)
+        await anyio.to_thread.run_sync(spool.close, limiter=limiter)
     except BaseException:
-        sink.discard()
+        spool.discard()
         raise
 
 
@@ -117,14 +115,9 @@ def member_name(remote: RemoteFile) -> str:
     return f"resources/{remote.resource}/files/{remote.path}"
 
 
-def extract(
-    spool: Path,
-    members: Sequence[Member],
-    fsync: bool,
-    on_verified: Callable[[int, Fetched], None] = lambda index, got: None,
-) -> list[Fetched | XnatSyncError]:
+def extract(spool: Path, members: Sequence[Member], fsync: bool) -> list[Fetched | XnatSyncError]:
     """Extract and verify every expected member, then remove the spool (blocking: run it in a
-    worker thread). ``on_verified(index, got)`` is called as each member is in place.
+    worker thread).
 
     Returns, per member, what was verified at its final name or why it was not. A fatal error
     (disk full) is raised; an unreadable zip raises ``BadResponseError``.
@@ -137,9 +130,7 @@ def extract(
             for info in archive.infolist():
                 index = None if info.is_dir() else _match(info.filename, wanted)
                 if index is not None and results[index] is missing:
-                    got = results[index] = _extract_one(archive, info, members[index], fsync)
-                    if isinstance(got, Fetched):
-                        on_verified(index, got)
+                    results[index] = _extract_one(archive, info, members[index], fsync)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc
     finally:

@@ -18,10 +18,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.fakes import Recorder
 from xnatsync.config import RetryPolicy, Timeouts
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
-from xnatsync.events import Event, Fanout
+from xnatsync.events import Fanout
 from xnatsync.journal import Journal
 from xnatsync.layout import sanitize_type
 from xnatsync.pull import PullConfig, pull
@@ -30,22 +31,6 @@ from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.client import XnatClient
 
 FAST_RETRY = RetryPolicy(attempts=4, backoff_base=0.01, backoff_max=0.05, retry_after_max=0.2)
-
-
-class Recorder:
-    """Keeps every event, for assertions on what the engine reported."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
-
-    def of(self, kind: type[Any]) -> list[Any]:
-        return [e for e in self.events if isinstance(e, kind)]
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
+from tests.fakes import Recorder
 from tests.unit.test_transfer import FakeBody, remote_for
 from xnatsync.config import RetryPolicy
 from xnatsync.diff import ChangeKind
 from xnatsync.errors import NotFoundError, TransientRemoteError
-from xnatsync.events import Event, FileDone, FileFailed, Notice
+from xnatsync.events import FileDone, FileFailed, Notice
 from xnatsync.journal import Journal
 from xnatsync.plan import Batch, Download
 from xnatsync.scheduler import Executor
@@ -64,17 +65,6 @@ class Server:
         yield body_of(buffer.getvalue())
 
 
-class Events:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    def emit(self, event: Event) -> None:
-        self.events.append(event)
-
-    def close(self) -> None:
-        pass
-
-
 def batch_of(n: int) -> tuple[Batch, dict[str, bytes]]:
     files, downloads = {}, []
     for i in range(n):
@@ -87,8 +77,8 @@ def batch_of(n: int) -> tuple[Batch, dict[str, bytes]]:
     return Batch(BASE, tuple(downloads)), files
 
 
-async def execute(tmp_path: Path, server: Server, *batches: Batch) -> tuple[Executor, Events]:
-    events = Events()
+async def execute(tmp_path: Path, server: Server, *batches: Batch) -> tuple[Executor, Recorder]:
+    events = Recorder()
     journal = Journal.open(tmp_path / "journal.db")
     journal.start_run("test")
     retry = RetryPolicy(attempts=2, backoff_base=0.0, backoff_max=0.0)

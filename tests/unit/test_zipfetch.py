@@ -15,7 +15,7 @@ from tests.unit.test_transfer import FakeSource, remote_for
 from xnatsync.errors import BadResponseError, IntegrityError, TransportError, UnsafePathError
 from xnatsync.model import RemoteFile
 from xnatsync.transfer import PART_SUFFIX, Fetched
-from xnatsync.zipfetch import Member, extract, fetch_zip, member_name, spool_path
+from xnatsync.zipfetch import Member, Spool, extract, fetch_zip, member_name
 
 PREFIX = "sess1/scans/1-T1/"
 
@@ -110,14 +110,15 @@ def test_an_unreadable_zip_raises(tmp_path: Path) -> None:
 
 async def test_fetch_zip_spools_and_a_cut_body_leaves_nothing(tmp_path: Path) -> None:
     data = make_zip({"resources/R/files/a": os.urandom(3 << 20)})
-    spool = spool_path(tmp_path)
-    assert spool.parent == tmp_path / ".xnatsync" / "tmp"
+    spool = Spool(tmp_path)
+    assert spool.path.parent == tmp_path / ".xnatsync" / "tmp"
     await fetch_zip(FakeSource(data), "/data/experiments/E1/resources/7", spool)
-    assert spool.read_bytes() == data
-    cut = spool_path(tmp_path)
+    assert spool.path.read_bytes() == data
+    cut = Spool(tmp_path)
+    assert cut.path != spool.path
     with pytest.raises(TransportError):
         await fetch_zip(FakeSource(data, cut_at=len(data) // 2), "/r", cut)
-    assert not cut.exists()
+    assert not cut.path.exists()
 
 
 def test_the_spool_is_not_written_through_a_symlink(tmp_path: Path) -> None:
@@ -126,4 +127,5 @@ def test_the_spool_is_not_written_through_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "dest").mkdir()
     (tmp_path / "dest" / ".xnatsync").symlink_to(outside)
     with pytest.raises(UnsafePathError, match="symlink"):
-        spool_path(tmp_path / "dest")
+        Spool(tmp_path / "dest").write([b"PK"])
+    assert list(outside.iterdir()) == []
