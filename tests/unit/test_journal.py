@@ -331,3 +331,20 @@ def test_cost_per_mark_done_is_small(jpath: Path) -> None:
         assert j.count(["P"]) == 20_000
     print(f"journal mark_done + flush: {per_call * 1e6:.1f} µs per call")
     assert per_call < 50e-6  # target ~20 µs; measured ~4 µs on the 2-core VM
+
+
+def test_fingerprints_read_through_pending_writes_without_a_commit(jpath: Path) -> None:
+    with Journal.open(jpath, batch_rows=1000, batch_seconds=3600) as j:
+        j.mark_done(rf(), "r", 3, 7, MD5)
+        assert j.fingerprint("P", "E01") is None
+        j.set_fingerprint("P", "E01", "f1")
+        assert j.fingerprint("P", "E01") == "f1"
+        assert j.fingerprint("P", "E02") is None
+        assert raw_rows(jpath) == {}  # nothing committed by those reads
+        j.flush()
+        j.forget_fingerprint("P", "E01")
+        assert j.fingerprint("P", "E01") is None  # the pending forget wins over the row
+        j.set_fingerprint("P", "E01", "f2")
+        assert j.fingerprint("P", "E01") == "f2"
+        j.flush()
+        assert j.fingerprint("P", "E01") == "f2"
