@@ -16,6 +16,7 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import sys
@@ -24,9 +25,14 @@ from pathlib import Path
 import aiohttp
 
 
+def basic(user: str, password: str) -> dict[str, str]:
+    """HTTP Basic credentials as a header (aiohttp's BasicAuth is deprecated)."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
 async def login(http: aiohttp.ClientSession, user: str, password: str) -> None:
-    auth = aiohttp.BasicAuth(user, password)
-    async with http.post("/data/JSESSION", auth=auth) as response:
+    async with http.post("/data/JSESSION", headers=basic(user, password)) as response:
         response.raise_for_status()
         http.cookie_jar.update_cookies({"JSESSIONID": (await response.text()).strip()})
 

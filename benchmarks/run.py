@@ -29,6 +29,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.measure import Measurement, measure
+from benchmarks.reference import basic
 from xnatsync.emulator.cli import spawn
 
 PROJECT = "BENCH"
@@ -97,8 +98,7 @@ def start_emulator(root: Path, w: Workload) -> tuple[subprocess.Popen[str], str]
 
 async def file_uris(url: str) -> list[str]:
     """The listed file URIs of the project (setup for the reference loop; not timed)."""
-    auth = aiohttp.BasicAuth(USER, PASSWORD)
-    async with aiohttp.ClientSession(url, auth=auth) as http:
+    async with aiohttp.ClientSession(url, headers=basic(USER, PASSWORD)) as http:
         params = {"format": "json"}
         async with http.get(f"/data/projects/{PROJECT}/experiments", params=params) as r:
             experiments = (await r.json())["ResultSet"]["Result"]

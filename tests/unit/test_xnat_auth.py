@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import pickle
 
 import anyio
@@ -136,3 +137,11 @@ async def test_first_login_errors_propagate_unchanged() -> None:
     with pytest.raises(TransientRemoteError):
         await auth.login()
     assert auth.cookie() == {}
+
+
+def test_basic_authorization_is_utf8_and_refuses_a_colon_in_the_user() -> None:
+    header = Credentials("jürgen", "pa:ss wörd").authorization()
+    assert header.startswith("Basic ")
+    assert base64.b64decode(header[6:]).decode() == "jürgen:pa:ss wörd"
+    with pytest.raises(AuthError, match="contains ':'"):
+        Credentials("a:b", "pw").authorization()

@@ -20,6 +20,7 @@ aiohttp exceptions are converted in one place, the client.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,16 @@ class Credentials:
         return f"Credentials(username={self.username!r}, password='***')"
 
     __str__ = __repr__
+
+    def authorization(self) -> str:
+        """The ``Authorization`` header value of HTTP Basic (RFC 7617, UTF-8). A user name
+        with a ``:`` cannot be sent this way (``AuthError``)."""
+        if ":" in self.username:
+            raise AuthError(
+                f"user name {self.username!r} contains ':', which Basic auth cannot send"
+            )
+        token = base64.b64encode(f"{self.username}:{self.password}".encode())
+        return "Basic " + token.decode("ascii")
 
 
 def session_id_from_login(body: bytes, cookies: Mapping[str, str]) -> str:

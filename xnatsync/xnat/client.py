@@ -152,7 +152,6 @@ class XnatClient:
         url: URL,
         *,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
     ) -> aiohttp.ClientResponse:
         if self._http is None:
             raise RuntimeError("XnatClient used outside 'async with'")
@@ -161,7 +160,7 @@ class XnatClient:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", method, redact(str(url)))
         with transport_errors(method, url, self._timeouts):
-            return await self._http.request(method, url, headers=headers, auth=auth)
+            return await self._http.request(method, url, headers=headers)
 
     async def _fail(self, method: str, url: URL, response: aiohttp.ClientResponse) -> NoReturn:
         """Raise the typed error of a failed response (reading a short body for the message)."""
@@ -246,12 +245,10 @@ class XnatClient:
 
     async def _login(self) -> str:
         url = self._url(routes.SESSION)
-        basic = aiohttp.BasicAuth(
-            self._credentials.username, self._credentials.password, encoding="utf-8"
-        )
+        basic = {"Authorization": self._credentials.authorization()}
 
         async def attempt() -> str:
-            response = await self._send("POST", url, auth=basic)
+            response = await self._send("POST", url, headers=basic)
             if response.status == 401:
                 response.release()
                 raise AuthError(
