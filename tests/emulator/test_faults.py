@@ -283,3 +283,22 @@ async def test_ranges_honoured_on_request_and_if_match_detects_change(
     headers = {"Range": "bytes=10-19", "If-Match": etag}
     async with admin.get(big[0], headers=headers) as response:
         assert response.status == 412
+
+
+async def test_body_faults_apply_to_zips_too(
+    emu: Emulator, admin: aiohttp.ClientSession, big: tuple[str, bytes]
+) -> None:
+    url, _ = big
+    zip_url = url.rsplit("/", 1)[0] + "?format=zip"
+    zip_path = url.rsplit("/", 1)[0]
+    async with admin.get(zip_url) as response:
+        whole = await response.read()
+    emu.faults.script("GET", zip_path, ["truncate@0.5", "corrupt"])
+    async with admin.get(zip_url) as response:
+        assert response.headers["Content-Length"] == str(len(whole))  # one body, announced
+        with pytest.raises(DROPPED):
+            await response.read()
+    async with admin.get(zip_url) as response:
+        damaged = await response.read()
+    assert len(damaged) == len(whole)
+    assert sum(a != b for a, b in zip(damaged, whole, strict=True)) == 1

@@ -20,6 +20,7 @@ import pytest
 
 from tests.integration.conftest import (
     FILE_GETS,
+    PART_SUFFIX,
     assert_invariants,
     expected_tree,
     journal_rows,
@@ -172,3 +173,45 @@ async def test_interrupt_cleans_up_and_resumes(
         [(status,)] = conn.execute("SELECT status FROM runs").fetchall()
     assert status == "interrupted"
     await resume(big, tmp_path, done_rows(tmp_path))
+
+
+ZIP_STALLED = "*/XNAT_E00002/scans/3/resources/*/files"  # the scan with large.dat, as one zip
+
+
+def spools(dest: Path) -> list[Path]:
+    return list((dest / ".xnatsync" / "tmp").glob(f"*{PART_SUFFIX}"))
+
+
+async def test_kill_mid_zip_then_resume(big: Emulator, tmp_path: Path) -> None:
+    big.faults.script("GET", ZIP_STALLED, ["stall:8@0.6"])
+    half_sent = big.faults.on_bytes_sent(ZIP_STALLED, 2 << 20)
+    zip_args = [a for a in pull_args(big, tmp_path) if a != "--no-zip"]
+    proc = await start_cli(*zip_args)
+    await asyncio.wait_for(half_sent.wait(), 30)
+    await wait_for(lambda: spools(tmp_path) != [], within=10, what="the stalled zip's spool")
+    assert await killed(proc) == -signal.SIGKILL
+    assert spools(tmp_path) != []  # left by the kill
+    verified = done_rows(tmp_path)
+    expected = expected_tree(big)
+    assert_invariants(tmp_path, expected, completed=False)
+    big.faults.clear()
+    big.faults.configure("paths=*/files|*/files/*,latency:0=1")  # tag the rerun's requests
+    code, _, err = await run_cli(*zip_args)
+    assert code == 0, err
+    assert set(local_files(tmp_path)) == set(expected)
+    assert_invariants(tmp_path, expected)
+    assert done_rows(tmp_path) == set(expected)
+    assert spools(tmp_path) == []
+    assert part_files(tmp_path) == []
+    # nothing verified before the kill came again: every zip of the rerun is of a resource
+    # with some file left to fetch, and no single file was fetched
+    paths = request_paths(big)
+    rerun = [
+        r.path for r in big.requests.matching("GET", "*/files*") if r.fault.startswith("latency")
+    ]
+    assert any(fnmatch.fnmatchcase(p, ZIP_STALLED) for p in rerun)  # the killed one, again
+    for zip_path in (p for p in rerun if fnmatch.fnmatchcase(p, "*/resources/*/files")):
+        members = {local for local, remote in paths.items() if remote.startswith(zip_path + "/")}
+        assert members, zip_path
+        assert not members <= verified, zip_path
+    assert not any(fnmatch.fnmatchcase(p, FILE_GETS) and "/resources/" in p for p in rerun)

@@ -4,6 +4,7 @@ verified against the catalog; anything a zip does not deliver intact is fetched 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,31 @@ async def test_a_partly_present_resource_is_finished_file_by_file(
     assert summary.files_transferred == 3
     assert (emu.requests.count("GET", ZIPS), emu.requests.count("GET", SINGLES)) == (0, 3)
     assert_invariants(tmp_path, expected_tree(emu))
+
+
+@pytest.mark.parametrize("fault", ["reset", "truncate", "chunked-cut", "stall:0.3@0.5"])
+async def test_a_zip_cut_once_is_fetched_again_whole(
+    emu: Emulator, tmp_path: Path, fault: str
+) -> None:
+    emu.faults.script("GET", ZIPS, [fault])
+    config = make_config(emu, tmp_path, project="ZIP")
+    if fault.startswith("stall"):
+        config = replace(config, timeouts=replace(config.timeouts, read_stall=0.1))
+    summary, _ = await run_pull(config)
+    assert summary.ok
+    assert summary.retries == 1  # the cut zip, asked for once more
+    assert emu.requests.count("GET", SINGLES) == 0  # (a stalled answer is logged when it ends)
+    assert_invariants(tmp_path, expected_tree(emu))
+    assert list((tmp_path / ".xnatsync").glob("tmp/*")) == []
+
+
+async def test_a_corrupted_zip_costs_only_the_damaged_member(emu: Emulator, tmp_path: Path) -> None:
+    emu.faults.script("GET", ZIPS, ["corrupt"])  # one byte flipped somewhere in the first zip
+    summary, events = await run_pull(make_config(emu, tmp_path, project="ZIP"))
+    assert summary.ok
+    assert_invariants(tmp_path, expected_tree(emu))
+    singles = emu.requests.count("GET", SINGLES)
+    # a flipped member byte fails that member's CRC/MD5 (fetched alone); a flipped header byte
+    # may spoil the whole zip, which is then fetched again or file by file
+    assert singles <= 12
+    assert singles == 0 or any("one by one" in n for n in notices(events))

@@ -28,6 +28,9 @@ CONFIG_KEY: web.AppKey[EmulatorConfig] = web.AppKey("xnat_config", EmulatorConfi
 FAULTS_KEY: web.AppKey[Faults] = web.AppKey("xnat_faults", Faults)
 LOG_KEY: web.AppKey[RequestLog] = web.AppKey("xnat_request_log", RequestLog)
 USER_KEY: web.RequestKey[User] = web.RequestKey("xnat_user", User)  # the authenticated user
+# set by the fault middleware: this request's body will be cut, stalled, corrupted or watched,
+# so a handler that streams on its own (zips) answers one body the middleware can work on
+BODY_FAULT_KEY: web.RequestKey[bool] = web.RequestKey("xnat_body_fault", bool)
 PREFIXES = ("/data", "/data/archive", "/REST")
 
 _ERROR_PAGE = (

@@ -3,7 +3,8 @@
 `fault_middleware` is the outermost middleware: it asks `Faults.choose` for a decision, applies
 pre-answer faults (latency, 5xx, 429, session expiry, login redirect), runs the handler, then
 applies body faults (reset, truncation, stall, corruption …) by re-sending the handler's body
-itself. Bodies that a handler streamed on its own (zip downloads) only get pre-answer faults.
+itself. A handler that streams on its own (zip downloads) answers one body instead when the
+request carries a body fault (`BODY_FAULT_KEY`), so zips get every fault too.
 
 `ServedFile` is a `FileResponse` (sendfile) that ignores `Range` and conditional headers, as
 Restlet 1.1 does (xnat-api §4.1), unless the fault spec says `ranges=1`; it never substitutes a
@@ -22,7 +23,14 @@ from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
 from xnatsync.emulator.auth import LOGIN_PAGE, SESSIONS_KEY
-from xnatsync.emulator.common import FAULTS_KEY, LOG_KEY, USER_KEY, Handler, error_page
+from xnatsync.emulator.common import (
+    BODY_FAULT_KEY,
+    FAULTS_KEY,
+    LOG_KEY,
+    USER_KEY,
+    Handler,
+    error_page,
+)
 from xnatsync.emulator.faults import BODY_KINDS, Fault, Faults, RequestRecord
 from xnatsync.emulator.settings import User
 
@@ -99,9 +107,10 @@ async def _apply(
         request.app[SESSIONS_KEY].invalidate(request.cookies.get("JSESSIONID", ""))
     elif fault.kind == "redirect-login":
         raise web.HTTPFound(LOGIN_PAGE)
-    response = await handler(request)
     body_fault = fault.kind in BODY_KINDS
-    if request.method == "HEAD" or not (body_fault or faults.watching(request.path)):
+    request[BODY_FAULT_KEY] = body_fault or faults.watching(request.path)
+    response = await handler(request)
+    if request.method == "HEAD" or not request[BODY_FAULT_KEY]:
         return response
     return await _send_body(request, response, fault, faults)
 

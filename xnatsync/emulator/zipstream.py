@@ -2,7 +2,8 @@
 `compression=8`, entries laid out as XNAT's default `structure`.
 
 Members are written through `zipfile` into an unseekable in-memory sink that is drained to the
-socket after every 1 MiB, so memory stays bounded whatever the archive size.
+socket after every 1 MiB, so memory stays bounded whatever the archive size (except under a
+body fault, where the zip is answered as one body for the fault middleware to work on).
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ import pathlib
 import re
 import time
 import zipfile
+from collections.abc import Iterator
 
 from aiohttp import web
 
-from xnatsync.emulator.common import fail, flag
+from xnatsync.emulator.common import BODY_FAULT_KEY, fail, flag
 from xnatsync.emulator.records import Experiment, FileEntry, Resource
 from xnatsync.emulator.store import Store
 
@@ -87,27 +89,34 @@ def zip_name(store: Store, resources: list[Resource]) -> str:
 async def send_zip(
     request: web.Request, members: list[Member], filename: str
 ) -> web.StreamResponse:
-    """Stream `members` as a zip; an empty selection → 404 (204 with accept-not-found)."""
+    """Stream `members` as a zip; an empty selection → 404 (204 with accept-not-found).
+
+    When a body fault is decided for the request, the zip is built in memory and answered as
+    one body, so that the fault middleware cuts, stalls or corrupts it as it does any file.
+    """
     if not members:
         if flag(request, "accept-not-found"):
             return web.Response(status=204)
         fail(404, "No matching files")
     method = zipfile.ZIP_DEFLATED if request.query.get("compression") == "8" else zipfile.ZIP_STORED
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "application/zip",
-            "Content-Disposition": f'attachment; filename="{filename}"',
-        }
-    )
+    headers = {
+        "Content-Type": "application/zip",
+        "Content-Disposition": f'attachment; filename="{filename}"',
+    }
+    if request.get(BODY_FAULT_KEY):
+        return web.Response(body=b"".join(_zip_chunks(members, method)), headers=headers)
+    response = web.StreamResponse(headers=headers)
     response.enable_chunked_encoding()
     await response.prepare(request)
     if request.method != "HEAD":
-        await _write_members(response, members, method)
+        for chunk in _zip_chunks(members, method):
+            await response.write(chunk)
     await response.write_eof()
     return response
 
 
-async def _write_members(response: web.StreamResponse, members: list[Member], method: int) -> None:
+def _zip_chunks(members: list[Member], method: int) -> Iterator[bytes]:
+    """The zip's bytes, a block at a time (members read from disk as the zip is written)."""
     sink = _Sink()
     with zipfile.ZipFile(sink, "w", compression=method, allowZip64=True) as archive:
         for name, path, entry in members:
@@ -118,6 +127,6 @@ async def _write_members(response: web.StreamResponse, members: list[Member], me
             with archive.open(info, "w", force_zip64=zip64) as dest, path.open("rb") as source:
                 while block := source.read(BLOCK):
                     dest.write(block)
-                    await response.write(sink.take())
-            await response.write(sink.take())
-    await response.write(sink.take())
+                    yield sink.take()
+            yield sink.take()
+    yield sink.take()
