@@ -77,6 +77,8 @@ class Spool:
             self.fd = None
 
     def discard(self) -> None:
+        """Close and remove what was received; the spool may be used again (a retry)."""
+        self.tail = []
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
