@@ -42,7 +42,7 @@ from xnatsync.model import RemoteFile
 from xnatsync.plan import Batch, Delete, Download, Move, Plan, Verify
 from xnatsync.retry import retry_delay
 from xnatsync.transfer import Fetched, Source, fetch, first_error, hash_file, os_error
-from xnatsync.zipfetch import Member, Spool, extract, fetch_zip
+from xnatsync.zipfetch import MISSING, Member, Spool, extract, fetch_zip
 
 Action = Batch | Download | Verify | Move | Delete
 T = TypeVar("T")
@@ -186,6 +186,11 @@ class Executor:
                     f"arrive intact in its zip (first: {reason}); fetching them one by one"
                 )
             )
+            if len(leftovers) == len(results) and all(r is MISSING for r in results):
+                # a zip without one listed file in it: this server names members otherwise,
+                # and every further zip would be fetched for nothing
+                self.zips_refused = True
+                self.reporter.emit(Notice("this server's zips do not match; no more zips"))
         for download in leftovers:
             await self.run(download)
 

@@ -42,6 +42,7 @@ from xnatsync.transfer import (
 )
 
 SPOOL_DIR = PurePosixPath(".xnatsync/tmp")
+MISSING = BadResponseError("not in the server's zip")  # a member the zip did not hold
 
 
 class Spool:
@@ -125,13 +126,12 @@ def extract(spool: Path, members: Sequence[Member], fsync: bool) -> list[Fetched
     (disk full) is raised; an unreadable zip raises ``BadResponseError``.
     """
     wanted = {member_name(m.remote): i for i, m in enumerate(members)}
-    missing = BadResponseError("not in the server's zip")
-    results: list[Fetched | XnatSyncError] = [missing] * len(members)
+    results: list[Fetched | XnatSyncError] = [MISSING] * len(members)
     try:
         with zipfile.ZipFile(spool) as archive:
             for info in archive.infolist():
                 index = None if info.is_dir() else _match(info.filename, wanted)
-                if index is not None and results[index] is missing:
+                if index is not None and results[index] is MISSING:
                     results[index] = _extract_one(archive, info, members[index], fsync)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc

@@ -142,3 +142,15 @@ async def test_a_file_missing_from_the_zip_is_fetched_alone(tmp_path: Path) -> N
     assert all((tmp_path / d.relpath).read_bytes() == files[d.remote.uri] for d in batch.downloads)
     assert any(isinstance(e, Notice) and "1 of 4 files" in e.message for e in events.events)
     assert set(states(tmp_path).values()) == {"done"}
+
+
+async def test_zips_without_the_listed_names_stop_zips_for_the_run(tmp_path: Path) -> None:
+    first, files = batch_of(4)
+    second = Batch(BASE, first.downloads[:2])
+    renamed = {u.replace("/files/", "/files/other-"): d for u, d in files.items()}
+    server = Server(files, zipped=renamed)
+    executor, events = await execute(tmp_path, server, first, second)
+    assert executor.zips_refused
+    assert (server.zip_requests, server.file_requests) == (1, 6)
+    assert all((tmp_path / d.relpath).read_bytes() == files[d.remote.uri] for d in first.downloads)
+    assert any(isinstance(e, Notice) and "no more zips" in e.message for e in events.events)
