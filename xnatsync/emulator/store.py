@@ -81,13 +81,13 @@ class Store:
 
     def subjects_in(self, project: Project) -> list[Subject]:
         """The project's own subjects, then those shared into it."""
-        own = [self.subjects[sid] for sid in project.subjects]
-        return own + [s for s in self.subjects.values() if project.id in s.shares]
+        shared = self.labels.shared_subjects.get(project.id, {})
+        return [self.subjects[sid] for sid in (*project.subjects, *shared)]
 
     def experiments_in(self, project: Project) -> list[Experiment]:
         """The project's own experiments, then those shared into it."""
-        own = [self.experiments[eid] for eid in project.experiments]
-        return own + [e for e in self.experiments.values() if project.id in e.shares]
+        shared = self.labels.shared_experiments.get(project.id, {})
+        return [self.experiments[eid] for eid in (*project.experiments, *shared)]
 
     def assessor(self, experiment: Experiment, id_or_label: str) -> Assessor | None:
         """An assessor of a session by accession ID, else by its label within that session."""
@@ -381,9 +381,10 @@ class Store:
         for sid in list(project.subjects):
             self.delete_subject(self.subjects[sid])
         self._delete_resources(project)
-        for record in self._shareables():
-            if project.id in record.shares:
-                self.unshare(record, project.id)
+        for sid in list(self.labels.shared_subjects.get(project.id, {})):
+            self.unshare(self.subjects[sid], project.id)
+        for eid in list(self.labels.shared_experiments.get(project.id, {})):
+            self.unshare(self.experiments[eid], project.id)
         for alias in project.aliases:
             self.labels.aliases.pop(alias, None)
         self.projects.pop(project.id, None)
