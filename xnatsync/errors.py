@@ -7,6 +7,7 @@ responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_s
 ::
 
     XnatSyncError                    base; .disposition says what the scheduler does with it
+                                     (a per-file failure that is not fatal: exit 1)
     ├── UsageError                   bad arguments or config                       fatal, exit 2
     ├── LockedError                  another run holds the destination lock        fatal, exit 2
     ├── AuthError                    bad credentials, expired token                fatal, exit 3
@@ -28,6 +29,18 @@ responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_s
 *permanent*: recorded as this file's failure; the run goes on.
 *fatal*: the run stops; what is done stays done.
 
+Exit codes (``ExitCode``, the one table; the CLI maps errors through ``exit_code_for`` and the
+README repeats it):
+
+====  ======================================================================================
+0     every planned file is present and verified
+1     some files failed (the rest are done; failures are listed)
+2     usage or configuration error, or the destination is locked by another run
+3     authentication or permission error (also: the server's TLS certificate is not trusted)
+4     local disk or journal error (full, read-only, permission)
+130   interrupted (Ctrl-C / SIGTERM); what was verified stays done
+====  ======================================================================================
+
 Messages never contain credentials: callers pass URLs through ``redact`` before building them.
 """
 
@@ -35,6 +48,17 @@ from __future__ import annotations
 
 import enum
 import re
+
+
+class ExitCode(enum.IntEnum):
+    """How a run ended, as a process exit code. The one table (see the module docstring)."""
+
+    OK = 0
+    FAILED_FILES = 1
+    USAGE = 2
+    AUTH = 3
+    DISK = 4
+    INTERRUPTED = 130
 
 
 class Disposition(enum.Enum):
@@ -49,7 +73,7 @@ class XnatSyncError(Exception):
     """Base of every xnatsync error."""
 
     disposition = Disposition.PERMANENT
-    exit_code = 1
+    exit_code: int = ExitCode.FAILED_FILES
 
     @property
     def retryable(self) -> bool:
@@ -64,21 +88,21 @@ class UsageError(XnatSyncError):
     """Bad command-line arguments or configuration."""
 
     disposition = Disposition.FATAL
-    exit_code = 2
+    exit_code: int = ExitCode.USAGE
 
 
 class LockedError(XnatSyncError):
     """Another live run holds the lock on this destination."""
 
     disposition = Disposition.FATAL
-    exit_code = 2
+    exit_code: int = ExitCode.USAGE
 
 
 class AuthError(XnatSyncError):
     """Authentication failed; never retried in a loop (XNAT locks accounts)."""
 
     disposition = Disposition.FATAL
-    exit_code = 3
+    exit_code: int = ExitCode.AUTH
 
 
 class PermissionDeniedError(AuthError):
@@ -154,14 +178,14 @@ class LocalDiskError(XnatSyncError):
     """The destination cannot be written: full, read-only, or permission denied."""
 
     disposition = Disposition.FATAL
-    exit_code = 4
+    exit_code: int = ExitCode.DISK
 
 
 class JournalError(XnatSyncError):
     """The SQLite journal cannot be opened, migrated or written."""
 
     disposition = Disposition.FATAL
-    exit_code = 4
+    exit_code: int = ExitCode.DISK
 
 
 _SECRET_IN_URL = re.compile(r"(://)[^/@\s]+@")
@@ -172,3 +196,18 @@ def redact(text: str) -> str:
     """Remove credentials from a URL or message: userinfo, and secret-looking parameters."""
     text = _SECRET_IN_URL.sub(r"\1***@", text)
     return _SECRET_PARAM.sub(r"\1=***", text)
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The one place errors become exit codes."""
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(error, XnatSyncError):
+        return error.exit_code
+    return ExitCode.FAILED_FILES
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf of a task group's exception group: what actually went wrong."""
+    first = group.exceptions[0]
+    return first_error(first) if isinstance(first, BaseExceptionGroup) else first

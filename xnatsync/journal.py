@@ -22,7 +22,7 @@ seen. Nothing secret is stored: ``last_error`` and the run command pass through 
 
 Owners: the ``owners`` table holds, per experiment/subject/project, the fingerprint of the listing
 whose files were all verified, and the last run that found it unchanged (the no-op fast path of
-``planner``; such an owner's files count as seen without rewriting their rows). The schema, its
+``pull.listing``; such an owner's files count as seen without rewriting their rows). The schema, its
 migrations and the batched statements live in ``journal_schema``.
 """
 
@@ -39,11 +39,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from xnatsync.diff import LocalFile
 from xnatsync.errors import JournalError, UnsafePathError, redact
 from xnatsync.journal_schema import COLUMNS, WRITES, configure, migrate, require_current
-from xnatsync.layout import safe_relpath
-from xnatsync.model import FileState, RemoteFile
+from xnatsync.model import FileState, LocalFile, RemoteFile
+from xnatsync.paths import safe_relpath
 
 _MAX_ERROR = 500
 _DONE, _DELETED = FileState.DONE.value, FileState.DELETED.value
@@ -104,6 +103,10 @@ def stat_local(dest: Path, entry: Entry) -> LocalFile:
     return LocalFile(
         e.key, e.relpath, e.size, e.mtime_ns, e.md5, e.remote_digest, e.state, disk_size, disk_mtime
     )
+
+
+JOURNAL = Path(".xnatsync") / "journal.db"
+"""Where a destination's journal lives unless a run is told otherwise (relative to DEST)."""
 
 
 class Journal:

@@ -1,11 +1,11 @@
-"""Frozen value types shared by every stage: experiments, remote files, file states.
+"""Frozen value types shared by every stage: experiments, remote files, local files, states.
 
 A ``RemoteFile`` is one catalog entry as the XNAT listing describes it. Its ``key`` is the file's
 XNAT identity (project, owner, container, resource label, path), independent of any local layout:
 the journal stores files under this key, so a layout change moves files instead of re-fetching.
 
 Invariants: ``path`` is "/"-separated and relative as XNAT spells it (not yet checked for safety:
-``xnatsync.layout`` does that); ``digest`` is lower-case MD5 hex or None; ``size`` is None when
+``xnatsync.paths`` does that); ``digest`` is lower-case MD5 hex or None; ``size`` is None when
 the listing gives no trustworthy size (XNAT reports 0 in some listing paths).
 """
 
@@ -91,3 +91,18 @@ class RemoteFile:
         parts = (self.project, owner, self.level.value, self.container, self.resource, path)
         object.__setattr__(self, "owner", owner)
         object.__setattr__(self, "key", "/".join(parts))
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    """A journal row plus the file's current ``lstat`` (``disk_*`` None: no regular file)."""
+
+    key: str
+    relpath: str
+    size: int | None
+    mtime_ns: int | None
+    md5: str | None
+    remote_digest: str | None
+    state: FileState
+    disk_size: int | None = None
+    disk_mtime_ns: int | None = None

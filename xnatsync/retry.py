@@ -1,4 +1,4 @@
-"""The retry policy as arithmetic, plus one small loop that applies it (never recursion).
+"""The retry policy as values and arithmetic (pure); ``retrying`` holds the loop that applies it.
 
 ``retry_delay`` decides, from values only, whether and how long to wait before the next attempt:
 
@@ -16,16 +16,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from dataclasses import dataclass
 
-from xnatsync.config import RetryPolicy
 from xnatsync.errors import TransientRemoteError, XnatSyncError
-
-T = TypeVar("T")
 
 # 2**64 × any sane base is already far beyond backoff_max; capping the exponent avoids overflow.
 _MAX_EXPONENT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Which attempts are allowed and how long to wait between them (jittered exponential)."""
+
+    attempts: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    retry_after_max: float = 120.0
+    total_max: float = 900.0
 
 
 def backoff_cap(policy: RetryPolicy, attempt: int) -> float:
@@ -51,32 +58,3 @@ def retry_delay(
     if max(elapsed, 0.0) + delay > policy.total_max:
         return None
     return delay
-
-
-async def call_with_retry(
-    policy: RetryPolicy,
-    fn: Callable[[], Awaitable[T]],
-    *,
-    sleep: Callable[[float], Awaitable[None]],
-    rand: Callable[[], float],
-    clock: Callable[[], float],
-    on_retry: Callable[[int, XnatSyncError, float], None] | None = None,
-) -> T:
-    """Await ``fn()`` until it succeeds or ``retry_delay`` gives up; re-raise the last error.
-
-    ``on_retry(attempt, error, delay)`` is called before each pause (for logging and stats).
-    Errors that are not ``XnatSyncError`` propagate at once: they are bugs, not weather.
-    """
-    start = clock()
-    attempt = 1
-    while True:
-        try:
-            return await fn()
-        except XnatSyncError as exc:
-            delay = retry_delay(policy, attempt, exc, clock() - start, rand())
-            if delay is None:
-                raise
-            if on_retry is not None:
-                on_retry(attempt, exc, delay)
-        await sleep(delay)
-        attempt += 1

@@ -1,51 +1,45 @@
-"""Executes plans: one task group, N transfer workers, a bounded queue, retries, events.
+"""Runs any plan's actions: one task group, N workers, a bounded queue, one attempts loop.
 
-``Scheduler`` is an async context manager that owns its workers. ``submit(plan)`` blocks when
-the queue is full, which paces the listing stage to the transfers (memory stays bounded by the
-queue, not by the archive). Per-file failures become journal rows and ``FileFailed`` events and
-the run goes on; a fatal error (auth lost, disk full, journal unwritable) cancels every worker.
+The engine does not know what an action is. A front-end hands ``Scheduler`` a ``Runner`` (pull's
+``execute.Executor`` runs downloads, zips, verifies, moves and deletes; push and import bring
+their own) and submits actions; the scheduler owns the workers that call ``runner.run``.
 
-Journal ordering (restic's data-before-index): ``mark_done`` is called only after
-``transfer.fetch`` returned, that is after the file was verified at its final name.
+* ``submit`` blocks while the queue is full, which paces the listing stage to the transfers:
+  memory stays bounded by the queue, not by the archive.
+* A runner records per-file failures itself (journal row, event) and returns; an exception out
+  of ``runner.run`` is fatal (auth lost, disk full, journal unwritable) and cancels every worker.
+* ``Attempts`` is the one loop every transfer attempt goes through: a transfer slot per attempt
+  (``Throttle``: fewer at once after a 429), progress events, and the retry policy's pauses
+  (``retrying``, the loop the XNAT client's requests use too).
 """
 
 from __future__ import annotations
 
-import functools
-import os
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import anyio
 import anyio.abc
 
-from xnatsync.config import Limits, RetryPolicy
-from xnatsync.errors import RemoteError, TransientRemoteError, XnatSyncError
-from xnatsync.events import (
-    FileDeleted,
-    FileDone,
-    FileFailed,
-    FileProgress,
-    FileRetry,
-    FileStarted,
-    Notice,
-    Reporter,
-)
-from xnatsync.journal import Journal
-from xnatsync.layout import resolve_under
-from xnatsync.model import RemoteFile
-from xnatsync.plan import Batch, Delete, Download, Move, Plan, Verify
-from xnatsync.retry import retry_delay
-from xnatsync.transfer import Fetched, Source, fetch, first_error, hash_file, os_error
-from xnatsync.zipfetch import MISSING, Member, Spool, extract, fetch_zip
+from xnatsync.errors import TransientRemoteError, XnatSyncError, first_error
+from xnatsync.events import FileProgress, FileRetry, FileStarted, Notice, Reporter
+from xnatsync.limits import Limits
+from xnatsync.retry import RetryPolicy
+from xnatsync.retrying import retrying
 
-Action = Batch | Download | Verify | Move | Delete
+A = TypeVar("A")
+A_contra = TypeVar("A_contra", contravariant=True)
 T = TypeVar("T")
+
+
+class Runner(Protocol[A_contra]):
+    """Carries out one action; records its per-file outcome; raises only what is fatal."""
+
+    async def run(self, action: A_contra) -> None: ...
 
 
 class Throttle:
@@ -77,73 +71,29 @@ class Throttle:
 
 
 @dataclass
-class Executor:
-    """Carries out one action at a time; holds what every action needs."""
+class Attempts:
+    """The attempts loop of every transfer, whatever its direction.
 
-    source: Source
-    journal: Journal
-    dest: Path
+    ``run(key, label, size, call)`` awaits ``call(progress)`` under a transfer slot, reporting
+    ``FileStarted``/``FileProgress`` (a failed attempt's bytes are taken back with a restart)
+    and, between attempts, ``FileRetry``; pauses follow the retry policy."""
+
     reporter: Reporter
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    fsync: bool = False
-    disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
+    throttle: Throttle = field(default_factory=lambda: Throttle(Limits().transfers))
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     rand: Callable[[], float] = random.random
     clock: Callable[[], float] = time.monotonic
-    known_dirs: set[str] = field(default_factory=set)  # folders under DEST checked: no symlink
-    throttle: Throttle = field(default_factory=lambda: Throttle(Limits().transfers))
-    zips_refused: bool = False  # the server answered a zip request as if it had no such thing
 
-    async def run(self, action: Action) -> None:
-        try:
-            match action:
-                case Batch():
-                    await self.batch(action)
-                    return
-                case Download():
-                    await self.download(action.remote, action.relpath)
-                case Verify():
-                    await self.verify(action)
-                case Move():
-                    await self.move(action)
-                case Delete():
-                    await self.delete(action)
-        except XnatSyncError as exc:
-            if exc.fatal or isinstance(action, Batch):
-                raise
-            remote = None if isinstance(action, Delete) else action.remote
-            key = action.key if isinstance(action, Delete) else action.remote.key
-            self.fail(key, str(action_relpath(action)), str(exc), remote)
-
-    def fail(self, key: str, relpath: str, reason: str, remote: RemoteFile | None) -> None:
-        """Record one file's failure (in the journal when it has a remote side) and report it."""
-        if remote is not None:
-            self.journal.mark_failed(remote, reason, relpath)
-        self.reporter.emit(FileFailed(key, relpath, reason))
-
-    async def download(self, remote: RemoteFile, relpath: PurePosixPath) -> None:
-        final = functools.partial(resolve_under, self.dest, relpath, self.known_dirs)
-        self.journal.mark_in_progress(remote, str(relpath))
-
-        def attempt(progress: Callable[[int], None]) -> Awaitable[Fetched]:
-            fsync, disk = self.fsync, self.disk
-            return fetch(self.source, remote, final, fsync=fsync, progress=progress, limiter=disk)
-
-        fetched = await self._attempts(remote.key, str(relpath), remote.size, attempt)
-        self.done(remote, relpath, fetched, "downloaded")
-
-    async def _attempts(
+    async def run(
         self,
         key: str,
         label: str,
         size: int | None,
         call: Callable[[Callable[[int], None]], Awaitable[T]],
     ) -> T:
-        """``call(progress)`` under a transfer slot, retried as the policy says."""
-        started = self.clock()
-        attempt = 1
-        while True:
-            self.reporter.emit(FileStarted(key, label, size, attempt))
+        async def attempt(number: int) -> T:
+            self.reporter.emit(FileStarted(key, label, size, number))
             received = 0
 
             def progress(n: int) -> None:
@@ -159,77 +109,17 @@ class Executor:
                     self.reporter.emit(FileProgress(key, received, restart=True))
                 if isinstance(exc, TransientRemoteError) and exc.status == 429:
                     self._slow_down()
-                delay = retry_delay(self.retry, attempt, exc, self.clock() - started, self.rand())
-                if delay is None:
-                    raise
-                self.reporter.emit(FileRetry(key, label, attempt, delay, str(exc)))
-                await self.sleep(delay)
-                attempt += 1
-                continue
+                raise
             self.throttle.succeeded()
             return result
 
-    async def batch(self, action: Batch) -> None:
-        """One zip for a resource's files; whatever it does not deliver intact, one by one."""
-        results = None if self.zips_refused else await self._zip(action)
-        leftovers = list(action.downloads) if results is None else []
-        for download, got in zip(action.downloads, results or (), strict=False):
-            if isinstance(got, Fetched):
-                self.done(download.remote, download.relpath, got, "downloaded")
-            else:
-                leftovers.append(download)
-        if results is not None and leftovers:
-            reason = next(str(r) for r in results if not isinstance(r, Fetched))
-            self.reporter.emit(
-                Notice(
-                    f"{len(leftovers)} of {len(results)} files of {action.resource} did not "
-                    f"arrive intact in its zip (first: {reason}); fetching them one by one"
-                )
-            )
-            if len(leftovers) == len(results) and all(r is MISSING for r in results):
-                # a zip without one listed file in it: this server names members otherwise,
-                # and every further zip would be fetched for nothing
-                self.zips_refused = True
-                self.reporter.emit(Notice("this server's zips do not match; no more zips"))
-        for download in leftovers:
-            await self.run(download)
+        def retried(number: int, exc: XnatSyncError, delay: float) -> None:
+            self.reporter.emit(FileRetry(key, label, number, delay, str(exc)))
 
-    async def _zip(self, action: Batch) -> list[Fetched | XnatSyncError] | None:
-        """Fetch and extract the zip; None (after a notice) if it could not be had at all.
-
-        The members' journal rows are written when the whole zip is extracted (one thread hop
-        per zip, not one per member): a kill in between leaves verified files without a
-        ``done`` row, which the next run re-hashes rather than fetches."""
-        downloads = action.downloads
-        for d in downloads:
-            self.journal.mark_in_progress(d.remote, str(d.relpath))
-        size = sum(d.remote.size or 0 for d in downloads)
-        label = f"zip of {len(downloads)} files"
-        place = functools.partial(resolve_under, self.dest, known_dirs=self.known_dirs)
-        members = [Member(d.remote, functools.partial(place, rel=d.relpath)) for d in downloads]
-        spool = Spool(self.dest)
-        try:
-
-            def attempt(progress: Callable[[int], None]) -> Awaitable[None]:
-                return fetch_zip(self.source, action.resource, spool, progress=progress,
-                                 limiter=self.disk)  # fmt: skip
-
-            await self._attempts(action.resource, label, size, attempt)
-            return await anyio.to_thread.run_sync(
-                extract, spool.path, members, self.fsync, limiter=self.disk
-            )
-        except XnatSyncError as exc:
-            if exc.fatal:
-                raise
-            if isinstance(exc, RemoteError) and exc.status in (400, 404, 405, 406, 501):
-                self.zips_refused = True  # this server does not zip: stop asking
-            self.reporter.emit(
-                Notice(
-                    f"could not fetch {action.resource} as a zip ({exc}); "
-                    f"fetching its {len(downloads)} files one by one"
-                )
-            )
-            return None
+        return await retrying(
+            self.retry, attempt, sleep=self.sleep, rand=self.rand, clock=self.clock,
+            on_retry=retried,
+        )  # fmt: skip
 
     def _slow_down(self) -> None:
         before = self.throttle.limit
@@ -237,72 +127,18 @@ class Executor:
             message = f"the server asked to slow down (429): at most {self.throttle.limit} "
             self.reporter.emit(Notice(message + "transfers at once for now"))
 
-    def done(self, remote: RemoteFile, relpath: PurePosixPath, got: Fetched, action: str) -> None:
-        self.journal.mark_done(remote, str(relpath), got.size, got.mtime_ns, got.md5)
-        self.reporter.emit(FileDone(remote.key, str(relpath), got.size, got.md5, action))
 
-    async def verify(self, action: Verify) -> None:
-        current = resolve_under(self.dest, action.current)
-        size, md5, mtime_ns = await anyio.to_thread.run_sync(hash_file, current, limiter=self.disk)
-        matches = (action.expected_md5 is None or md5 == action.expected_md5) and (
-            action.expected_size is None or size == action.expected_size
-        )
-        if not matches:
-            await self.download(action.remote, action.relpath)
-            return
-        if action.current != action.relpath:
-            mtime_ns = self._rename(action.current, action.relpath)
-        self.done(action.remote, action.relpath, Fetched(size, md5, mtime_ns), "verified")
+class Scheduler(Generic[A]):
+    """Owns the workers. ``async with Scheduler(runner, limits) as s: await s.submit(actions)``."""
 
-    async def move(self, action: Move) -> None:
-        local = action.local
-        if local.md5 is None or local.size is None:
-            await self.download(action.remote, action.dst)
-            return
-        mtime_ns = self._rename(action.src, action.dst)
-        self.done(action.remote, action.dst, Fetched(local.size, local.md5, mtime_ns), "moved")
-
-    def _rename(self, src: PurePosixPath, dst: PurePosixPath) -> int:
-        source, target = resolve_under(self.dest, src), resolve_under(self.dest, dst)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(source, target)
-            return os.stat(target, follow_symlinks=False).st_mtime_ns
-        except OSError as exc:
-            raise os_error(exc, target) from exc
-
-    async def delete(self, action: Delete) -> None:
-        path = resolve_under(self.dest, action.relpath)
-        trashed: str | None = None
-        try:
-            if action.trash is None:
-                path.unlink(missing_ok=True)
-            elif path.exists():
-                self._rename(action.relpath, action.trash)
-                trashed = str(action.trash)
-        except OSError as exc:
-            raise os_error(exc, path) from exc
-        self.journal.mark_deleted(action.key)
-        self.reporter.emit(FileDeleted(action.key, str(action.relpath), trashed))
-
-
-def action_relpath(action: Download | Verify | Move | Delete) -> PurePosixPath:
-    if isinstance(action, Move):
-        return action.dst
-    return action.relpath
-
-
-class Scheduler:
-    """Owns the transfer workers. ``async with Scheduler(...) as s: await s.submit(plan)``."""
-
-    def __init__(self, executor: Executor, limits: Limits) -> None:
-        self._executor = executor
+    def __init__(self, runner: Runner[A], limits: Limits) -> None:
+        self._runner = runner
         self._workers = limits.transfers
-        send, recv = anyio.create_memory_object_stream[Action](limits.transfers * 4)
+        send, recv = anyio.create_memory_object_stream[A](limits.transfers * 4)
         self._send, self._recv = send, recv
         self._tg: anyio.abc.TaskGroup | None = None
 
-    async def __aenter__(self) -> Scheduler:
+    async def __aenter__(self) -> Scheduler[A]:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         for _ in range(self._workers):
@@ -323,21 +159,12 @@ class Scheduler:
         except BaseExceptionGroup as group:
             raise first_error(group) from None
 
-    async def submit(self, plan: Plan) -> None:
-        """Queue every action of ``plan``; record its per-file errors as failures now."""
-        for error in plan.errors:
-            self._executor.fail(error.key, error.relpath, error.reason, error.remote)
-        actions: tuple[Action, ...] = (
-            *plan.batches,
-            *plan.downloads,
-            *plan.verifies,
-            *plan.moves,
-            *plan.deletes,
-        )
+    async def submit(self, actions: Iterable[A]) -> None:
+        """Queue ``actions``, waiting while the queue is full."""
         for action in actions:
             await self._send.send(action)
 
-    async def _worker(self, recv: anyio.abc.ObjectReceiveStream[Action]) -> None:
+    async def _worker(self, recv: anyio.abc.ObjectReceiveStream[A]) -> None:
         async with recv:
             async for action in recv:
-                await self._executor.run(action)
+                await self._runner.run(action)

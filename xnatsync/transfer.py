@@ -11,16 +11,14 @@ Invariants:
 * Hashing and writing run in worker threads (hashlib releases the GIL), a block at a time, so the
   event loop keeps reading the network; a small file costs one thread hop in all.
 
-OS errors become ``LocalDiskError`` (fatal: disk full, read-only, permission) or
-``LocalFileError`` (this file only) here, at the boundary.
+OS errors are converted by ``localfs.os_error``: ``LocalDiskError`` (fatal) or
+``LocalFileError`` (this file only).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
@@ -30,22 +28,12 @@ from typing import Protocol
 import anyio
 import anyio.abc
 
-from xnatsync.errors import (
-    BadResponseError,
-    IntegrityError,
-    LocalDiskError,
-    LocalFileError,
-)
+from xnatsync.errors import BadResponseError, IntegrityError, first_error
+from xnatsync.localfs import fsync_dir, os_error, temp_path
 from xnatsync.model import RemoteFile
 
-PART_SUFFIX = ".xnatsync-part"
 CHUNK = 256 * 1024
 BLOCK = 1 << 20
-HASH_BLOCK = 4 << 20
-
-_FATAL_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
-)
 
 
 class Body(Protocol):
@@ -65,10 +53,6 @@ class Source(Protocol):
 
     def download(self, uri: str) -> AbstractAsyncContextManager[Body]: ...
 
-    def download_zip(self, resource: str) -> AbstractAsyncContextManager[Body]:
-        """Every file of the resource at ``resource`` (a listed URI) as one zip."""
-        ...
-
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
@@ -77,24 +61,6 @@ class Fetched:
     size: int
     md5: str
     mtime_ns: int
-
-
-def os_error(exc: OSError, path: Path | str) -> LocalDiskError | LocalFileError:
-    """Convert an OSError on DEST into our type: fatal for the disk, or this file only."""
-    reason = exc.strerror or str(exc)
-    if exc.errno in _FATAL_ERRNOS:
-        return LocalDiskError(f"cannot write {path}: {reason}")
-    return LocalFileError(f"cannot write {path}: {reason}")
-
-
-def is_part_file(name: str) -> bool:
-    return name.endswith(PART_SUFFIX)
-
-
-def temp_path(final: Path) -> Path:
-    """A name unique to this process and attempt, beside the target (same filesystem)."""
-    stem = final.name[:120]
-    return final.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}")
 
 
 class FileSink:
@@ -189,14 +155,6 @@ def check_content(remote: RemoteFile, size: int, md5: str, content_type: str) ->
         raise BadResponseError(f"{remote.path}: the server sent an HTML page instead of the file")
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 async def fetch(
     source: Source,
     remote: RemoteFile,
@@ -209,7 +167,7 @@ async def fetch(
     """Download ``remote`` to ``final``; return what was verified there, or raise.
 
     ``final`` is the target path, or a function returning it after checking that it lies
-    inside DEST (``layout.resolve_under``); the function runs in a worker thread, just before
+    inside DEST (``localfs.resolve_under``); the function runs in a worker thread, just before
     the first byte is written.
     """
     sink = FileSink(final if callable(final) else lambda: final)
@@ -259,12 +217,6 @@ async def pump(
     sink.tail = blocks
 
 
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first leaf of a task group's exception group: what actually went wrong."""
-    first = group.exceptions[0]
-    return first_error(first) if isinstance(first, BaseExceptionGroup) else first
-
-
 async def _read_block(
     chunks: AsyncIterator[bytes], progress: Callable[[int], None]
 ) -> tuple[list[bytes], bool]:
@@ -289,30 +241,3 @@ async def _drain(
     async with recv:
         async for blocks in recv:
             await anyio.to_thread.run_sync(sink.write, blocks, limiter=limiter)
-
-
-def hash_file(path: Path) -> tuple[int, str, int]:
-    """Size, MD5 and mtime_ns of a local file (blocking; run it in a worker thread)."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    size = 0
-    try:
-        with open(path, "rb", buffering=0) as f:
-            while block := f.read(HASH_BLOCK):
-                md5.update(block)
-                size += len(block)
-            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
-    except OSError as exc:
-        raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return size, md5.hexdigest(), mtime_ns
-
-
-def remove_stale_parts(directory: Path) -> int:
-    """Remove temp files left by killed runs under ``directory``; return how many."""
-    removed = 0
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            if is_part_file(name):
-                with suppress(FileNotFoundError):
-                    os.unlink(os.path.join(root, name))
-                    removed += 1
-    return removed

@@ -19,14 +19,16 @@ import aiohttp
 import pytest
 
 from tests.fakes import Recorder
-from xnatsync.config import RetryPolicy, Timeouts
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 from xnatsync.events import Fanout
 from xnatsync.journal import Journal
-from xnatsync.layout import sanitize_type
-from xnatsync.pull import PullConfig, pull
+from xnatsync.limits import Timeouts
+from xnatsync.pull.layout import sanitize_type
+from xnatsync.pull.options import PullOptions
+from xnatsync.pull.run import pull
 from xnatsync.report import Summary
+from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.client import XnatClient
 
@@ -47,12 +49,11 @@ async def synth() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-def make_config(emu: Emulator, dest: Path, project: str = "DEMO", **changes: Any) -> PullConfig:
-    config = PullConfig(
+def make_config(emu: Emulator, dest: Path, project: str = "DEMO", **changes: Any) -> PullOptions:
+    config = PullOptions(
         url=emu.url,
         projects=(project,),
         dest=dest,
-        journal_path=dest / ".xnatsync" / "journal.db",
         credentials=Credentials("admin", "admin"),
         retry=FAST_RETRY,
         timeouts=Timeouts(connect=5, read_stall=5),
@@ -61,11 +62,11 @@ def make_config(emu: Emulator, dest: Path, project: str = "DEMO", **changes: Any
 
 
 async def run_pull(
-    config: PullConfig, client: XnatClient | None = None
+    config: PullOptions, client: XnatClient | None = None
 ) -> tuple[Summary, Recorder]:
     summary, recorder = Summary(), Recorder()
     reporter = Fanout(summary, recorder)
-    await pull(config, reporter, client)
+    await pull(config, reporter, client=client)
     reporter.close()
     return summary, recorder
 
@@ -170,7 +171,7 @@ def assert_invariants(
 
 
 async def assert_clean_rerun(
-    config: PullConfig, emu: Emulator, expected: dict[str, tuple[int, str]]
+    config: PullOptions, emu: Emulator, expected: dict[str, tuple[int, str]]
 ) -> Summary:
     """A fault-free run fetches exactly the files that were missing, and ends clean."""
     emu.faults.clear()

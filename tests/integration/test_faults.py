@@ -28,11 +28,11 @@ from tests.integration.conftest import (
     run_pull,
     wait_for,
 )
-from xnatsync.config import Timeouts
 from xnatsync.emulator.server import Emulator
 from xnatsync.events import FileDeleted, FileFailed, FileRetry, ListingFailed, Notice
+from xnatsync.limits import Timeouts
 from xnatsync.model import Experiment
-from xnatsync.pull import PullConfig
+from xnatsync.pull.options import PullOptions
 from xnatsync.xnat.client import XnatClient
 from xnatsync.xnat.http import OwnerListing
 
@@ -279,7 +279,7 @@ HOSTILE_PATHS = [
 class HostileLister(XnatClient):
     """The real client, plus listing rows a malicious or broken server could send."""
 
-    def __init__(self, config: PullConfig, paths: list[str], labels: list[str]) -> None:
+    def __init__(self, config: PullOptions, paths: list[str], labels: list[str]) -> None:
         super().__init__(
             config.url, config.credentials, limits=config.limits, timeouts=config.timeouts,
             retry=config.retry,

@@ -20,12 +20,12 @@ from tests.integration.conftest import (
     run_pull,
     server_request,
 )
+from xnatsync.audit import verify
 from xnatsync.emulator.server import Emulator
 from xnatsync.events import FileDeleted, Notice, PlanShown
-from xnatsync.inspect import verify
 from xnatsync.journal import Journal
-from xnatsync.layout import parse_layout
-from xnatsync.selection import Selection
+from xnatsync.pull.layout import parse_layout
+from xnatsync.pull.selection import Selection
 from xnatsync.xnat.auth import Credentials
 
 
@@ -194,13 +194,13 @@ async def test_verify_finds_damage_and_the_next_pull_repairs_it(
     stamp = (tmp_path / victim).stat()
     (tmp_path / victim).write_bytes(bytes(data))
     os.utime(tmp_path / victim, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # a silent bit flip
-    report, ok = verify(tmp_path, config.journal_path)
+    report, ok = verify(tmp_path, config.journal_file)
     assert not ok
     assert victim in report
     summary, _ = await run_pull(config)
     assert summary.files_transferred == 1
     assert local_files(tmp_path) == files
-    assert verify(tmp_path, config.journal_path)[1]
+    assert verify(tmp_path, config.journal_file)[1]
 
 
 async def test_dry_run_on_a_mirror_plans_deletes_and_writes_nothing(
@@ -227,7 +227,7 @@ async def test_the_journal_records_each_run_with_its_outcome_and_counts(
     config = make_config(emu, tmp_path)
     emu.faults.script("GET", "*/files/1-0001.dcm", ["corrupt"] * 20)
     summary, _ = await run_pull(config)
-    with Journal.open(config.journal_path) as journal:
+    with Journal.open(config.journal_file) as journal:
         last = journal.summary()["last_run"]
     assert last["status"] == "failed"
     failed = summary.files_failed
@@ -236,7 +236,7 @@ async def test_the_journal_records_each_run_with_its_outcome_and_counts(
     assert last["counts"]["files_transferred"] == summary.files_transferred
     emu.faults.clear()
     await run_pull(config)
-    with Journal.open(config.journal_path) as journal:
+    with Journal.open(config.journal_file) as journal:
         last = journal.summary()["last_run"]
     assert (last["status"], last["counts"]["files_transferred"]) == ("ok", failed)
 

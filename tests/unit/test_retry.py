@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fakes import FakeTime
-from xnatsync.config import RetryPolicy
 from xnatsync.errors import (
     AuthError,
     IntegrityError,
@@ -16,7 +15,8 @@ from xnatsync.errors import (
     TransportError,
     XnatSyncError,
 )
-from xnatsync.retry import backoff_cap, call_with_retry, retry_delay
+from xnatsync.retry import RetryPolicy, backoff_cap, retry_delay
+from xnatsync.retrying import retrying
 
 policies = st.builds(
     RetryPolicy,
@@ -95,18 +95,20 @@ def test_total_time_budget_ends_retries() -> None:
     assert retry_delay(policy, 1, error, 9.5, 1.0) is None
 
 
-async def test_call_with_retry_succeeds_after_transient_failures() -> None:
+async def test_retrying_succeeds_after_transient_failures() -> None:
     fake = FakeTime(1000.0)
     outcomes: list[Exception | str] = [TransportError("reset"), TransientRemoteError("503"), "ok"]
     seen: list[tuple[int, str, float]] = []
+    numbers: list[int] = []
 
-    async def fn() -> str:
+    async def fn(number: int) -> str:
+        numbers.append(number)
         outcome = outcomes.pop(0)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
-    result = await call_with_retry(
+    result = await retrying(
         RetryPolicy(attempts=5, backoff_base=0.5),
         fn,
         sleep=fake.sleep,
@@ -115,37 +117,38 @@ async def test_call_with_retry_succeeds_after_transient_failures() -> None:
         on_retry=lambda a, e, d: seen.append((a, type(e).__name__, d)),
     )
     assert result == "ok"
+    assert numbers == [1, 2, 3]
     assert fake.sleeps == [0.5, 1.0]
     assert seen == [(1, "TransportError", 0.5), (2, "TransientRemoteError", 1.0)]
 
 
-async def test_call_with_retry_re_raises_the_last_error_after_attempts() -> None:
+async def test_retrying_re_raises_the_last_error_after_attempts() -> None:
     fake = FakeTime(1000.0)
     tried: list[int] = []
 
-    async def fn() -> None:
-        tried.append(len(tried) + 1)
+    async def fn(number: int) -> None:
+        tried.append(number)
         raise TransientRemoteError(f"503 #{len(tried)}", status=503)
 
     with pytest.raises(TransientRemoteError, match="503 #3"):
-        await call_with_retry(
+        await retrying(
             RetryPolicy(attempts=3), fn, sleep=fake.sleep, rand=lambda: 0.5, clock=fake.clock
         )
     assert tried == [1, 2, 3]
     assert len(fake.sleeps) == 2
 
 
-async def test_call_with_retry_respects_total_time() -> None:
+async def test_retrying_respects_total_time() -> None:
     fake = FakeTime(1000.0)
     tried: list[int] = []
 
-    async def fn() -> None:
-        tried.append(1)
+    async def fn(number: int) -> None:
+        tried.append(number)
         fake.now += 4.0  # each attempt takes 4 s
         raise TransportError("stall")
 
     with pytest.raises(TransportError):
-        await call_with_retry(
+        await retrying(
             RetryPolicy(attempts=100, backoff_base=1.0, backoff_max=1.0, total_max=12.0),
             fn,
             sleep=fake.sleep,
@@ -160,18 +163,16 @@ async def test_call_with_retry_respects_total_time() -> None:
 async def test_permanent_and_foreign_errors_are_not_retried() -> None:
     fake = FakeTime(1000.0)
 
-    async def not_found() -> None:
+    async def not_found(number: int) -> None:
         raise NotFoundError("404", status=404)
 
-    async def bug() -> None:
+    async def bug(number: int) -> None:
         raise KeyError("bug")
 
     with pytest.raises(NotFoundError):
-        await call_with_retry(
+        await retrying(
             RetryPolicy(), not_found, sleep=fake.sleep, rand=lambda: 0.5, clock=fake.clock
         )
     with pytest.raises(KeyError):
-        await call_with_retry(
-            RetryPolicy(), bug, sleep=fake.sleep, rand=lambda: 0.5, clock=fake.clock
-        )
+        await retrying(RetryPolicy(), bug, sleep=fake.sleep, rand=lambda: 0.5, clock=fake.clock)
     assert fake.sleeps == []

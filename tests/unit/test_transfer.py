@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from xnatsync.errors import BadResponseError, IntegrityError, LocalFileError, TransportError
+from xnatsync.localfs import PART_SUFFIX, hash_file, remove_stale_parts
 from xnatsync.model import Level, RemoteFile
-from xnatsync.transfer import BLOCK, PART_SUFFIX, fetch, hash_file, remove_stale_parts
+from xnatsync.transfer import BLOCK, fetch
 
 
 class FakeBody:

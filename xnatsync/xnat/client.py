@@ -33,16 +33,17 @@ import aiohttp
 import anyio
 from yarl import URL
 
-from xnatsync import __version__
-from xnatsync.config import Limits, RetryPolicy, Timeouts
 from xnatsync.errors import (
     AuthError,
     BadResponseError,
     XnatSyncError,
     redact,
 )
+from xnatsync.limits import Limits, Timeouts
 from xnatsync.model import Experiment, RemoteFile
-from xnatsync.retry import call_with_retry
+from xnatsync.retry import RetryPolicy
+from xnatsync.retrying import retrying
+from xnatsync.version import __version__
 from xnatsync.xnat import parse, routes
 from xnatsync.xnat.auth import Authenticator, Credentials, session_id_from_login
 from xnatsync.xnat.http import (
@@ -232,9 +233,9 @@ class XnatClient:
 
     async def _retrying(self, url: URL, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt`` under this client's retry policy, injected clock and sleep."""
-        return await call_with_retry(
+        return await retrying(
             self._retry,
-            attempt,
+            lambda _number: attempt(),
             sleep=self._sleep,
             rand=self._rand,
             clock=self._clock,

@@ -14,8 +14,8 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from xnatsync.config import Timeouts
 from xnatsync.errors import BadResponseError, TlsError, TransportError, UsageError, redact
+from xnatsync.limits import Timeouts
 from xnatsync.model import RemoteFile
 from xnatsync.xnat.pacing import Pacer
 

@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xnatsync.cli.pull import pull_until_signal
 from xnatsync.emulator.cli import spawn
-from xnatsync.errors import XnatSyncError
-from xnatsync.pull import PullConfig, run
+from xnatsync.errors import ExitCode, XnatSyncError
+from xnatsync.pull.options import PullOptions
 from xnatsync.report import Summary, reporters_for
 from xnatsync.xnat.auth import Credentials
 
@@ -30,12 +31,12 @@ def add_demo(sub: Any) -> None:
     p.set_defaults(handler=run_demo)
 
 
-def pull_once(config: PullConfig, title: str) -> Summary:
+def pull_once(options: PullOptions, title: str) -> Summary:
     print(f"\n== {title}", flush=True)
     summary = Summary()
-    reporter = reporters_for(summary, progress=config.progress, log_json=False)
+    reporter = reporters_for(summary, progress=sys.stderr.isatty(), log_json=False)
     try:
-        run(config, reporter)
+        pull_until_signal(options, reporter)
     finally:
         reporter.close()
     print(summary.render(), flush=True)
@@ -60,16 +61,9 @@ def run_demo(args: argparse.Namespace) -> int:
         raise XnatSyncError(str(exc)) from None
     print(f"started the XNAT emulator at {url} (project DEMO, real DICOM made with pydicom)")
     try:
-        config = PullConfig(
-            url=url,
-            projects=("DEMO",),
-            dest=dest,
-            journal_path=dest / ".xnatsync" / "journal.db",
-            credentials=Credentials("admin", "admin"),
-            progress=sys.stderr.isatty(),
-        )
-        first = pull_once(config, f"xnatsync pull {url} --project DEMO --dest {args.dest}")
-        second = pull_once(config, "the same command again: everything is up to date")
+        options = PullOptions(url, ("DEMO",), dest, Credentials("admin", "admin"))
+        first = pull_once(options, f"xnatsync pull {url} --project DEMO --dest {args.dest}")
+        second = pull_once(options, "the same command again: everything is up to date")
         show_tree(dest)
         print("\n== the first pull's report (--report FILE writes it)")
         print(json.dumps({k: v for k, v in first.as_dict().items() if v or v == 0}, indent=2))
@@ -78,7 +72,7 @@ def run_demo(args: argparse.Namespace) -> int:
         proc.terminate()
         proc.wait(timeout=10)
     ok = first.ok and second.ok and second.files_transferred == 0
-    return 0 if ok else 1
+    return ExitCode.OK if ok else ExitCode.FAILED_FILES
 
 
 __all__ = ["add_demo"]

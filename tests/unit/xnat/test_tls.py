@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from xnatsync.cli.pull import tls_context
 from xnatsync.errors import TlsError
-from xnatsync.pull import tls_context
 from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.client import XnatClient
 
-DATA = Path(__file__).parents[1] / "data"
+DATA = Path(__file__).parents[2] / "data"
 CERT, KEY = DATA / "selfsigned.pem", DATA / "selfsigned.key"
 
 

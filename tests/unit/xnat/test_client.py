@@ -24,7 +24,6 @@ import pytest
 from aiohttp import web
 
 from tests.fakes import FakeTime
-from xnatsync.config import Limits, RetryPolicy, Timeouts
 from xnatsync.errors import (
     AuthError,
     BadResponseError,
@@ -34,8 +33,11 @@ from xnatsync.errors import (
     UsageError,
     XnatSyncError,
 )
+from xnatsync.limits import Limits, Timeouts
 from xnatsync.model import Experiment, Level
-from xnatsync.xnat import Credentials, XnatClient
+from xnatsync.retry import RetryPolicy
+from xnatsync.xnat.auth import Credentials
+from xnatsync.xnat.client import XnatClient
 
 USER = "alice"
 SENTINEL = "s3ntinel-PASSWORD-9f2c"

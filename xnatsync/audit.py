@@ -13,9 +13,9 @@ from pathlib import Path
 
 from xnatsync.errors import UsageError, XnatSyncError
 from xnatsync.journal import Entry, Journal
-from xnatsync.layout import resolve_under, safe_relpath
+from xnatsync.localfs import hash_file, resolve_under
 from xnatsync.model import FileState
-from xnatsync.transfer import hash_file
+from xnatsync.paths import safe_relpath
 
 
 def _open(journal_path: Path) -> Journal:

@@ -1,15 +1,7 @@
-"""The command line: parse → settings → one call into the library → an exit code.
+"""``xnatsync``: parse → a command's handler → one library call → an exit code.
 
-Exit codes (the one table; README repeats it):
-
-====  ======================================================================================
-0     every planned file is present and verified
-1     some files failed (the rest are done; failures are listed)
-2     usage or configuration error, or the destination is locked by another run
-3     authentication or permission error (also: the server's TLS certificate is not trusted)
-4     local disk or journal error (full, read-only, permission)
-130   interrupted (Ctrl-C / SIGTERM); what was verified stays done
-====  ======================================================================================
+The exit codes are ``errors.ExitCode`` (the one table, drawn in ``xnatsync.errors``);
+``errors.exit_code_for`` is the one place an error becomes one.
 """
 
 from __future__ import annotations
@@ -19,30 +11,16 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from xnatsync import __version__
-from xnatsync.errors import XnatSyncError, redact
-
-EXIT_OK = 0
-EXIT_FAILED_FILES = 1
-EXIT_USAGE = 2
-EXIT_AUTH = 3
-EXIT_DISK = 4
-EXIT_INTERRUPTED = 130
-
-
-def exit_code_for(error: BaseException) -> int:
-    """The one place errors become exit codes."""
-    if isinstance(error, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(error, XnatSyncError):
-        return error.exit_code
-    return EXIT_FAILED_FILES
+from xnatsync.cli.interrupt import INTERRUPTED_MESSAGE
+from xnatsync.errors import XnatSyncError, exit_code_for, redact
+from xnatsync.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     import xnatsync.emulator.cli as emulator_cli
-    from xnatsync.commands import add_pull, add_status, add_verify
-    from xnatsync.demo import add_demo
+    from xnatsync.cli.audit import add_status, add_verify
+    from xnatsync.cli.demo import add_demo
+    from xnatsync.cli.pull import add_pull
 
     parser = argparse.ArgumentParser(
         prog="xnatsync",
@@ -74,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         code: int = args.handler(args)
-    except KeyboardInterrupt:
-        print("xnatsync: interrupted; verified files stay done, rerun to finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        return exit_code_for(exc)
     except XnatSyncError as exc:
         print(f"xnatsync: error: {redact(str(exc))}", file=sys.stderr)
         return exit_code_for(exc)

@@ -23,12 +23,19 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 from xnatsync.model import RemoteFile
 
-if TYPE_CHECKING:
-    from xnatsync.plan import Download
+
+class Wanted(Protocol):
+    """A planned download, as batching sees it: the remote file it fetches."""
+
+    @property
+    def remote(self) -> RemoteFile: ...
+
+
+D = TypeVar("D", bound=Wanted)
 
 _RESOURCE_URI = re.compile(r"^(?P<base>.*?/resources/[^/]+)/files/.")
 
@@ -49,22 +56,22 @@ def resource_uri(remote: RemoteFile) -> str | None:
 
 
 def choose_batches(
-    downloads: Sequence[Download], listed: Iterable[RemoteFile], policy: BatchPolicy
-) -> tuple[list[tuple[Download, ...]], list[Download]]:
+    downloads: Sequence[D], listed: Iterable[RemoteFile], policy: BatchPolicy
+) -> tuple[list[tuple[D, ...]], list[D]]:
     """Split ``downloads`` into zip batches (one per resource) and single downloads.
 
     ``listed`` is every file of the owner's listing, to tell whole resources from partial ones.
     """
     listed_per_resource = Counter(resource_uri(r) for r in listed)
-    groups: dict[str, list[Download]] = {}
-    singles: list[Download] = []
+    groups: dict[str, list[D]] = {}
+    singles: list[D] = []
     for download in downloads:
         base = resource_uri(download.remote)
         if base is None or download.remote.size is None:
             singles.append(download)
         else:
             groups.setdefault(base, []).append(download)
-    batches: list[tuple[Download, ...]] = []
+    batches: list[tuple[D, ...]] = []
     for base, members in groups.items():
         if _worth_a_zip(members, listed_per_resource[base], policy):
             batches.append(tuple(members))
@@ -73,7 +80,7 @@ def choose_batches(
     return batches, singles
 
 
-def _worth_a_zip(members: list[Download], listed: int, policy: BatchPolicy) -> bool:
+def _worth_a_zip(members: list[D], listed: int, policy: BatchPolicy) -> bool:
     total = sum(d.remote.size or 0 for d in members)
     return (
         len(members) == listed

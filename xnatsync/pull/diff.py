@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from xnatsync.errors import UnsafePathError
-from xnatsync.model import FileState, RemoteFile
+from xnatsync.model import FileState, LocalFile, RemoteFile
 
-_T = TypeVar("_T", RemoteFile, "LocalFile")
+_T = TypeVar("_T", RemoteFile, LocalFile)
 _RETRY_STATES = frozenset({FileState.PENDING, FileState.IN_PROGRESS, FileState.FAILED})
 
 
@@ -54,21 +54,6 @@ class ChangeKind(enum.StrEnum):
     RETRY = "retry"
     ONLY_LOCAL = "only_local"
     CONFLICT = "conflict"
-
-
-@dataclass(frozen=True, slots=True)
-class LocalFile:
-    """A journal row plus the file's current ``lstat`` (``disk_*`` None: no regular file)."""
-
-    key: str
-    relpath: str
-    size: int | None
-    mtime_ns: int | None
-    md5: str | None
-    remote_digest: str | None
-    state: FileState
-    disk_size: int | None = None
-    disk_mtime_ns: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

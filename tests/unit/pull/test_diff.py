@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xnatsync.diff import Change, ChangeKind, LocalFile, diff, iter_diff
-from xnatsync.layout import DEFAULT_LAYOUT, parse_layout
-from xnatsync.model import FileState, Level, RemoteFile
+from xnatsync.model import FileState, Level, LocalFile, RemoteFile
+from xnatsync.pull.diff import Change, ChangeKind, diff, iter_diff
+from xnatsync.pull.layout import DEFAULT_LAYOUT, parse_layout
 
 MD5 = hashlib.md5(b"x").hexdigest()
 OTHER = hashlib.md5(b"y").hexdigest()

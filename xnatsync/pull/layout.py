@@ -1,4 +1,4 @@
-"""Where a remote file goes under DEST: layout templates, path safety, case folding.
+"""Where a remote file goes under DEST: layout templates (pure; path safety is ``paths``).
 
 A ``Layout`` maps each ``RemoteFile`` to a relative ``PurePosixPath``. The default is XNAT's own
 archive (and zip) shape::
@@ -34,24 +34,22 @@ Template rules (``parse_layout``), checked once at parse time, ``UsageError`` ot
 Safety invariant: ``Layout.relpath`` returns an NFC-normalised relative path of non-empty
 segments, none ``.``/``..``, none with ``/``, ``\\``, NUL or control characters, none with a
 Windows drive or UNC anchor, none over 255 UTF-8 bytes, or it raises ``UnsafePathError`` naming
-the file. Server labels are as untrusted as server paths. ``resolve_under`` adds the only I/O
-check: no existing component under DEST is a symlink.
+the file (``paths``). Server labels are as untrusted as server paths. ``localfs.resolve_under``
+adds the only I/O check: no existing component under DEST is a symlink.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 import string
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Protocol
 
 from xnatsync.errors import UnsafePathError, UsageError
 from xnatsync.model import Level, RemoteFile
+from xnatsync.paths import char_problem, checked_parts, segment_problem
 
 PLACEHOLDERS = frozenset(
     {
@@ -84,9 +82,6 @@ _CONTAINER_LEVELS = frozenset({Level.SCAN, Level.ASSESSOR, Level.RECONSTRUCTION}
 _EXPERIMENT_LEVELS = _CONTAINER_LEVELS | {Level.EXPERIMENT}
 _STRIP = "-_. "
 _NON_WORD = re.compile(r"\W", re.ASCII)
-_MAX_NAME_BYTES = 255
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-_DRIVE = re.compile("[A-Za-z]:")
 
 # Placeholder → levels where it has a value. Outside these it renders "".
 _DEFINED: Mapping[str, frozenset[Level]] = {
@@ -138,41 +133,6 @@ def sanitize_type(value: str) -> str:
     return _NON_WORD.sub("_", value)
 
 
-def check_segment(segment: str, what: str) -> str:
-    """Return the NFC form of one path segment, or raise ``UnsafePathError`` naming ``what``."""
-    seg = unicodedata.normalize("NFC", segment)
-    problem = _segment_problem(seg)
-    if problem:
-        raise UnsafePathError(f"unsafe path for {what}: {problem} in {segment!r}")
-    return seg
-
-
-def _segment_problem(seg: str) -> str:
-    if seg == "":
-        return "empty segment (absolute path or '//')"
-    if seg in (".", ".."):
-        return f"'{seg}' segment"
-    if "/" in seg or "\\" in seg:
-        return "slash or backslash"
-    if _CONTROL.search(seg):
-        return "NUL or control character"
-    if _DRIVE.match(seg):  # with no slashes, a drive is the only possible Windows anchor
-        return "Windows drive"
-    if (
-        len(seg) * 4 > _MAX_NAME_BYTES
-        and len(seg.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES
-    ):
-        return f"name longer than {_MAX_NAME_BYTES} bytes"
-    return ""
-
-
-def safe_relpath(path: str, what: str) -> PurePosixPath:
-    """Check a "/"-separated relative path segment by segment; NFC-normalised result."""
-    if path.startswith("/"):
-        raise UnsafePathError(f"unsafe path for {what}: absolute path {path!r}")
-    return PurePosixPath("/".join(check_segment(seg, what) for seg in path.split("/")))
-
-
 @dataclass(frozen=True, slots=True)
 class Layout:
     """Parsed, validated templates, one per level. Build with ``parse_layout``."""
@@ -188,7 +148,7 @@ class Layout:
         """Where ``f`` goes under DEST; ``UnsafePathError`` if any part is unsafe."""
         if f.path.startswith("/"):
             raise UnsafePathError(f"unsafe path for {f.key}: absolute path {f.path!r}")
-        return PurePosixPath("/".join((*self._prefix(f), *_checked(f.path.split("/"), f.key))))
+        return PurePosixPath("/".join((*self._prefix(f), *checked_parts(f.path.split("/"), f.key))))
 
     def _prefix(self, f: RemoteFile) -> tuple[str, ...]:
         place = (f.level.value, f.project, f.subject, f.subject_id, f.experiment,
@@ -197,7 +157,7 @@ class Layout:
         if prefix is None:
             values = _values(f)
             parts = [_render(segment, values, f) for segment in self.templates[f.level][:-1]]
-            prefix = _checked([p for p in parts if p], f.key)
+            prefix = checked_parts([p for p in parts if p], f.key)
             if len(self._prefixes) >= _PREFIX_CACHE:
                 self._prefixes.clear()
             self._prefixes[place] = prefix
@@ -209,18 +169,6 @@ class Layout:
 
 
 _PREFIX_CACHE = 65536
-
-
-def _checked(parts: Iterable[str], key: str) -> tuple[str, ...]:
-    """NFC-normalised segments, each checked; ``UnsafePathError`` naming the file otherwise."""
-    checked: list[str] = []
-    for part in parts:
-        seg = unicodedata.normalize("NFC", part)
-        problem = _segment_problem(seg)
-        if problem:
-            raise UnsafePathError(f"unsafe path for {key}: {problem} in {part!r}")
-        checked.append(seg)
-    return tuple(checked)
 
 
 def _values(f: RemoteFile) -> dict[str, str]:
@@ -316,49 +264,10 @@ def _parse_segment(text: str, where: str) -> Segment:
             raise UsageError(f"{where}: unknown placeholder {{{name}}}; known: {known}")
         segment.append((literal, name))
     only_literal = len(segment) == 1 and segment[0][1] is None
-    problem = _segment_problem(text) if only_literal else _char_problem(text)
+    problem = segment_problem(text) if only_literal else char_problem(text)
     if problem:
         raise UsageError(f"{where}: unsafe segment {text!r}: {problem}")
     return tuple(segment)
 
 
-def _char_problem(text: str) -> str:
-    if "\\" in text or any(unicodedata.category(ch) == "Cc" for ch in text):
-        return "backslash or control character"
-    return ""
-
-
 DEFAULT_LAYOUT = parse_layout()
-
-
-def fold(path: str) -> str:
-    """The name a case-insensitive, normalisation-insensitive filesystem would see."""
-    return unicodedata.normalize("NFC", unicodedata.normalize("NFC", path).casefold())
-
-
-def resolve_under(dest: Path, rel: PurePosixPath, known_dirs: set[str] | None = None) -> Path:
-    """``dest / rel``, refusing a relative path that escapes or an existing symlink component.
-
-    I/O: one ``lstat`` per existing component below ``dest`` (``dest`` itself may be a link).
-    ``known_dirs``, if given, remembers folders (relative, "/"-joined) already found to be real
-    directories, so that the files of one folder cost one ``lstat`` each, not one per level.
-    """
-    parts = rel.parts
-    if rel.is_absolute() or any(part in ("", ".", "..") for part in parts):
-        raise UnsafePathError(f"unsafe relative path {str(rel)!r}")
-    start = 0
-    if known_dirs:
-        start = next((i for i in range(len(parts) - 1, 0, -1)
-                      if "/".join(parts[:i]) in known_dirs), 0)  # fmt: skip
-    current = dest.joinpath(*parts[:start])
-    for i in range(start, len(parts)):
-        current = current / parts[i]
-        try:
-            mode = os.lstat(current).st_mode
-        except FileNotFoundError:
-            break
-        if stat.S_ISLNK(mode):
-            raise UnsafePathError(f"refusing to follow symlink {str(current)!r} under {dest}")
-        if known_dirs is not None and stat.S_ISDIR(mode) and i < len(parts) - 1:
-            known_dirs.add("/".join(parts[: i + 1]))
-    return dest.joinpath(*parts)

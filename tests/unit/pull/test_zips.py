@@ -13,9 +13,10 @@ import pytest
 
 from tests.unit.test_transfer import FakeSource, remote_for
 from xnatsync.errors import BadResponseError, IntegrityError, TransportError, UnsafePathError
+from xnatsync.localfs import PART_SUFFIX
 from xnatsync.model import RemoteFile
-from xnatsync.transfer import PART_SUFFIX, Fetched
-from xnatsync.zipfetch import Member, Spool, extract, fetch_zip, member_name
+from xnatsync.pull.zips import Member, Spool, extract, fetch_zip, member_name
+from xnatsync.transfer import Fetched
 
 PREFIX = "sess1/scans/1-T1/"
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from xnatsync.commands import expand_ids, selection_from
-from xnatsync.config import load_settings, parse_rate
-from xnatsync.credentials import resolve_login
+from xnatsync.cli.credentials import resolve_login
+from xnatsync.cli.pull import expand_ids, selection_from
+from xnatsync.cli.settings import load_settings, parse_rate
 from xnatsync.errors import UsageError
 from xnatsync.model import Experiment, Level, RemoteFile
-from xnatsync.pull import check_url
-from xnatsync.selection import Selection
+from xnatsync.pull.selection import Selection
+from xnatsync.xnat.routes import check_base_url as check_url
 
-CONFIGS = Path(__file__).parents[2] / "configs"
+CONFIGS = Path(__file__).parents[3] / "configs"
 
 
 @pytest.mark.parametrize("name", ["nightly-mirror.toml", "cohort-download.toml"])

@@ -21,28 +21,28 @@ import secrets
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 import anyio
 
 from xnatsync.errors import BadResponseError, XnatSyncError
-from xnatsync.layout import resolve_under
+from xnatsync.localfs import PART_SUFFIX, os_error, resolve_under
 from xnatsync.model import RemoteFile
-from xnatsync.transfer import (
-    BLOCK,
-    CHUNK,
-    PART_SUFFIX,
-    Fetched,
-    FileSink,
-    Source,
-    os_error,
-    pump,
-)
+from xnatsync.transfer import BLOCK, CHUNK, Body, Fetched, FileSink, Source, pump
 
 SPOOL_DIR = PurePosixPath(".xnatsync/tmp")
 MISSING = BadResponseError("not in the server's zip")  # a member the zip did not hold
+
+
+class ZipSource(Source, Protocol):
+    """A source that can also send every file of a resource as one zip (the XNAT client)."""
+
+    def download_zip(self, resource: str) -> AbstractAsyncContextManager[Body]:
+        """Every file of the resource at ``resource`` (a listed URI) as one zip."""
+        ...
 
 
 class Spool:
@@ -88,7 +88,7 @@ class Spool:
 
 
 async def fetch_zip(
-    source: Source,
+    source: ZipSource,
     resource: str,
     spool: Spool,
     *,

@@ -10,11 +10,11 @@ from pathlib import PurePosixPath
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xnatsync.diff import Change, ChangeKind, LocalFile, diff
 from xnatsync.errors import UnsafePathError
-from xnatsync.layout import DEFAULT_LAYOUT, Layout, parse_layout
-from xnatsync.model import FileState, Level, RemoteFile
-from xnatsync.plan import (
+from xnatsync.model import FileState, Level, LocalFile, RemoteFile
+from xnatsync.pull.diff import Change, ChangeKind, diff
+from xnatsync.pull.layout import DEFAULT_LAYOUT, Layout, parse_layout
+from xnatsync.pull.plan import (
     TRASH_DIR,
     Plan,
     PlanOptions,

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from xnatsync.diff import LocalFile
-from xnatsync.model import Experiment, RemoteFile
-from xnatsync.selection import Selection
+from xnatsync.model import Experiment, LocalFile, RemoteFile
+from xnatsync.pull.selection import Selection
 
 
 class Listing(Protocol):

@@ -1,7 +1,9 @@
-"""The ``pull``, ``status`` and ``verify`` commands: their options and their thin handlers.
+"""``xnatsync pull``: its options and its thin handler.
 
 Option values come from the command line over a ``--config`` TOML file over the defaults; the
-result is validated into a ``PullConfig`` here, at the edge. Handlers make one library call.
+result is validated into a ``PullOptions`` here, at the edge, together with the credentials
+(environment, ``~/.netrc`` or a prompt) and the TLS context. The handler makes one library call
+(``xnatsync.pull``) and maps its outcome to an exit code.
 """
 
 from __future__ import annotations
@@ -11,16 +13,27 @@ import csv
 import datetime as dt
 import json
 import os
+import ssl
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from xnatsync.config import Limits, RetryPolicy, Timeouts, load_settings, parse_rate
-from xnatsync.errors import LocalDiskError, UsageError, XnatSyncError, redact
+from xnatsync.cli.credentials import resolve_login
+from xnatsync.cli.interrupt import INTERRUPTED_MESSAGE, run_interruptible
+from xnatsync.cli.settings import load_settings, parse_rate
+from xnatsync.errors import ExitCode, LocalDiskError, UsageError, XnatSyncError, redact
+from xnatsync.events import Reporter
+from xnatsync.limits import Limits, Timeouts
+from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.layout import parse_layout
+from xnatsync.pull.options import PullOptions
+from xnatsync.pull.run import pull
+from xnatsync.pull.selection import Selection
 from xnatsync.report import Summary, reporters_for
-from xnatsync.selection import Selection
-
-EXIT_INTERRUPTED = 130
+from xnatsync.retry import RetryPolicy
+from xnatsync.xnat.routes import check_base_url
 
 PULL_EXAMPLE = """examples:
   xnatsync pull https://xnat.example.org --project DEMO --dest /data/mirror
@@ -180,26 +193,84 @@ def limits_from(settings: dict[str, Any]) -> tuple[Limits, Timeouts, RetryPolicy
     return limits, timeouts, RetryPolicy(attempts=settings["retries"])
 
 
-def run_pull(args: argparse.Namespace) -> int:
-    from xnatsync.pull import PullConfig, run
+@dataclass(frozen=True, slots=True)
+class Output:
+    """How a pull reports on the terminal and to files: the CLI's own business."""
 
-    settings = pull_settings(args)
+    report_path: Path | None = None
+    log_json: bool = False
+    progress: bool = False
+    quiet: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], stderr_is_tty: bool) -> Output:
+        report = settings.get("report")
+        quiet = bool(settings.get("quiet"))
+        return cls(
+            report_path=Path(report) if report else None,
+            log_json=bool(settings.get("log_json")),
+            progress=bool(settings.get("progress"))
+            or (stderr_is_tty and not settings.get("no_progress") and not quiet),
+            quiet=quiet,
+        )
+
+
+def options_from(
+    settings: dict[str, Any], *, prompt: Callable[[str], str] | None, env: dict[str, str]
+) -> PullOptions:
+    """Validated ``PullOptions`` from merged settings; credentials are looked up here."""
     if not settings.get("url"):
         raise UsageError("pull needs the XNAT URL (argument or 'url' in --config)")
     if not settings.get("project"):
         raise UsageError("pull needs at least one --project")
+    url = check_base_url(settings["url"])
     limits, timeouts, retry = limits_from(settings)
-    config = PullConfig.build(
-        settings,
-        selection=selection_from(settings),
+    selection = selection_from(settings)
+    layout = settings.get("layout")
+    journal = settings.get("journal")
+    credentials = resolve_login(
+        url, user=settings.get("user"), token_env=settings.get("token_env"), env=env,
+        prompt=prompt,
+    )  # fmt: skip
+    return PullOptions(
+        url=url,
+        projects=tuple(settings["project"]),
+        dest=Path(settings["dest"]).absolute(),
+        credentials=credentials,
+        journal_path=Path(journal) if journal else None,
+        selection=selection,
+        layout=parse_layout(layout) if layout else parse_layout(),
+        dry_run=bool(settings.get("dry_run")),
+        delete=bool(settings.get("delete")),
+        max_delete=settings.get("max_delete"),
+        purge=bool(settings.get("no_trash")),
+        fsync=bool(settings.get("fsync")),
+        batch=None if settings.get("no_zip") else BatchPolicy(),
         limits=limits,
         timeouts=timeouts,
         retry=retry,
-        prompt=_prompt if sys.stdin.isatty() else None,
-        stderr_is_tty=sys.stderr.isatty(),
-        env=dict(os.environ),
+        ssl=tls_context(settings.get("ca_bundle"), bool(settings.get("insecure"))),
     )
-    if config.ssl is False:
+
+
+def tls_context(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext | bool | None:
+    if insecure:
+        return False
+    if ca_bundle:
+        try:
+            return ssl.create_default_context(cafile=ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--ca-bundle {ca_bundle}: {exc}") from exc
+    return None
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    settings = pull_settings(args)
+    options = options_from(
+        settings, prompt=_prompt if sys.stdin.isatty() else None, env=dict(os.environ)
+    )
+    output = Output.from_settings(settings, sys.stderr.isatty())
+    if options.ssl is False:
         print(
             "xnatsync: warning: --insecure: the server's certificate is not checked; anyone on "
             "the network path can read and alter this transfer",
@@ -207,26 +278,32 @@ def run_pull(args: argparse.Namespace) -> int:
         )
     summary = Summary()
     reporter = reporters_for(
-        summary, progress=config.progress, log_json=config.log_json, dry_run=config.dry_run
+        summary, progress=output.progress, log_json=output.log_json, dry_run=options.dry_run
     )
     error: XnatSyncError | None = None
     interrupted = False
     try:
-        interrupted = run(config, reporter)
+        interrupted = pull_until_signal(options, reporter)
     except XnatSyncError as exc:
         error = exc
     finally:
         reporter.close()
-    if config.report_path is not None:
-        write_report(config.report_path, summary, error, interrupted)
-    if not config.dry_run and not (config.quiet and summary.ok):
+    if output.report_path is not None:
+        write_report(output.report_path, summary, error, interrupted)
+    if not options.dry_run and not (output.quiet and summary.ok):
         print(summary.render(), file=sys.stderr)
     if error is not None:
         raise error
     if interrupted:
-        print("xnatsync: interrupted; verified files stay done, rerun to finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0 if summary.ok else 1
+        print(INTERRUPTED_MESSAGE, file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    return ExitCode.OK if summary.ok else ExitCode.FAILED_FILES
+
+
+def pull_until_signal(options: PullOptions, reporter: Reporter) -> bool:
+    """Run one pull; True if SIGINT/SIGTERM interrupted it (what was verified stays done)."""
+    _, interrupted = run_interruptible(lambda: pull(options, reporter))
+    return interrupted
 
 
 def _prompt(text: str) -> str:
@@ -246,40 +323,3 @@ def write_report(path: Path, summary: Summary, error: XnatSyncError | None, stop
         path.write_text(json.dumps(data, indent=2) + "\n")
     except OSError as exc:
         raise LocalDiskError(f"cannot write report {path}: {exc.strerror or exc}") from exc
-
-
-def add_status(sub: Any) -> None:
-    _add_journal_command(sub, "status", "summarise a destination's journal", run_status)
-
-
-def add_verify(sub: Any) -> None:
-    help_ = "re-hash local files against the journal and the remote digests"
-    _add_journal_command(sub, "verify", help_, run_verify)
-
-
-def _add_journal_command(sub: Any, name: str, help_: str, handler: Any) -> None:
-    p = sub.add_parser(name, help=help_, epilog=f"example: xnatsync {name} --dest /data/mirror")
-    p.add_argument("--dest", default=".", help="destination directory (default: .)")
-    p.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
-    p.set_defaults(handler=handler)
-
-
-def journal_path(args: argparse.Namespace) -> Path:
-    if args.journal:
-        return Path(args.journal)
-    return Path(args.dest) / ".xnatsync" / "journal.db"
-
-
-def run_status(args: argparse.Namespace) -> int:
-    from xnatsync.inspect import status
-
-    print(status(journal_path(args)))
-    return 0
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    from xnatsync.inspect import verify
-
-    text, ok = verify(Path(args.dest), journal_path(args))
-    print(text)
-    return 0 if ok else 1

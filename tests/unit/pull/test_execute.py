@@ -13,14 +13,15 @@ from pathlib import Path, PurePosixPath
 
 from tests.fakes import Recorder
 from tests.unit.test_transfer import FakeBody, remote_for
-from xnatsync.config import RetryPolicy
-from xnatsync.diff import ChangeKind
 from xnatsync.errors import NotFoundError, TransientRemoteError
 from xnatsync.events import FileDone, FileFailed, Notice
 from xnatsync.journal import Journal
-from xnatsync.plan import Batch, Download
-from xnatsync.scheduler import Executor
-from xnatsync.zipfetch import member_name
+from xnatsync.pull.diff import ChangeKind
+from xnatsync.pull.execute import Executor
+from xnatsync.pull.plan import Batch, Download
+from xnatsync.pull.zips import member_name
+from xnatsync.retry import RetryPolicy
+from xnatsync.scheduler import Attempts
 
 BASE = "/data/experiments/E1/scans/1/resources/7"
 
@@ -86,7 +87,8 @@ async def execute(tmp_path: Path, server: Server, *batches: Batch) -> tuple[Exec
     async def no_sleep(_: float) -> None:
         return None
 
-    executor = Executor(server, journal, tmp_path, events, retry=retry, sleep=no_sleep)
+    attempts = Attempts(events, retry=retry, sleep=no_sleep)
+    executor = Executor(server, journal, tmp_path, events, attempts)
     for batch in batches:
         await executor.run(batch)
     journal.close()

@@ -10,20 +10,22 @@ takes the no-op fast path; ``Ledger`` records those fingerprints as plans comple
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import anyio
 import anyio.abc
 
-from xnatsync.diff import diff
 from xnatsync.errors import XnatSyncError
 from xnatsync.events import Event, ExperimentPlanned, FileDone, FileFailed, ListingFailed, Reporter
 from xnatsync.journal import Entry, Journal, unchanged_on_disk
-from xnatsync.layout import Memo
-from xnatsync.manifest import (
+from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.diff import diff
+from xnatsync.pull.layout import Layout, Memo
+from xnatsync.pull.manifest import (
     Lister,
     LocalState,
     Owner,
@@ -32,7 +34,7 @@ from xnatsync.manifest import (
     remote_manifest,
     selected,
 )
-from xnatsync.plan import (
+from xnatsync.pull.plan import (
     Download,
     Move,
     Plan,
@@ -42,12 +44,22 @@ from xnatsync.plan import (
     build_delete_plan,
     build_plan,
 )
-
-if TYPE_CHECKING:
-    from xnatsync.pull import PullConfig
+from xnatsync.pull.selection import Selection
 
 Submit = Callable[[Owner, Plan], Awaitable[None]]
 INLINE_LSTATS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What the listing stage needs to know of a pull: what to list and how to place it."""
+
+    projects: tuple[str, ...]
+    dest: Path
+    selection: Selection
+    layout: Layout
+    batch: BatchPolicy | None
+    listings: int
 
 
 @dataclass
@@ -58,20 +70,22 @@ class _Owed:
 
 
 class Ledger:
-    """Records an owner's listing fingerprint once every file its plan touches is done.
+    """A real run's bookkeeping in the journal: which keys this run saw, and each owner's
+    listing fingerprint, recorded once every file its plan touches is done.
 
     A reporter: completions arrive as ``FileDone``/``FileFailed`` events, which the executor
     emits after the journal rows, so a fingerprint is written after the rows it vouches for.
     A failed file, or a plan with errors, leaves the owner without one (next run: full diff).
     """
 
-    def __init__(self, journal: Journal) -> None:
-        self._journal = journal
+    def __init__(self, journal: Journal, run_id: int) -> None:
+        self.journal = journal
+        self.run_id = run_id
         self._owner_of: dict[str, tuple[str, str]] = {}
         self._owed: dict[tuple[str, str], _Owed] = {}
 
     def expect(self, project: str, owner: str, fingerprint: str, plan: Plan) -> None:
-        self._journal.forget_fingerprint(project, owner)
+        self.journal.forget_fingerprint(project, owner)
         if plan.errors:
             return
         actions: tuple[Download | Verify | Move, ...] = (
@@ -80,7 +94,7 @@ class Ledger:
             *plan.moves,
         )
         if not actions:
-            self._journal.set_fingerprint(project, owner, fingerprint)
+            self.journal.set_fingerprint(project, owner, fingerprint)
             return
         self._owed[(project, owner)] = _Owed(fingerprint, len(actions))
         self._owner_of.update((a.remote.key, (project, owner)) for a in actions)
@@ -97,7 +111,7 @@ class Ledger:
         if owed.remaining == 0:
             del self._owed[owner]
             if not owed.failed:
-                self._journal.set_fingerprint(*owner, owed.fingerprint)
+                self.journal.set_fingerprint(*owner, owed.fingerprint)
 
     def close(self) -> None:
         pass
@@ -105,15 +119,16 @@ class Ledger:
 
 @dataclass
 class Planner:
-    """The listing stage: discovers owners, plans each, hands plans on; tracks completeness."""
+    """The listing stage: discovers owners, plans each, hands plans on; tracks completeness.
 
-    config: PullConfig
+    ``state`` is the journal's read side; ``ledger`` is None in a dry run, which writes
+    nothing (it remembers the keys it saw instead)."""
+
+    scope: Scope
     lister: Lister
     state: LocalState
     reporter: Reporter
     submit: Submit
-    journal: Journal | None = None
-    run_id: int = 0
     ledger: Ledger | None = None
     complete: bool = True
     shape: str = ""
@@ -123,13 +138,13 @@ class Planner:
     kinds: set[tuple[str, str]] = field(default_factory=set)
 
     async def run(self) -> None:
-        send, recv = anyio.create_memory_object_stream[Owner](self.config.limits.listings * 2)
+        send, recv = anyio.create_memory_object_stream[Owner](self.scope.listings * 2)
         async with anyio.create_task_group() as tg:
-            for _ in range(self.config.limits.listings):
+            for _ in range(self.scope.listings):
                 tg.start_soon(self._lister, recv.clone())
             recv.close()
             async with send:
-                for project in self.config.projects:
+                for project in self.scope.projects:
                     await self._discover(project, send)
 
     def _listing_failed(self, what: str, exc: XnatSyncError) -> None:
@@ -139,7 +154,7 @@ class Planner:
         self.reporter.emit(ListingFailed(what, str(exc)))
 
     async def _discover(self, project: str, send: anyio.abc.ObjectSendStream[Owner]) -> None:
-        sel = self.config.selection
+        sel = self.scope.selection
         if sel.project_resources:
             await send.send(Owner(project, "", ""))
         try:
@@ -184,15 +199,15 @@ class Planner:
         except XnatSyncError as exc:
             self._listing_failed(owner.describe(), exc)
             return
-        if self.journal is not None:
-            self.journal.mark_seen([f.key for f in remote], self.run_id)
+        if self.ledger is not None:
+            self.ledger.journal.mark_seen([f.key for f in remote], self.ledger.run_id)
         else:  # a dry run writes no seen marks: it remembers the keys instead
             self.seen_keys.update(f.key for f in remote)
-        local = local_manifest(self.state, self.config.dest, owner)
-        wanted = selected(remote, self.config.selection)
-        placer = Memo(self.config.layout)
+        local = local_manifest(self.state, self.scope.dest, owner)
+        wanted = selected(remote, self.scope.selection)
+        placer = Memo(self.scope.layout)
         changes = diff(wanted, local, relpath_of=placer.relpath)
-        plan = build_plan(changes, placer, PlanOptions(batch=self.config.batch))
+        plan = build_plan(changes, placer, PlanOptions(batch=self.scope.batch))
         if self.ledger is not None:
             self.ledger.expect(owner.project, owner.id, fingerprint, plan)
         self._planned(owner, plan.summary())
@@ -209,22 +224,24 @@ class Planner:
     def _fingerprint(self, listing: str) -> str:
         """The listing's fingerprint, bound to what shapes the plan: layout and file filters."""
         if not self.shape:
-            sel = self.config.selection
+            sel = self.scope.selection
             filters = (sorted(sel.resources), sel.scan_types, sel.assessors, sel.session_resources)
-            self.shape = f"{self.config.layout.describe()}\n{filters!r}"
+            self.shape = f"{self.scope.layout.describe()}\n{filters!r}"
         text = f"{listing}\n{self.shape}"
         return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
     async def _unchanged(self, owner: Owner, fingerprint: str) -> bool:
         """The no-op fast path: the same listing as when every file was last verified, and
         every file still as verified on disk (one lstat each). Nothing to parse or diff."""
-        journal = self.journal
-        if journal is None or journal.fingerprint(owner.project, owner.id) != fingerprint:
+        if self.ledger is None:
+            return False
+        journal = self.ledger.journal
+        if journal.fingerprint(owner.project, owner.id) != fingerprint:
             return False
         rows = journal.owner_rows(owner.project, owner.id)
         if rows is None:
             return False
-        dest = self.config.dest
+        dest = self.scope.dest
         # a thread hop costs more than a hundred lstats: only large owners leave the loop
         if len(rows) > INLINE_LSTATS:
             same = await anyio.to_thread.run_sync(unchanged_on_disk, dest, rows)
@@ -232,7 +249,7 @@ class Planner:
             same = unchanged_on_disk(dest, rows)
         if not same:
             return False
-        journal.mark_owner_seen(owner.project, owner.id, self.run_id)
+        journal.mark_owner_seen(owner.project, owner.id, self.ledger.run_id)
         self._planned(owner, PlanSummary(skips=len(rows)))
         return True
 
@@ -248,16 +265,12 @@ class Planner:
         kind = level if level in ("project", "subject") else "experiment"
         return (entry.project, kind) in self.kinds
 
-    def delete_plan(self, journal: Journal, run_id: int) -> Plan:
-        cfg = self.config
-        options = PlanOptions(
-            delete=cfg.delete,
-            listing_complete=self.complete,
-            max_delete=cfg.max_delete,
-            purge=cfg.purge,
-            run_id=run_id,
-        )
+    def delete_plan(self, journal: Journal, rules: PlanOptions) -> Plan:
+        """Deletes as ``rules`` allow them (``delete``, ``max_delete``, ``purge``, ``run_id``),
+        and only if every listing of this run succeeded."""
+        options = dataclasses.replace(rules, listing_complete=self.complete)
+        projects = self.scope.projects
         candidates = (
-            e for e in journal.delete_candidates(cfg.projects, run_id) if self.deletable(e)
+            e for e in journal.delete_candidates(projects, rules.run_id) if self.deletable(e)
         )
-        return build_delete_plan(candidates, journal.count(cfg.projects), options)
+        return build_delete_plan(candidates, journal.count(projects), options)

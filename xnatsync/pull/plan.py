@@ -30,11 +30,12 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from xnatsync.batching import BatchPolicy, choose_batches, resource_uri
-from xnatsync.diff import Change, ChangeKind, LocalFile
 from xnatsync.errors import UnsafePathError
-from xnatsync.layout import Placer, fold, safe_relpath
-from xnatsync.model import RemoteFile
+from xnatsync.model import LocalFile, RemoteFile
+from xnatsync.paths import fold, safe_relpath
+from xnatsync.pull.batching import BatchPolicy, choose_batches, resource_uri
+from xnatsync.pull.diff import Change, ChangeKind
+from xnatsync.pull.layout import Placer
 
 TRASH_DIR = PurePosixPath(".xnatsync/trash")
 _FETCH = frozenset({ChangeKind.NEW, ChangeKind.CHANGED, ChangeKind.MISSING, ChangeKind.RETRY})
@@ -117,6 +118,10 @@ class Delete:
     trash: PurePosixPath | None
 
 
+Action = Batch | Download | Verify | Move | Delete
+"""One unit of work for the scheduler (a ``Skip`` is no work, and never scheduled)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlanError:
     """A file the plan will not touch, and why (recorded as this file's failure)."""
@@ -167,6 +172,10 @@ class Plan:
     unlisted: int = 0
     delete_refused: str = ""
     batches: tuple[Batch, ...] = ()
+
+    def actions(self) -> tuple[Action, ...]:
+        """What the scheduler runs, in order: zips first (they are the cheapest per file)."""
+        return (*self.batches, *self.downloads, *self.verifies, *self.moves, *self.deletes)
 
     def all_downloads(self) -> list[Download]:
         """Single downloads and the members of every batch."""

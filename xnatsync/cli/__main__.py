@@ -1,0 +1,7 @@
+"""``python -m xnatsync.cli ARGS``: the same as the ``xnatsync`` command."""
+
+import sys
+
+from xnatsync.cli.main import main
+
+sys.exit(main())

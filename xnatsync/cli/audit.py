@@ -1,0 +1,47 @@
+"""``xnatsync status`` and ``xnatsync verify``: a destination's journal, summarised or checked.
+
+Both read the journal (``xnatsync.audit``); ``verify`` also re-hashes every file it says is done.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from xnatsync.audit import status, verify
+from xnatsync.errors import ExitCode
+from xnatsync.journal import JOURNAL
+
+
+def add_status(sub: Any) -> None:
+    _add_journal_command(sub, "status", "summarise a destination's journal", run_status)
+
+
+def add_verify(sub: Any) -> None:
+    help_ = "re-hash local files against the journal and the remote digests"
+    _add_journal_command(sub, "verify", help_, run_verify)
+
+
+def _add_journal_command(sub: Any, name: str, help_: str, handler: Any) -> None:
+    p = sub.add_parser(name, help=help_, epilog=f"example: xnatsync {name} --dest /data/mirror")
+    p.add_argument("--dest", default=".", help="destination directory (default: .)")
+    p.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
+    p.set_defaults(handler=handler)
+
+
+def journal_path(args: argparse.Namespace) -> Path:
+    if args.journal:
+        return Path(args.journal)
+    return Path(args.dest) / JOURNAL
+
+
+def run_status(args: argparse.Namespace) -> int:
+    print(status(journal_path(args)))
+    return ExitCode.OK
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    text, ok = verify(Path(args.dest), journal_path(args))
+    print(text)
+    return ExitCode.OK if ok else ExitCode.FAILED_FILES

@@ -1,0 +1,109 @@
+"""The destination on disk: resolving a safe relative path without following symlinks, temp
+names, hashing a local file, sweeping temps of killed runs, and OS errors as our types.
+
+Every call here is blocking filesystem I/O: callers on the event loop run them in a worker
+thread (a few ``lstat``s excepted, which cost less than the thread hop).
+
+OS errors become ``LocalDiskError`` (fatal: disk full, read-only, permission) or
+``LocalFileError`` (this file only) here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from contextlib import suppress
+from pathlib import Path, PurePosixPath
+
+from xnatsync.errors import LocalDiskError, LocalFileError, UnsafePathError
+
+PART_SUFFIX = ".xnatsync-part"
+HASH_BLOCK = 4 << 20
+
+_FATAL_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+)
+
+
+def os_error(exc: OSError, path: Path | str) -> LocalDiskError | LocalFileError:
+    """Convert an OSError on DEST into our type: fatal for the disk, or this file only."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in _FATAL_ERRNOS:
+        return LocalDiskError(f"cannot write {path}: {reason}")
+    return LocalFileError(f"cannot write {path}: {reason}")
+
+
+def is_part_file(name: str) -> bool:
+    return name.endswith(PART_SUFFIX)
+
+
+def temp_path(final: Path) -> Path:
+    """A name unique to this process and attempt, beside the target (same filesystem)."""
+    stem = final.name[:120]
+    return final.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def resolve_under(dest: Path, rel: PurePosixPath, known_dirs: set[str] | None = None) -> Path:
+    """``dest / rel``, refusing a relative path that escapes or an existing symlink component.
+
+    I/O: one ``lstat`` per existing component below ``dest`` (``dest`` itself may be a link).
+    ``known_dirs``, if given, remembers folders (relative, "/"-joined) already found to be real
+    directories, so that the files of one folder cost one ``lstat`` each, not one per level.
+    """
+    parts = rel.parts
+    if rel.is_absolute() or any(part in ("", ".", "..") for part in parts):
+        raise UnsafePathError(f"unsafe relative path {str(rel)!r}")
+    start = 0
+    if known_dirs:
+        start = next((i for i in range(len(parts) - 1, 0, -1)
+                      if "/".join(parts[:i]) in known_dirs), 0)  # fmt: skip
+    current = dest.joinpath(*parts[:start])
+    for i in range(start, len(parts)):
+        current = current / parts[i]
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            break
+        if stat.S_ISLNK(mode):
+            raise UnsafePathError(f"refusing to follow symlink {str(current)!r} under {dest}")
+        if known_dirs is not None and stat.S_ISDIR(mode) and i < len(parts) - 1:
+            known_dirs.add("/".join(parts[: i + 1]))
+    return dest.joinpath(*parts)
+
+
+def hash_file(path: Path) -> tuple[int, str, int]:
+    """Size, MD5 and mtime_ns of a local file (blocking; run it in a worker thread)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    size = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while block := f.read(HASH_BLOCK):
+                md5.update(block)
+                size += len(block)
+            mtime_ns = os.fstat(f.fileno()).st_mtime_ns
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return size, md5.hexdigest(), mtime_ns
+
+
+def remove_stale_parts(directory: Path) -> int:
+    """Remove temp files left by killed runs under ``directory``; return how many."""
+    removed = 0
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            if is_part_file(name):
+                with suppress(FileNotFoundError):
+                    os.unlink(os.path.join(root, name))
+                    removed += 1
+    return removed

@@ -1,0 +1,203 @@
+"""Carries out pull's actions: download, zip batch, verify, move, delete (a scheduler ``Runner``).
+
+Every transfer attempt goes through the engine's ``Attempts`` loop. Per-file failures become
+``failed`` journal rows and ``FileFailed`` events and the run goes on; fatal errors propagate
+and the scheduler cancels the run.
+
+Journal ordering (restic's data-before-index): ``mark_done`` is called only after
+``transfer.fetch`` returned, that is after the file was verified at its final name.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import anyio
+
+from xnatsync.errors import RemoteError, XnatSyncError
+from xnatsync.events import FileDeleted, FileDone, FileFailed, Notice, Reporter
+from xnatsync.journal import Journal
+from xnatsync.localfs import hash_file, os_error, resolve_under
+from xnatsync.model import RemoteFile
+from xnatsync.pull.plan import Action, Batch, Delete, Download, Move, PlanError, Verify
+from xnatsync.pull.zips import MISSING, Member, Spool, ZipSource, extract, fetch_zip
+from xnatsync.scheduler import Attempts
+from xnatsync.transfer import Fetched, fetch
+
+
+@dataclass
+class Executor:
+    """Carries out one pull action at a time; holds what every action needs."""
+
+    source: ZipSource
+    journal: Journal
+    dest: Path
+    reporter: Reporter
+    attempts: Attempts
+    fsync: bool = False
+    disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
+    known_dirs: set[str] = field(default_factory=set)  # folders under DEST checked: no symlink
+    zips_refused: bool = False  # the server answered a zip request as if it had no such thing
+
+    async def run(self, action: Action) -> None:
+        try:
+            match action:
+                case Batch():
+                    await self.batch(action)
+                    return
+                case Download():
+                    await self.download(action.remote, action.relpath)
+                case Verify():
+                    await self.verify(action)
+                case Move():
+                    await self.move(action)
+                case Delete():
+                    await self.delete(action)
+        except XnatSyncError as exc:
+            if exc.fatal or isinstance(action, Batch):
+                raise
+            remote = None if isinstance(action, Delete) else action.remote
+            key = action.key if isinstance(action, Delete) else action.remote.key
+            self.fail(key, str(action_relpath(action)), str(exc), remote)
+
+    def fail(self, key: str, relpath: str, reason: str, remote: RemoteFile | None) -> None:
+        """Record one file's failure (in the journal when it has a remote side) and report it."""
+        if remote is not None:
+            self.journal.mark_failed(remote, reason, relpath)
+        self.reporter.emit(FileFailed(key, relpath, reason))
+
+    def record(self, errors: tuple[PlanError, ...]) -> None:
+        """A plan's per-file errors are failures of their files, recorded before any action."""
+        for error in errors:
+            self.fail(error.key, error.relpath, error.reason, error.remote)
+
+    async def download(self, remote: RemoteFile, relpath: PurePosixPath) -> None:
+        final = functools.partial(resolve_under, self.dest, relpath, self.known_dirs)
+        self.journal.mark_in_progress(remote, str(relpath))
+
+        def attempt(progress: Callable[[int], None]) -> Awaitable[Fetched]:
+            fsync, disk = self.fsync, self.disk
+            return fetch(self.source, remote, final, fsync=fsync, progress=progress, limiter=disk)
+
+        fetched = await self.attempts.run(remote.key, str(relpath), remote.size, attempt)
+        self.done(remote, relpath, fetched, "downloaded")
+
+    async def batch(self, action: Batch) -> None:
+        """One zip for a resource's files; whatever it does not deliver intact, one by one."""
+        results = None if self.zips_refused else await self._zip(action)
+        leftovers = list(action.downloads) if results is None else []
+        for download, got in zip(action.downloads, results or (), strict=False):
+            if isinstance(got, Fetched):
+                self.done(download.remote, download.relpath, got, "downloaded")
+            else:
+                leftovers.append(download)
+        if results is not None and leftovers:
+            reason = next(str(r) for r in results if not isinstance(r, Fetched))
+            self.reporter.emit(
+                Notice(
+                    f"{len(leftovers)} of {len(results)} files of {action.resource} did not "
+                    f"arrive intact in its zip (first: {reason}); fetching them one by one"
+                )
+            )
+            if len(leftovers) == len(results) and all(r is MISSING for r in results):
+                # a zip without one listed file in it: this server names members otherwise,
+                # and every further zip would be fetched for nothing
+                self.zips_refused = True
+                self.reporter.emit(Notice("this server's zips do not match; no more zips"))
+        for download in leftovers:
+            await self.run(download)
+
+    async def _zip(self, action: Batch) -> list[Fetched | XnatSyncError] | None:
+        """Fetch and extract the zip; None (after a notice) if it could not be had at all.
+
+        The members' journal rows are written when the whole zip is extracted (one thread hop
+        per zip, not one per member): a kill in between leaves verified files without a
+        ``done`` row, which the next run re-hashes rather than fetches."""
+        downloads = action.downloads
+        for d in downloads:
+            self.journal.mark_in_progress(d.remote, str(d.relpath))
+        size = sum(d.remote.size or 0 for d in downloads)
+        label = f"zip of {len(downloads)} files"
+        place = functools.partial(resolve_under, self.dest, known_dirs=self.known_dirs)
+        members = [Member(d.remote, functools.partial(place, rel=d.relpath)) for d in downloads]
+        spool = Spool(self.dest)
+        try:
+
+            def attempt(progress: Callable[[int], None]) -> Awaitable[None]:
+                return fetch_zip(self.source, action.resource, spool, progress=progress,
+                                 limiter=self.disk)  # fmt: skip
+
+            await self.attempts.run(action.resource, label, size, attempt)
+            return await anyio.to_thread.run_sync(
+                extract, spool.path, members, self.fsync, limiter=self.disk
+            )
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            if isinstance(exc, RemoteError) and exc.status in (400, 404, 405, 406, 501):
+                self.zips_refused = True  # this server does not zip: stop asking
+            self.reporter.emit(
+                Notice(
+                    f"could not fetch {action.resource} as a zip ({exc}); "
+                    f"fetching its {len(downloads)} files one by one"
+                )
+            )
+            return None
+
+    def done(self, remote: RemoteFile, relpath: PurePosixPath, got: Fetched, action: str) -> None:
+        self.journal.mark_done(remote, str(relpath), got.size, got.mtime_ns, got.md5)
+        self.reporter.emit(FileDone(remote.key, str(relpath), got.size, got.md5, action))
+
+    async def verify(self, action: Verify) -> None:
+        current = resolve_under(self.dest, action.current)
+        size, md5, mtime_ns = await anyio.to_thread.run_sync(hash_file, current, limiter=self.disk)
+        matches = (action.expected_md5 is None or md5 == action.expected_md5) and (
+            action.expected_size is None or size == action.expected_size
+        )
+        if not matches:
+            await self.download(action.remote, action.relpath)
+            return
+        if action.current != action.relpath:
+            mtime_ns = self._rename(action.current, action.relpath)
+        self.done(action.remote, action.relpath, Fetched(size, md5, mtime_ns), "verified")
+
+    async def move(self, action: Move) -> None:
+        local = action.local
+        if local.md5 is None or local.size is None:
+            await self.download(action.remote, action.dst)
+            return
+        mtime_ns = self._rename(action.src, action.dst)
+        self.done(action.remote, action.dst, Fetched(local.size, local.md5, mtime_ns), "moved")
+
+    def _rename(self, src: PurePosixPath, dst: PurePosixPath) -> int:
+        source, target = resolve_under(self.dest, src), resolve_under(self.dest, dst)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(source, target)
+            return os.stat(target, follow_symlinks=False).st_mtime_ns
+        except OSError as exc:
+            raise os_error(exc, target) from exc
+
+    async def delete(self, action: Delete) -> None:
+        path = resolve_under(self.dest, action.relpath)
+        trashed: str | None = None
+        try:
+            if action.trash is None:
+                path.unlink(missing_ok=True)
+            elif path.exists():
+                self._rename(action.relpath, action.trash)
+                trashed = str(action.trash)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        self.journal.mark_deleted(action.key)
+        self.reporter.emit(FileDeleted(action.key, str(action.relpath), trashed))
+
+
+def action_relpath(action: Download | Verify | Move | Delete) -> PurePosixPath:
+    if isinstance(action, Move):
+        return action.dst
+    return action.relpath

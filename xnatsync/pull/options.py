@@ -1,0 +1,72 @@
+"""``PullOptions``: everything one pull needs, as one frozen value.
+
+A Python caller builds it directly; the CLI builds it from the command line, a config file and
+the environment. Nothing here reads a file or the environment.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xnatsync.journal import JOURNAL
+from xnatsync.limits import Limits, Timeouts
+from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.layout import Layout, parse_layout
+from xnatsync.pull.listing import Scope
+from xnatsync.pull.plan import PlanOptions
+from xnatsync.pull.selection import Selection
+from xnatsync.retry import RetryPolicy
+from xnatsync.xnat.auth import Credentials
+from xnatsync.xnat.routes import check_base_url
+
+
+@dataclass(frozen=True)
+class PullOptions:
+    """What to pull from where, and how.
+
+    ``url`` is the server's base URL (``https://host[:port][/path]``, checked on creation);
+    ``journal_path`` defaults to ``DEST/.xnatsync/journal.db``; ``batch`` None means one
+    request per file, never a zip; ``ssl`` is an ``ssl.SSLContext``, False to skip checks (not
+    advised), or None for the system's trust store.
+    """
+
+    url: str
+    projects: tuple[str, ...]
+    dest: Path
+    credentials: Credentials = field(repr=False)
+    journal_path: Path | None = None
+    selection: Selection = Selection()
+    layout: Layout = field(default_factory=parse_layout)
+    dry_run: bool = False
+    delete: bool = False
+    max_delete: int | None = None
+    purge: bool = False
+    fsync: bool = False
+    batch: BatchPolicy | None = BatchPolicy()
+    limits: Limits = Limits()
+    timeouts: Timeouts = Timeouts()
+    retry: RetryPolicy = RetryPolicy()
+    ssl: ssl.SSLContext | bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", check_base_url(self.url))
+        object.__setattr__(self, "projects", tuple(dict.fromkeys(self.projects)))
+
+    @property
+    def journal_file(self) -> Path:
+        return self.journal_path if self.journal_path is not None else self.dest / JOURNAL
+
+    def scope(self) -> Scope:
+        """The narrow value the listing stage gets."""
+        return Scope(
+            self.projects, self.dest, self.selection, self.layout, self.batch,
+            self.limits.listings,
+        )  # fmt: skip
+
+    def delete_rules(self, run_id: int) -> PlanOptions:
+        """What deletes this run allows (completeness of the listing is the planner's part)."""
+        return PlanOptions(
+            delete=self.delete, max_delete=self.max_delete, purge=self.purge, run_id=run_id
+        )

@@ -1,0 +1,130 @@
+"""``pull``: list owners → diff → plan → scheduler → journal; deletes last.
+
+The front-end's run: the destination lock and journal, one client, the listing stage
+(``listing.Planner``) feeding the transfer stage (the engine's ``Scheduler`` running
+``execute.Executor``), then deletes. Deletes are planned once, after every listing succeeded,
+and only for files that left an owner the run listed (or owners gone from a complete listing):
+files outside the selection are never deletion candidates.
+"""
+
+from __future__ import annotations
+
+import anyio
+
+from xnatsync.errors import LocalDiskError, XnatSyncError, first_error
+from xnatsync.events import Fanout, Notice, PlanShown, Reporter
+from xnatsync.journal import Journal
+from xnatsync.localfs import remove_stale_parts
+from xnatsync.lock import DestLock
+from xnatsync.pull.execute import Executor
+from xnatsync.pull.listing import Ledger, Planner
+from xnatsync.pull.manifest import LocalState, NoJournal, Owner
+from xnatsync.pull.options import PullOptions
+from xnatsync.pull.plan import Action, Plan, format_plan
+from xnatsync.report import Summary
+from xnatsync.scheduler import Attempts, Scheduler, Throttle
+from xnatsync.xnat.client import XnatClient
+
+
+async def pull(
+    options: PullOptions, reporter: Reporter | None = None, *, client: XnatClient | None = None
+) -> Summary:
+    """Run one pull and return its totals. Per-file outcomes arrive as events on ``reporter``
+    (failed files are counted, never raised); fatal errors raise an ``XnatSyncError``.
+
+    Cancel the surrounding scope to stop: temp files are removed, the journal keeps what was
+    verified and records the run as interrupted; running it again finishes the rest.
+    """
+    reporter = reporter if reporter is not None else Fanout()
+    client = client or XnatClient(
+        options.url, options.credentials, limits=options.limits, timeouts=options.timeouts,
+        retry=options.retry, ssl=options.ssl,
+    )  # fmt: skip
+    counts = Summary()
+    if options.dry_run:
+        await _dry_run(options, Fanout(reporter, counts), client)
+        return counts
+    try:
+        options.dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LocalDiskError(f"cannot create {options.dest}: {exc.strerror or exc}") from exc
+    with DestLock(options.dest), Journal.open(options.journal_file) as journal:
+        last = journal.last_run()
+        if last is not None and last["status"] == "running":
+            await anyio.to_thread.run_sync(remove_stale_parts, options.dest)
+        run_id = journal.start_run(f"pull {options.url} {' '.join(options.projects)}")
+        status = "interrupted"
+        try:
+            async with client:
+                await _sync(options, Fanout(reporter, counts), client, journal, run_id)
+            status = "ok" if counts.ok else "failed"
+        except XnatSyncError:
+            status = "error"
+            raise
+        finally:
+            journal.finish_run(run_id, status, counts.counts())
+    return counts
+
+
+async def _sync(
+    options: PullOptions, reporter: Reporter, client: XnatClient, journal: Journal, run_id: int
+) -> None:
+    ledger = Ledger(journal, run_id)
+    reporter = Fanout(reporter, ledger)
+    throttle = Throttle(options.limits.transfers)
+    attempts = Attempts(reporter, retry=options.retry, throttle=throttle)
+    executor = Executor(client, journal, options.dest, reporter, attempts, fsync=options.fsync)
+    async with Scheduler[Action](executor, options.limits) as scheduler:
+
+        async def submit(owner: Owner, plan: Plan) -> None:
+            executor.record(plan.errors)
+            await scheduler.submit(plan.actions())
+
+        planner = Planner(options.scope(), client, journal, reporter, submit, ledger)
+        try:
+            await planner.run()
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+        deletes = planner.delete_plan(journal, options.delete_rules(run_id))
+        if options.delete and deletes.delete_refused:
+            reporter.emit(Notice(f"deletes refused: {deletes.delete_refused}"))
+        executor.record(deletes.errors)
+        await scheduler.submit(deletes.actions())
+
+
+async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient) -> None:
+    """List and plan everything; report the plans (``PlanShown``); write nothing, not even the
+    journal."""
+    path = options.journal_file
+    journal = Journal.open(path, readonly=True) if path.exists() else None
+    state: LocalState = journal if journal is not None else NoJournal()
+    total = Plan().summary()
+
+    async def show(owner: Owner, plan: Plan) -> None:
+        nonlocal total
+        total = total + plan.summary()
+        if plan.downloads or plan.batches or plan.verifies or plan.moves or plan.errors:
+            reporter.emit(PlanShown(owner.describe(), format_plan(plan)))
+
+    try:
+        async with client:
+            planner = Planner(options.scope(), client, state, reporter, show)
+            try:
+                await planner.run()
+            except BaseExceptionGroup as group:
+                raise first_error(group) from None
+            if journal is not None and options.delete:
+                deletes = planner.delete_plan(journal, options.delete_rules(run_id=-1))
+                total = total + deletes.summary()
+                reporter.emit(PlanShown("deletes", format_plan(deletes)))
+    finally:
+        if journal is not None:
+            journal.close()
+    reporter.emit(
+        PlanShown(
+            "plan",
+            f"plan: {total.downloads} files to download ({total.download_bytes} bytes), "
+            f"{total.skips} up to date, {total.verifies} to verify, {total.moves} to move, "
+            f"{total.deletes} to delete, {total.errors} errors",
+        )
+    )
