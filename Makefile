@@ -22,6 +22,7 @@ check: $(STAMP)
 	$(BIN)/ruff check xnatsync tests benchmarks
 	$(BIN)/ruff format --check xnatsync tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format xnatsync tests benchmarks

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from xnatsync.emulator.records import (
     Assessor,
@@ -22,11 +22,23 @@ from xnatsync.emulator.records import (
     Subject,
 )
 
-if TYPE_CHECKING:
-    from xnatsync.emulator.store import Store
-
 VERSION = 1
 _Child = TypeVar("_Child", Scan, Assessor)
+
+
+class Store(Protocol):
+    """What persistence reads and fills of the archive (``store.Store`` has it): the records
+    and counters, and the rebuilding of indexes after a load."""
+
+    site_id: str
+    counters: dict[str, int]
+    projects: dict[str, Project]
+    subjects: dict[str, Subject]
+    experiments: dict[str, Experiment]
+    resources: dict[int, Resource]
+    dirty: bool
+
+    def index(self) -> None: ...
 
 
 def _flat(obj: Any, skip: tuple[str, ...]) -> dict[str, Any]:
