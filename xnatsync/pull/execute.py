@@ -29,7 +29,7 @@ from xnatsync.scheduler import Attempts
 from xnatsync.transfer import Fetched, fetch
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Executor:
     """Carries out one pull action at a time; holds what every action needs."""
 

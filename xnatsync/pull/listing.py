@@ -117,7 +117,7 @@ class Ledger:
         pass
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Planner:
     """The listing stage: discovers owners, plans each, hands plans on; tracks completeness.
 

@@ -43,6 +43,7 @@ async def pull(
     counts = Summary()
     if options.dry_run:
         await _dry_run(options, Fanout(reporter, counts), client)
+        counts.close()
         return counts
     try:
         options.dest.mkdir(parents=True, exist_ok=True)
@@ -62,6 +63,7 @@ async def pull(
             status = "error"
             raise
         finally:
+            counts.close()
             journal.finish_run(run_id, status, counts.counts())
     return counts
 
@@ -73,14 +75,20 @@ async def _sync(
     reporter = Fanout(reporter, ledger)
     throttle = Throttle(options.limits.transfers)
     attempts = Attempts(reporter, retry=options.retry, throttle=throttle)
-    executor = Executor(client, journal, options.dest, reporter, attempts, fsync=options.fsync)
+    executor = Executor(
+        source=client, journal=journal, dest=options.dest, reporter=reporter,
+        attempts=attempts, fsync=options.fsync,
+    )  # fmt: skip
     async with Scheduler[Action](executor, options.limits) as scheduler:
 
         async def submit(owner: Owner, plan: Plan) -> None:
             executor.record(plan.errors)
             await scheduler.submit(plan.actions())
 
-        planner = Planner(options.scope(), client, journal, reporter, submit, ledger)
+        planner = Planner(
+            scope=options.scope(), lister=client, state=journal, reporter=reporter,
+            submit=submit, ledger=ledger,
+        )  # fmt: skip
         try:
             await planner.run()
         except BaseExceptionGroup as group:
@@ -108,7 +116,9 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
 
     try:
         async with client:
-            planner = Planner(options.scope(), client, state, reporter, show)
+            planner = Planner(
+                scope=options.scope(), lister=client, state=state, reporter=reporter, submit=show
+            )
             try:
                 await planner.run()
             except BaseExceptionGroup as group:

@@ -88,7 +88,9 @@ async def execute(tmp_path: Path, server: Server, *batches: Batch) -> tuple[Exec
         return None
 
     attempts = Attempts(events, retry=retry, sleep=no_sleep)
-    executor = Executor(server, journal, tmp_path, events, attempts)
+    executor = Executor(
+        source=server, journal=journal, dest=tmp_path, reporter=events, attempts=attempts
+    )
     for batch in batches:
         await executor.run(batch)
     journal.close()
