@@ -51,7 +51,6 @@ from xnatsync.xnat.http import (
     OwnerListing,
     request_path,
     sent_to_login,
-    server_url,
     transport_errors,
 )
 from xnatsync.xnat.pacing import bandwidth_pacer, requests_pacer
@@ -82,7 +81,7 @@ class XnatClient:
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.base_url = server_url(base_url)
+        self.base_url = routes.check_base_url(base_url)
         self.limits = limits
         self._credentials = credentials
         self._timeouts = timeouts

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from xnatsync.errors import BadResponseError, TlsError, TransportError, UsageError, redact
+from xnatsync.errors import BadResponseError, TlsError, TransportError, redact
 from xnatsync.limits import Timeouts
 from xnatsync.model import RemoteFile
 from xnatsync.xnat.pacing import Pacer
@@ -62,18 +62,6 @@ def _reason(exc: aiohttp.ClientSSLError) -> str:
 def describe(exc: BaseException) -> str:
     text = redact(" ".join(str(exc).split()))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def server_url(base_url: str) -> str:
-    """Validate and normalise the server URL (no trailing slash); refuse embedded credentials."""
-    url = URL(base_url)
-    if url.scheme not in ("http", "https") or not url.host:
-        raise UsageError(f"not an http(s) server URL: {redact(base_url)!r}")
-    if url.user is not None or url.password is not None:
-        raise UsageError("the server URL must not contain credentials; pass them separately")
-    if url.query_string or url.fragment:
-        raise UsageError(f"the server URL must not have a query or fragment: {base_url!r}")
-    return str(url.with_path(url.path.rstrip("/"))).rstrip("/")
 
 
 def sent_to_login(response: aiohttp.ClientResponse, requested: URL) -> bool:

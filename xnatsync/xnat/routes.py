@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
-from xnatsync.errors import UsageError
+from xnatsync.errors import UsageError, redact
 
 EXPERIMENT_COLUMNS = (
     "ID,label,project,subject_ID,subject_label,xsiType,date,insert_date,last_modified"
@@ -42,13 +42,15 @@ def check_base_url(url: str) -> str:
     """``url`` without a trailing slash if it can be an XNAT base URL; ``UsageError`` if not."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"not an XNAT URL: {url!r} (expected http(s)://host[:port][/path])")
+        raise UsageError(
+            f"not an XNAT URL: {redact(url)!r} (expected http(s)://host[:port][/path])"
+        )
     if parts.username or parts.password:
         raise UsageError(
             "put credentials in XNATSYNC_USER/XNATSYNC_PASSWORD or ~/.netrc, not the URL"
         )
     if parts.query or parts.fragment:
-        raise UsageError(f"the XNAT URL must not have a query or fragment: {url!r}")
+        raise UsageError(f"the XNAT URL must not have a query or fragment: {redact(url)!r}")
     return url.rstrip("/")
 
 

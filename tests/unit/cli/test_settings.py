@@ -13,7 +13,6 @@ from xnatsync.cli.settings import load_settings, parse_rate
 from xnatsync.errors import UsageError
 from xnatsync.model import Experiment, Level, RemoteFile
 from xnatsync.pull.selection import Selection
-from xnatsync.xnat.routes import check_base_url as check_url
 
 CONFIGS = Path(__file__).parents[3] / "configs"
 
@@ -140,21 +139,3 @@ def test_credentials_never_show_the_password() -> None:
     login = resolve_login("http://h", user="u", token_env=None, env={"XNATSYNC_PASSWORD": "s3nt"})
     assert "s3nt" not in repr(login)
     assert "s3nt" not in str(login)
-
-
-@pytest.mark.parametrize(
-    ("url", "message"),
-    [
-        ("xnat.example.org", "not an XNAT URL"),
-        ("ftp://h", "not an XNAT URL"),
-        ("https://u:p@h", "not the URL"),
-        ("https://h/?a=1", "query"),
-    ],
-)
-def test_bad_urls(url: str, message: str) -> None:
-    with pytest.raises(UsageError, match=message):
-        check_url(url)
-
-
-def test_url_keeps_a_context_path() -> None:
-    assert check_url("https://h:8443/xnat/") == "https://h:8443/xnat"

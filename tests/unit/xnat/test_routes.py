@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xnatsync.errors import UsageError
 from xnatsync.xnat import routes
 
 
@@ -95,3 +96,21 @@ def test_file_path_round_trips_and_never_sends_plus_or_space(parts: list[str]) -
     assert "+" not in encoded
     assert " " not in encoded
     assert encoded.isascii()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("xnat.example.org", "not an XNAT URL"),
+        ("ftp://h", "not an XNAT URL"),
+        ("https://u:p@h", "not the URL"),
+        ("https://h/?a=1", "query"),
+    ],
+)
+def test_bad_urls(url: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        routes.check_base_url(url)
+
+
+def test_url_keeps_a_context_path() -> None:
+    assert routes.check_base_url("https://h:8443/xnat/") == "https://h:8443/xnat"
