@@ -7,7 +7,10 @@ for ``--pairs`` rounds; results are medians of per-round ratios, because absolut
 shared 2-core VM swing by ±30 %. Results go to ``benchmarks/results/latest.json`` and a
 Markdown table on stdout (the README carries a copy).
 
-Usage: ``python -m benchmarks.run [--pairs 3] [--only NAME] [--quick] [--no-peers]``
+Usage: ``python -m benchmarks.run [--pairs 3] [--only NAME] [--quick] [--no-peers]
+[--against DIR]``. ``--against`` adds an earlier xnatsync, checked out in DIR (``git worktree
+add DIR REV``), as one more candidate, so a change is measured against what it changed in the
+same rounds, not against last week's machine.
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ LISTINGS = 4
 RESULTS = Path(__file__).parent / "results"
 DEST = "{dest}"  # replaced by each run's own destination folder
 NO_ZIP = "xnatsync --no-zip"  # the same engine, one request per file (zips off)
+BEFORE = "xnatsync before"  # --against DIR: the same command run by an earlier checkout
+# the earlier checkout's CLI, found first on sys.path (before the editable install's finder)
+RUN_FROM = "import sys; sys.path.insert(0, sys.argv.pop(1)); from xnatsync.cli import main; "
+RUN_FROM += "sys.exit(main(sys.argv[1:]))"
 
 
 @dataclass(frozen=True)
@@ -110,19 +117,23 @@ async def file_uris(url: str) -> list[str]:
         return uris
 
 
-def commands(url: str, w: Workload, work: Path, peers: bool) -> dict[str, list[str]]:
+def commands(
+    url: str, w: Workload, work: Path, peers: bool, against: Path | None = None
+) -> dict[str, list[str]]:
     py = sys.executable
-    xnatsync = [str(Path(py).with_name("xnatsync")), "pull", url, "--project", PROJECT]
-    xnatsync += ["--dest", DEST, "--concurrency", str(CONCURRENCY)]
-    xnatsync += ["--listings", str(LISTINGS), "--no-progress", "--quiet"]
+    args = ["pull", url, "--project", PROJECT, "--dest", DEST, "--concurrency", str(CONCURRENCY)]
+    args += ["--listings", str(LISTINGS), "--no-progress", "--quiet"]
+    xnatsync = [str(Path(py).with_name("xnatsync")), *args]
+    before = {BEFORE: [py, "-c", RUN_FROM, str(against), *args]} if against else {}
     if w.noop:
         listing = [py, "-m", "benchmarks.reference", "listing", url, USER, PASSWORD, PROJECT]
-        return {"xnatsync": xnatsync, "listing only": [*listing, str(LISTINGS)]}
+        return {"xnatsync": xnatsync, "listing only": [*listing, str(LISTINGS)], **before}
     ref = [py, "-m", "benchmarks.reference", "download", url, USER, PASSWORD]
     cmds = {
         "xnatsync": xnatsync,
         "R3t": [*ref, str(work / "urls.txt"), DEST, str(CONCURRENCY)],
         NO_ZIP: [*xnatsync, "--no-zip"],
+        **before,
     }
     if peers:
         for tool in ("xnatpy", "pyxnat"):
@@ -130,7 +141,9 @@ def commands(url: str, w: Workload, work: Path, peers: bool) -> dict[str, list[s
     return cmds
 
 
-def run_workload(w: Workload, pairs: int, peers: bool, scratch: Path) -> Result:
+def run_workload(
+    w: Workload, pairs: int, peers: bool, scratch: Path, against: Path | None = None
+) -> Result:
     root, work = scratch / "emulator", scratch / "work"
     shutil.rmtree(scratch, ignore_errors=True)
     work.mkdir(parents=True)
@@ -141,12 +154,11 @@ def run_workload(w: Workload, pairs: int, peers: bool, scratch: Path) -> Result:
     result = Result(w.name, w.count, w.count * w.size)
     try:
         (work / "urls.txt").write_text("\n".join(asyncio.run(file_uris(url))))
-        cmds = commands(url, w, work, peers)
-        if w.noop:
-            first = measure(
-                [str(work / "xnatsync") if a == DEST else a for a in cmds["xnatsync"]], env
-            )
-            assert first.exit_code == 0, first.stderr_tail
+        cmds = commands(url, w, work, peers, against)
+        if w.noop:  # every client re-pulls a mirror it made itself
+            for name in (n for n in cmds if n in ("xnatsync", BEFORE)):
+                first = measure([str(work / name) if a == DEST else a for a in cmds[name]], env)
+                assert first.exit_code == 0, first.stderr_tail
         names = list(cmds)
         for round_ in range(pairs):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
@@ -236,20 +248,43 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def before_table(results: list[Result]) -> str:
+    """This checkout against the ``--against`` one, same rounds: > 1 means now is faster."""
+    lines = [
+        "| workload | xnatsync now | xnatsync before | before / now time | peak RSS now / before |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        s = r.summary
+        key = BEFORE.replace(" ", "_")
+        rss = max(x["peak_rss_mib"] for x in r.runs[BEFORE])
+        lines.append(
+            f"| {r.workload} | {s['xnatsync_s']:.2f} s | {s[key + '_s']:.2f} s | "
+            f"{s['ratio_vs_' + key]:.2f} | {s['xnatsync_peak_mib']:.0f} / {rss:.0f} MiB |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--only", help="run only workloads whose name contains this")
     parser.add_argument("--quick", action="store_true", help="1/10 of the data (smoke test)")
     parser.add_argument("--no-peers", action="store_true", help="skip xnatpy and pyxnat")
+    parser.add_argument("--against", type=Path, help="also run the xnatsync checked out in DIR")
     args = parser.parse_args()
     chosen = [w for w in WORKLOADS if not args.only or args.only in w.name]
     if args.quick:
         chosen = [w.scaled(10) for w in chosen]
     scratch = Path(tempfile.mkdtemp(prefix="xnatsync-bench-", dir=os.environ.get("BENCH_DIR")))
-    results = [run_workload(w, args.pairs, not args.no_peers, scratch / "w") for w in chosen]
+    against = args.against.resolve() if args.against else None
+    results = [
+        run_workload(w, args.pairs, not args.no_peers, scratch / "w", against) for w in chosen
+    ]
     shutil.rmtree(scratch, ignore_errors=True)
     text = table(results)
+    if against is not None:
+        text += "\n\n" + before_table(results)
     print("\n" + text)
     RESULTS.mkdir(exist_ok=True)
     name = "latest.json" if not (args.quick or args.only) else "quick.json"  # only full runs kept

@@ -16,11 +16,12 @@ from xnatsync.events import Fanout, Notice, PlanShown, Reporter
 from xnatsync.journal import Journal
 from xnatsync.localfs import remove_stale_parts
 from xnatsync.lock import DestLock
+from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor
 from xnatsync.pull.listing import Ledger, Planner
 from xnatsync.pull.manifest import LocalState, NoJournal, Owner
 from xnatsync.pull.options import PullOptions
-from xnatsync.pull.plan import Action, Plan, format_plan
+from xnatsync.pull.plan import Action, Plan
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.xnat.client import XnatClient

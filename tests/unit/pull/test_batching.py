@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from xnatsync.model import FileState, Level, LocalFile, RemoteFile
 from xnatsync.pull.batching import BatchPolicy, resource_uri
+from xnatsync.pull.describe import format_plan
 from xnatsync.pull.diff import diff
 from xnatsync.pull.layout import DEFAULT_LAYOUT
-from xnatsync.pull.plan import Plan, PlanOptions, build_plan, format_plan
+from xnatsync.pull.plan import Plan, PlanOptions, build_plan
 
 MD5 = hashlib.md5(b"x").hexdigest()
 POLICY = BatchPolicy(min_files=3, max_mean_size=1000, max_bytes=10_000)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from xnatsync.errors import UnsafePathError
 from xnatsync.model import FileState, Level, LocalFile, RemoteFile
+from xnatsync.pull.describe import format_plan
 from xnatsync.pull.diff import Change, ChangeKind, diff
 from xnatsync.pull.layout import DEFAULT_LAYOUT, Layout, parse_layout
 from xnatsync.pull.plan import (
@@ -22,7 +23,6 @@ from xnatsync.pull.plan import (
     build_delete_plan,
     build_plan,
     default_max_delete,
-    format_plan,
 )
 
 MD5 = hashlib.md5(b"x").hexdigest()
