@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import anyio.lowlevel
 
 from xnatsync.events import Event
+from xnatsync.model import Level, RemoteFile
+
+_A_SCAN_FILE = RemoteFile(
+    project="P",
+    subject_id="S01",
+    subject="sub",
+    experiment_id="E01",
+    experiment="sess",
+    level=Level.SCAN,
+    container="1",
+    container_type="T1",
+    resource="DICOM",
+    path="1.dcm",
+    uri="/data/x",
+    size=10,
+    digest=None,
+)
+
+
+def remote_file(**fields: Any) -> RemoteFile:
+    """A listed file of scan 1 (T1, resource DICOM) of session E01 of project P: every field
+    has a value; a test names only those it is about."""
+    return dataclasses.replace(_A_SCAN_FILE, **fields)
 
 
 class FakeTime:

@@ -13,30 +13,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import remote_file
 from xnatsync.errors import JournalError
 from xnatsync.journal import Journal
 from xnatsync.journal_schema import MIGRATIONS, migrate
-from xnatsync.model import FileState, Level, RemoteFile
+from xnatsync.model import FileState, RemoteFile
 
 MD5 = "0" * 32
 
 
 def rf(path: str = "1.dcm", *, project: str = "P", exp: str = "E01") -> RemoteFile:
-    return RemoteFile(
-        project=project,
-        subject_id="S01",
-        subject="sub",
-        experiment_id=exp,
-        experiment="sess",
-        level=Level.SCAN,
-        container="1",
-        container_type="T1",
-        resource="DICOM",
-        path=path,
-        uri="/data/x",
-        size=3,
-        digest=MD5,
-    )
+    return remote_file(project=project, experiment_id=exp, path=path, size=3, digest=MD5)
 
 
 @pytest.fixture

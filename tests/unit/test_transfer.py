@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import remote_file
 from xnatsync.errors import BadResponseError, IntegrityError, LocalFileError, TransportError
 from xnatsync.localfs import PART_SUFFIX, hash_file, remove_stale_parts
-from xnatsync.model import Level, RemoteFile
+from xnatsync.model import RemoteFile
 from xnatsync.transfer import BLOCK, fetch
 
 
@@ -58,21 +59,12 @@ class FakeSource:
 
 
 def remote_for(data: bytes, *, digest: str | None = "auto", size: int | None = -1) -> RemoteFile:
-    return RemoteFile(
-        project="P",
-        subject_id="S1",
-        subject="s1",
-        experiment_id="E1",
-        experiment="e1",
-        level=Level.SCAN,
-        container="1",
-        container_type="T1",
-        resource="DICOM",
-        path="a/b.dcm",
+    return remote_file(
+        subject_id="S1", subject="s1", experiment_id="E1", experiment="e1", path="a/b.dcm",
         uri="/data/experiments/E1/scans/1/resources/7/files/a/b.dcm",
         size=len(data) if size == -1 else size,
         digest=hashlib.md5(data).hexdigest() if digest == "auto" else digest,
-    )
+    )  # fmt: skip
 
 
 def leftovers(directory: Path) -> list[str]:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from xnatsync.model import FileState, Level, LocalFile, RemoteFile
+from tests.fakes import remote_file
+from xnatsync.model import FileState, LocalFile, RemoteFile
 from xnatsync.pull.diff import Change, ChangeKind, diff, iter_diff
 from xnatsync.pull.layout import DEFAULT_LAYOUT, parse_layout
 
@@ -19,21 +20,7 @@ OTHER = hashlib.md5(b"y").hexdigest()
 
 
 def rf(path: str = "1.dcm", size: int | None = 10, digest: str | None = MD5) -> RemoteFile:
-    return RemoteFile(
-        project="P",
-        subject_id="S01",
-        subject="sub",
-        experiment_id="E01",
-        experiment="sess",
-        level=Level.SCAN,
-        container="1",
-        container_type="T1",
-        resource="DICOM",
-        path=path,
-        uri="/data/x",
-        size=size,
-        digest=digest,
-    )
+    return remote_file(path=path, size=size, digest=digest)
 
 
 def downloaded(remote: RemoteFile, mtime_ns: int = 1_000, relpath: str | None = None) -> LocalFile:

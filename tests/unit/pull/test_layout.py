@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes import remote_file
 from xnatsync.errors import UnsafePathError, UsageError
 from xnatsync.localfs import resolve_under
 from xnatsync.model import Level, RemoteFile
@@ -19,22 +19,11 @@ from xnatsync.pull.layout import DEFAULT_LAYOUT, parse_layout, sanitize_type
 
 
 def rf(level: Level = Level.SCAN, path: str = "a/1.dcm", **kw: object) -> RemoteFile:
-    base = RemoteFile(
-        project="P",
-        subject_id="XNAT_S01",
-        subject="sub1",
-        experiment_id="XNAT_E01",
-        experiment="sess1",
-        level=level,
-        container="7",
-        container_type="T1 MPRAGE",
-        resource="DICOM",
-        path=path,
-        uri="/data/x",
-        size=10,
-        digest=None,
-    )
-    return replace(base, **kw)  # type: ignore[arg-type]
+    fields: dict[str, object] = {
+        "subject_id": "XNAT_S01", "subject": "sub1", "experiment_id": "XNAT_E01",
+        "experiment": "sess1", "container": "7", "container_type": "T1 MPRAGE",
+    }  # fmt: skip
+    return remote_file(**{**fields, "level": level, "path": path, **kw})
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.fakes import remote_file
 from xnatsync.errors import UnsafePathError
 from xnatsync.model import FileState, Level, LocalFile, RemoteFile
 from xnatsync.pull.describe import format_plan
@@ -31,21 +32,7 @@ PREFIX = "P/sub/sess/scans/1-T1/resources/DICOM/files"
 
 
 def rf(path: str = "1.dcm", size: int | None = 10, level: Level = Level.SCAN) -> RemoteFile:
-    return RemoteFile(
-        project="P",
-        subject_id="S01",
-        subject="sub",
-        experiment_id="E01",
-        experiment="sess",
-        level=level,
-        container="1",
-        container_type="T1",
-        resource="DICOM",
-        path=path,
-        uri="/data/x",
-        size=size,
-        digest=MD5,
-    )
+    return remote_file(path=path, size=size, level=level, digest=MD5)
 
 
 def done(remote: RemoteFile, relpath: str | None = None, **kw: object) -> LocalFile:
