@@ -22,6 +22,7 @@ import anyio.abc
 from xnatsync.errors import XnatSyncError
 from xnatsync.events import Event, ExperimentPlanned, FileDone, FileFailed, ListingFailed, Reporter
 from xnatsync.journal import Entry, Journal, unchanged_on_disk
+from xnatsync.model import FileState
 from xnatsync.pull.batching import BatchPolicy
 from xnatsync.pull.diff import diff
 from xnatsync.pull.layout import Layout, Memo
@@ -84,9 +85,14 @@ class Ledger:
         self._owner_of: dict[str, tuple[str, str]] = {}
         self._owed: dict[tuple[str, str], _Owed] = {}
 
-    def expect(self, project: str, owner: str, fingerprint: str, plan: Plan) -> None:
+    def expect(
+        self, project: str, owner: str, fingerprint: str, plan: Plan, *, departed: bool
+    ) -> None:
+        """Record ``fingerprint`` once ``plan`` is carried out, unless the owner's journal
+        still holds files its listing no longer has (``departed``): the no-op fast path marks
+        every row of an owner seen, and would hide those from ``--delete`` for ever."""
         self.journal.forget_fingerprint(project, owner)
-        if plan.errors:
+        if plan.errors or departed:
             return
         actions: tuple[Download | Verify | Move, ...] = (
             *plan.all_downloads(),
@@ -209,7 +215,9 @@ class Planner:
         changes = diff(wanted, local, relpath_of=placer.relpath)
         plan = build_plan(changes, placer, PlanOptions(batch=self.scope.batch))
         if self.ledger is not None:
-            self.ledger.expect(owner.project, owner.id, fingerprint, plan)
+            listed = {f.key for f in remote}
+            departed = any(f.state is FileState.DONE and f.key not in listed for f in local)
+            self.ledger.expect(owner.project, owner.id, fingerprint, plan, departed=departed)
         self._planned(owner, plan.summary())
         await self.submit(owner, plan)
 
