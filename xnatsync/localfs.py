@@ -15,6 +15,7 @@ import hashlib
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path, PurePosixPath
 
@@ -80,6 +81,30 @@ def resolve_under(dest: Path, rel: PurePosixPath, known_dirs: set[str] | None = 
         if known_dirs is not None and stat.S_ISDIR(mode) and i < len(parts) - 1:
             known_dirs.add("/".join(parts[: i + 1]))
     return dest.joinpath(*parts)
+
+
+def sizes_on_disk(dest: Path, relpaths: Iterable[PurePosixPath]) -> dict[str, int]:
+    """The size of each regular file at ``dest/relpath`` (symlinks and the absent left out).
+
+    Blocking: one ``lstat`` per folder, and one per file only in folders that exist, so a
+    destination that is still empty costs one call per resource folder."""
+    sizes: dict[str, int] = {}
+    folders: dict[PurePosixPath, bool] = {}
+    root = os.fspath(dest)
+    for rel in relpaths:
+        parent = rel.parent
+        exists = folders.get(parent)
+        if exists is None:
+            exists = folders[parent] = os.path.isdir(os.path.join(root, parent))
+        if not exists:
+            continue
+        try:
+            st = os.lstat(os.path.join(root, rel))
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            sizes[str(rel)] = st.st_size
+    return sizes
 
 
 def hash_file(path: Path) -> tuple[int, str, int]:

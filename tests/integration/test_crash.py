@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import os
 import signal
 import sqlite3
@@ -86,8 +87,19 @@ def done_rows(dest: Path) -> set[str]:
         return set()
 
 
+def intact(dest: Path, expected: dict[str, tuple[int, str]]) -> set[str]:
+    """Files at their places with the listed content (done in the journal or not)."""
+    return {
+        p for p, (_, digest) in expected.items()
+        if (dest / p).is_file() and hashlib.md5((dest / p).read_bytes()).hexdigest() == digest
+    }  # fmt: skip
+
+
 async def resume(emu: Emulator, dest: Path, verified: set[str]) -> None:
-    """Rerun the same command: exit 0, every file correct, nothing verified fetched again."""
+    """Rerun the same command: exit 0, every file correct, nothing verified fetched again, and
+    nothing fetched that was complete on disk at the kill (adopted by hashing instead)."""
+    on_disk = intact(dest, expected_tree(emu))
+    assert verified <= on_disk
     emu.faults.clear()
     # The killed run's last requests may still be answered (a stalled handler sleeps on), so
     # the rerun's file requests are tagged: a zero latency fault shows in their log records.
@@ -101,8 +113,8 @@ async def resume(emu: Emulator, dest: Path, verified: set[str]) -> None:
     tagged = emu.requests.matching("GET", FILE_GETS)
     fetched = [r.path for r in tagged if r.fault.startswith("latency")]
     paths = request_paths(emu)
-    assert [p for p in verified if paths[p] in fetched] == []
-    assert sorted(fetched) == sorted(paths[p] for p in set(expected) - verified)
+    assert [p for p in on_disk if paths[p] in fetched] == []
+    assert sorted(fetched) == sorted(paths[p] for p in set(expected) - on_disk)
 
 
 async def killed(proc: asyncio.subprocess.Process, signum: int = signal.SIGKILL) -> int:
@@ -193,6 +205,8 @@ async def test_kill_mid_zip_then_resume(big: Emulator, tmp_path: Path) -> None:
     assert spools(tmp_path) != []  # left by the kill
     verified = done_rows(tmp_path)
     expected = expected_tree(big)
+    on_disk = intact(tmp_path, expected)
+    assert verified <= on_disk
     assert_invariants(tmp_path, expected, completed=False)
     big.faults.clear()
     big.faults.configure("paths=*/files|*/files/*,latency:0=1")  # tag the rerun's requests
@@ -203,15 +217,17 @@ async def test_kill_mid_zip_then_resume(big: Emulator, tmp_path: Path) -> None:
     assert done_rows(tmp_path) == set(expected)
     assert spools(tmp_path) == []
     assert part_files(tmp_path) == []
-    # nothing verified before the kill came again: every zip of the rerun is of a resource
-    # with some file left to fetch, and no single file was fetched
+    # nothing complete on disk at the kill came again: a zip of the rerun is of a resource
+    # with none of its files on disk, and a single GET is of a file that was not there
     paths = request_paths(big)
     rerun = [
         r.path for r in big.requests.matching("GET", "*/files*") if r.fault.startswith("latency")
     ]
     assert any(fnmatch.fnmatchcase(p, ZIP_STALLED) for p in rerun)  # the killed one, again
+    local_of = {remote: local for local, remote in paths.items()}
     for zip_path in (p for p in rerun if fnmatch.fnmatchcase(p, "*/resources/*/files")):
         members = {local for local, remote in paths.items() if remote.startswith(zip_path + "/")}
         assert members, zip_path
-        assert not members <= verified, zip_path
-    assert not any(fnmatch.fnmatchcase(p, FILE_GETS) and "/resources/" in p for p in rerun)
+        assert not members & on_disk, zip_path
+    singles = {local_of[p] for p in rerun if fnmatch.fnmatchcase(p, FILE_GETS) and p in local_of}
+    assert not singles & on_disk

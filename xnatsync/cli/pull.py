@@ -95,6 +95,11 @@ def add_pull(sub: Any) -> None:
     out.add_argument("--max-delete", type=int, help="refuse deletes beyond this many")
     out.add_argument("--no-trash", action="store_true", default=None, help="delete, don't trash")
     out.add_argument("--fsync", action="store_true", default=None, help="fsync files and dirs")
+    out.add_argument(
+        "--adopt-by-size", action="store_true", default=None,
+        help="keep a file already at its place whose size matches when the server lists no "
+        "MD5 for it (files with a listed MD5 are always adopted if they hash to it)",
+    )  # fmt: skip
     out.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
     run = p.add_argument_group("transfers")
     run.add_argument("--concurrency", type=int, help="parallel file transfers (default 8)")
@@ -246,6 +251,7 @@ def options_from(
         purge=bool(settings.get("no_trash")),
         fsync=bool(settings.get("fsync")),
         batch=None if settings.get("no_zip") else BatchPolicy(),
+        adopt_by_size=bool(settings.get("adopt_by_size")),
         limits=limits,
         timeouts=timeouts,
         retry=retry,

@@ -33,6 +33,7 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "quiet": bool,
     "fsync": bool,
     "no_zip": bool,
+    "adopt_by_size": bool,
     "retries": int,
     "read_timeout": (int, float),
     "connect_timeout": (int, float),

@@ -19,12 +19,21 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from xnatsync.errors import XnatSyncError
-from xnatsync.events import Event, ExperimentPlanned, FileDone, FileFailed, ListingFailed, Reporter
+from xnatsync.errors import UnsafePathError, XnatSyncError
+from xnatsync.events import (
+    Event,
+    ExperimentPlanned,
+    FileDone,
+    FileFailed,
+    ListingFailed,
+    Notice,
+    Reporter,
+)
 from xnatsync.journal import Entry, Journal, unchanged_on_disk
+from xnatsync.localfs import sizes_on_disk
 from xnatsync.model import FileState
 from xnatsync.pull.batching import BatchPolicy
-from xnatsync.pull.diff import diff
+from xnatsync.pull.diff import Change, diff
 from xnatsync.pull.layout import Layout, Memo
 from xnatsync.pull.manifest import (
     Lister,
@@ -36,6 +45,7 @@ from xnatsync.pull.manifest import (
     selected,
 )
 from xnatsync.pull.plan import (
+    ADOPTABLE,
     Download,
     Move,
     Plan,
@@ -61,6 +71,7 @@ class Scope:
     layout: Layout
     batch: BatchPolicy | None
     listings: int
+    adopt_by_size: bool = False
 
 
 @dataclass
@@ -137,6 +148,7 @@ class Planner:
     submit: Submit
     ledger: Ledger | None = None
     complete: bool = True
+    unproven: int = 0  # files on disk fetched again: no listed digest, no --adopt-by-size
     shape: str = ""
     seen_keys: set[str] = field(default_factory=set)
     listed: set[tuple[str, str]] = field(default_factory=set)
@@ -152,6 +164,14 @@ class Planner:
             async with send:
                 for project in self.scope.projects:
                     await self._discover(project, send)
+        if self.unproven:
+            self.reporter.emit(
+                Notice(
+                    f"{self.unproven} files already on disk with the listed size were fetched "
+                    "again: the server lists no MD5 to check them against (--adopt-by-size "
+                    "keeps such files, on the strength of their size alone)"
+                )
+            )
 
     def _listing_failed(self, what: str, exc: XnatSyncError) -> None:
         if exc.fatal:
@@ -213,13 +233,29 @@ class Planner:
         wanted = selected(remote, self.scope.selection)
         placer = Memo(self.scope.layout)
         changes = diff(wanted, local, relpath_of=placer.relpath)
-        plan = build_plan(changes, placer, PlanOptions(batch=self.scope.batch))
+        on_disk = await self._on_disk(changes, placer)
+        options = PlanOptions(batch=self.scope.batch, adopt_by_size=self.scope.adopt_by_size)
+        plan = build_plan(changes, placer, options, on_disk)
+        self.unproven += plan.unproven
         if self.ledger is not None:
             listed = {f.key for f in remote}
             departed = any(f.state is FileState.DONE and f.key not in listed for f in local)
             self.ledger.expect(owner.project, owner.id, fingerprint, plan, departed=departed)
         self._planned(owner, plan.summary())
         await self.submit(owner, plan)
+
+    async def _on_disk(self, changes: list[Change], placer: Memo) -> dict[str, int]:
+        """Sizes of the files already at the targets of files to fetch (for adoption)."""
+        targets = []
+        for change in changes:
+            if change.kind in ADOPTABLE and change.remote is not None:
+                try:
+                    targets.append(placer.relpath(change.remote))
+                except UnsafePathError:
+                    continue  # the plan reports it
+        if len(targets) > INLINE_LSTATS:
+            return await anyio.to_thread.run_sync(sizes_on_disk, self.scope.dest, targets)
+        return sizes_on_disk(self.scope.dest, targets) if targets else {}
 
     def _planned(self, owner: Owner, s: PlanSummary) -> None:
         self.reporter.emit(

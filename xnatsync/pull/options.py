@@ -29,7 +29,9 @@ class PullOptions:
     ``url`` is the server's base URL (``https://host[:port][/path]``, checked on creation);
     ``journal_path`` defaults to ``DEST/.xnatsync/journal.db``; ``batch`` None means one
     request per file, never a zip; ``ssl`` is an ``ssl.SSLContext``, False to skip checks (not
-    advised), or None for the system's trust store.
+    advised), or None for the system's trust store. A file already at its place with the
+    listed size is adopted when its MD5 is the listed digest; with ``adopt_by_size`` also
+    where the server lists no digest (size alone proves little: off by default).
     """
 
     url: str
@@ -49,6 +51,7 @@ class PullOptions:
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()
     ssl: ssl.SSLContext | bool | None = None
+    adopt_by_size: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", check_base_url(self.url))
@@ -62,7 +65,7 @@ class PullOptions:
         """The narrow value the listing stage gets."""
         return Scope(
             self.projects, self.dest, self.selection, self.layout, self.batch,
-            self.limits.listings,
+            self.limits.listings, self.adopt_by_size,
         )  # fmt: skip
 
     def delete_rules(self, run_id: int) -> PlanOptions:

@@ -25,7 +25,7 @@ Invariants:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -56,6 +56,7 @@ class PlanOptions:
     purge: bool = False
     run_id: int = 0
     batch: BatchPolicy | None = None  # None: every file is its own request
+    adopt_by_size: bool = False  # a file on disk with the listed size but no listed MD5 is kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +151,7 @@ class PlanSummary:
     delete_bytes: int = 0
     errors: int = 0
     unlisted: int = 0
+    unproven: int = 0
 
     def __add__(self, other: PlanSummary) -> PlanSummary:
         names = PlanSummary.__dataclass_fields__
@@ -172,6 +174,7 @@ class Plan:
     unlisted: int = 0
     delete_refused: str = ""
     batches: tuple[Batch, ...] = ()
+    unproven: int = 0  # files on disk of the listed size, fetched again for want of a digest
 
     def actions(self) -> tuple[Action, ...]:
         """What the scheduler runs, in order: zips first (they are the cheapest per file)."""
@@ -198,19 +201,29 @@ class Plan:
             delete_bytes=sum(d.size or 0 for d in self.deletes),
             errors=len(self.errors),
             unlisted=self.unlisted,
+            unproven=self.unproven,
         )
 
 
-def build_plan(changes: Iterable[Change], layout: Placer, options: PlanOptions) -> Plan:
+def build_plan(
+    changes: Iterable[Change],
+    layout: Placer,
+    options: PlanOptions,
+    on_disk: Mapping[str, int] | None = None,
+) -> Plan:
     """Plan one owner's changes. Never raises for a per-file problem: it becomes an error.
 
     Per-owner plans never delete; with ``options.batch``, downloads of whole resources of
-    small files become zip batches (``batching``)."""
+    small files become zip batches (``batching``). ``on_disk`` gives the size of each regular
+    file found at the target of a file to fetch (``NEW`` or ``RETRY``): one of the listed size
+    is adopted, that is re-hashed and kept if its MD5 is the listed digest (``Verify``), rather
+    than fetched; without a listed digest only if ``options.adopt_by_size``."""
     changes = list(changes)
     targets, errors = _place(changes, layout)
     errors.update(_collisions(changes, targets))
+    adopt = _Adoption(on_disk or {}, options.adopt_by_size)
     actions = [
-        _act(c, targets[c.key])
+        adopt.act(c, targets[c.key])
         for c in changes
         if c.kind is not ChangeKind.ONLY_LOCAL and c.key not in errors
     ]
@@ -228,7 +241,34 @@ def build_plan(changes: Iterable[Change], layout: Placer, options: PlanOptions) 
         skips=tuple(a for a in actions if isinstance(a, Skip)),
         errors=tuple(errors[k] for k in sorted(errors)),
         unlisted=sum(1 for c in changes if c.kind is ChangeKind.ONLY_LOCAL),
+        unproven=adopt.unproven,
     )
+
+
+ADOPTABLE = frozenset({ChangeKind.NEW, ChangeKind.RETRY})
+"""Kinds whose target may already hold the file: no row (a lost journal, a copied tree), or a
+row not yet ``done`` (a kill between a file's rename and its row)."""
+
+
+class _Adoption:
+    """Turns a fetch into a ``Verify`` where the target already holds a file of the listed size."""
+
+    def __init__(self, on_disk: Mapping[str, int], by_size: bool) -> None:
+        self.on_disk = on_disk
+        self.by_size = by_size
+        self.unproven = 0
+
+    def act(self, change: Change, target: PurePosixPath) -> Download | Verify | Move | Skip:
+        remote = change.remote
+        if change.kind not in ADOPTABLE or not self.on_disk or remote is None:
+            return _act(change, target)
+        size = self.on_disk.get(str(target))
+        if size is None or remote.size is None or size != remote.size:
+            return _act(change, target)
+        if remote.digest is None and not self.by_size:
+            self.unproven += 1
+            return _act(change, target)
+        return Verify(remote, target, target, remote.digest, remote.size)
 
 
 def _place(
