@@ -5,12 +5,15 @@ each body is buffered, then one worker-thread hop hashes it (MD5), writes it to 
 renames it. Bodies over 8 MiB are not buffered (a 1 GiB file would cost 2 GiB of memory):
 they are hashed and written inline as they arrive, the reference file's R3 for one stream.
 No journal, no verification against a listing, no layout: the floor of the work xnatsync does.
-``listing`` issues exactly the listing requests a pull makes, and nothing else.
+``listing`` issues exactly the listing requests a pull makes, and nothing else. ``md5tree``
+reads and MD5s every file below a folder once, one after another, as ``md5sum`` would: the
+floor of adopting a mirror whose journal is gone.
 
 Usage::
 
     python -m benchmarks.reference download URL USER PASSWORD URLS_FILE DEST CONCURRENCY
     python -m benchmarks.reference listing URL USER PASSWORD PROJECT CONCURRENCY
+    python -m benchmarks.reference md5tree DIR
 """
 
 from __future__ import annotations
@@ -118,7 +121,24 @@ async def listing(url: str, user: str, password: str, project: str, n: int) -> N
         await asyncio.gather(*(get(p) for p in paths))
 
 
+def md5tree(root: Path) -> int:
+    """MD5 of every file below ``root`` (``.xnatsync`` left out); how many files."""
+    count = 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d != ".xnatsync"]
+        for name in files:
+            md5 = hashlib.md5(usedforsecurity=False)
+            with open(os.path.join(folder, name), "rb", buffering=0) as f:
+                while block := f.read(4 << 20):
+                    md5.update(block)
+            count += 1
+    return count
+
+
 def main(argv: list[str]) -> None:
+    if argv[0] == "md5tree":
+        print(md5tree(Path(argv[1])))
+        return
     mode, url, user, password = argv[:4]
     if mode == "download":
         urls = Path(argv[4]).read_text().split()

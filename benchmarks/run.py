@@ -42,6 +42,9 @@ LISTINGS = 4
 RESULTS = Path(__file__).parent / "results"
 DEST = "{dest}"  # replaced by each run's own destination folder
 NO_ZIP = "xnatsync --no-zip"  # the same engine, one request per file (zips off)
+MD5_TREE = "MD5 of the tree"
+FORGET_JOURNAL = 'rm -f -- "$0"/.xnatsync/journal.db "$0"/.xnatsync/journal.db-wal '
+FORGET_JOURNAL += '"$0"/.xnatsync/journal.db-shm && exec "$@"'
 BEFORE = "xnatsync before"  # --against DIR: the same command run by an earlier checkout
 # the earlier checkout's CLI, found first on sys.path (before the editable install's finder)
 RUN_FROM = "import sys; sys.path.insert(0, sys.argv.pop(1)); from xnatsync.cli import main; "
@@ -57,6 +60,7 @@ class Workload:
     size: int
     noop: bool = False
     server_ms: int = 0  # time the emulator adds to every files request (a real server's cost)
+    adopt: bool = False  # re-pull a complete mirror whose journal was deleted
 
     @property
     def count(self) -> int:
@@ -64,9 +68,10 @@ class Workload:
 
     def scaled(self, factor: int) -> Workload:
         if self.count == 1:
-            return Workload(self.name, 1, 1, 1, self.size // factor, self.noop, self.server_ms)
+            return Workload(self.name, 1, 1, 1, self.size // factor, self.noop, self.server_ms,
+                            self.adopt)  # fmt: skip
         return Workload(self.name, max(1, self.subjects // factor), self.scans, self.files,
-                        self.size, self.noop, self.server_ms)  # fmt: skip
+                        self.size, self.noop, self.server_ms, self.adopt)  # fmt: skip
 
 
 WORKLOADS = (
@@ -82,6 +87,14 @@ WORKLOADS = (
     ),
     Workload("1 x 1 GiB", subjects=1, scans=1, files=1, size=1 << 30),
     Workload("no-op re-pull of 20000", subjects=100, scans=10, files=20, size=4096, noop=True),
+    Workload(
+        "2000 x 512 KiB mirror, journal deleted",
+        subjects=20,
+        scans=10,
+        files=10,
+        size=512 * 1024,
+        adopt=True,
+    ),
 )
 
 
@@ -128,6 +141,12 @@ def commands(
     if w.noop:
         listing = [py, "-m", "benchmarks.reference", "listing", url, USER, PASSWORD, PROJECT]
         return {"xnatsync": xnatsync, "listing only": [*listing, str(LISTINGS)], **before}
+    if w.adopt:  # the journal goes before each run (not timed apart: rm costs milliseconds)
+        report = ["--report", str(work / "adopt-report.json")]
+        return {
+            "xnatsync": ["sh", "-c", FORGET_JOURNAL, DEST, *xnatsync, *report],
+            MD5_TREE: [py, "-m", "benchmarks.reference", "md5tree", DEST],
+        }
     ref = [py, "-m", "benchmarks.reference", "download", url, USER, PASSWORD]
     cmds = {
         "xnatsync": xnatsync,
@@ -159,6 +178,10 @@ def run_workload(
             for name in (n for n in cmds if n in ("xnatsync", BEFORE)):
                 first = measure([str(work / name) if a == DEST else a for a in cmds[name]], env)
                 assert first.exit_code == 0, first.stderr_tail
+        if w.adopt:  # the mirror to adopt, made once; every run reads the same tree
+            first = measure([str(work / "xnatsync") if a == DEST else a for a in cmds["xnatsync"]],
+                            env)  # fmt: skip
+            assert first.exit_code == 0, first.stderr_tail
         names = list(cmds)
         for round_ in range(pairs):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
@@ -166,8 +189,12 @@ def run_workload(
                 # a fresh folder per run, all deleted after the workload: deleting one between
                 # runs leaves the filesystem busy (discard, writeback) during the next one
                 dest = str(work / (name if w.noop else f"{name}-{round_}"))
+                dest = str(work / "xnatsync") if w.adopt else dest
                 m = measure([dest if arg == DEST else arg for arg in cmds[name]], env)
                 report(name, m)
+                if w.adopt and name == "xnatsync":
+                    moved = json.loads((work / "adopt-report.json").read_text())
+                    assert moved["bytes_transferred"] == 0, moved  # adopted, not fetched
                 result.runs.setdefault(name, []).append(
                     {"seconds": m.seconds, "peak_rss_mib": m.peak_rss_mib, "exit": m.exit_code}
                 )
@@ -227,7 +254,12 @@ def table(results: list[Result]) -> str:
     ]
     for r in results:
         s = r.summary
-        if "ratio_vs_listing_only" in s:
+        if "ratio_vs_MD5_of_the_tree" in s:
+            base = f"{s['MD5_of_the_tree_s']:.2f} s (MD5 of the tree)"
+            times = 1 / s["ratio_vs_MD5_of_the_tree"]
+            ratio = f"time = {times:.2f} x MD5"
+            target = "<= 1.3 x MD5: " + ("met" if times <= 1.3 else "MISSED")
+        elif "ratio_vs_listing_only" in s:
             base = f"{s['listing_only_s']:.2f} s (listing only)"
             ratio = f"time = {1 / s['ratio_vs_listing_only']:.2f} x listing"
             target = "< 2 x listing: " + ("met" if 1 / s["ratio_vs_listing_only"] < 2 else "MISSED")
