@@ -22,6 +22,7 @@ from xnatsync.pull.listing import Ledger, Planner
 from xnatsync.pull.manifest import LocalState, NoJournal, Owner
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.plan import Action, Plan
+from xnatsync.pull.zips import SPOOL_DIR
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.xnat.client import XnatClient
@@ -46,27 +47,41 @@ async def pull(
         await _dry_run(options, Fanout(reporter, counts), client)
         counts.close()
         return counts
-    try:
-        options.dest.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LocalDiskError(f"cannot create {options.dest}: {exc.strerror or exc}") from exc
-    with DestLock(options.dest), Journal.open(options.journal_file) as journal:
-        last = journal.last_run()
-        if last is not None and last["status"] == "running":
-            await anyio.to_thread.run_sync(remove_stale_parts, options.dest)
-        run_id = journal.start_run(f"pull {options.url} {' '.join(options.projects)}")
-        status = "interrupted"
+    # Log in before touching DEST: a run that cannot reach the server, or is refused, leaves
+    # the destination as it found it (no folder, no lock, no journal).
+    async with client:
         try:
-            async with client:
+            options.dest.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LocalDiskError(f"cannot create {options.dest}: {exc.strerror or exc}") from exc
+        with DestLock(options.dest), Journal.open(options.journal_file) as journal:
+            await _sweep(options, journal.last_run())
+            run_id = journal.start_run(f"pull {options.url} {' '.join(options.projects)}")
+            status = "interrupted"
+            try:
                 await _sync(options, Fanout(reporter, counts), client, journal, run_id)
-            status = "ok" if counts.ok else "failed"
-        except XnatSyncError:
-            status = "error"
-            raise
-        finally:
-            counts.close()
-            journal.finish_run(run_id, status, counts.counts())
+                status = "ok" if counts.ok else "failed"
+            except XnatSyncError:
+                status = "error"
+                raise
+            finally:
+                counts.close()
+                journal.finish_run(run_id, status, counts.counts())
     return counts
+
+
+async def _sweep(options: PullOptions, last: dict[str, object] | None) -> None:
+    """Remove what earlier runs left, under the lock (no other run works on DEST now).
+
+    Zip spools live in one small folder: swept at every start. Temp files sit beside their
+    targets, anywhere in the tree: a run that ended normally ("ok" or "failed") removed its
+    own, so the tree is walked only after one that did not (killed, interrupted, or stopped by
+    a fatal error such as a full disk)."""
+    spools = options.dest / SPOOL_DIR
+    if spools.is_dir():
+        await anyio.to_thread.run_sync(remove_stale_parts, spools)
+    if last is not None and last["status"] not in ("ok", "failed"):
+        await anyio.to_thread.run_sync(remove_stale_parts, options.dest)
 
 
 async def _sync(
