@@ -12,7 +12,9 @@ responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_s
     ├── LockedError                  another run holds the destination lock        fatal, exit 2
     ├── AuthError                    bad credentials, expired token                fatal, exit 3
     │   ├── PermissionDeniedError    403 on something we must reach                fatal, exit 3
-    │   └── TlsError                 the server's certificate is not trusted       fatal, exit 3
+    │   ├── TlsError                 the server's certificate is not trusted       fatal, exit 3
+    │   └── ProjectNotFoundError     a requested project is absent or hidden       exit 3 (at end)
+    ├── UnreachableError             no answer, or not an XNAT (retry later)       fatal, exit 5
     ├── RemoteError                  an HTTP answer we cannot use (.status)
     │   ├── TransientRemoteError     5xx, 429 (.retry_after), 408                  retryable
     │   ├── NotFoundError            404                                           permanent
@@ -38,6 +40,7 @@ README repeats it):
 2     usage or configuration error, or the destination is locked by another run
 3     authentication or permission error (also: the server's TLS certificate is not trusted)
 4     local disk or journal error (full, read-only, permission)
+5     the server cannot be reached, or is not an XNAT (worth retrying later, e.g. from cron)
 130   interrupted (Ctrl-C / SIGTERM); what was verified stays done
 ====  ======================================================================================
 
@@ -58,6 +61,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     AUTH = 3
     DISK = 4
+    UNREACHABLE = 5
     INTERRUPTED = 130
 
 
@@ -112,6 +116,19 @@ class PermissionDeniedError(AuthError):
 class TlsError(AuthError):
     """The server could not be authenticated: its TLS certificate is not trusted, or the TLS
     handshake failed. Never retried: nothing changes until a CA bundle is configured."""
+
+
+class ProjectNotFoundError(AuthError):
+    """A requested project does not exist, or the user may not see it: XNAT answers 404 for
+    both. Raised after the other projects were pulled."""
+
+
+class UnreachableError(XnatSyncError):
+    """The server did not answer (refused, unresolvable, down, a proxy's 5xx), or what answered
+    is not an XNAT. Nothing was done; the same command may well work later."""
+
+    disposition = Disposition.FATAL
+    exit_code: int = ExitCode.UNREACHABLE
 
 
 class RemoteError(XnatSyncError):

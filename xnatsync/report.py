@@ -101,13 +101,16 @@ class Summary:
         data["seconds"] = round(self.seconds, 3)
         return data
 
-    def render(self) -> str:
-        """A few human lines for the end of a run."""
+    def render(self, *, stopped: bool = False) -> str:
+        """A few human lines for the end of a run; ``stopped``: an error ended it. "0 failed"
+        is said only of a run that ended well (beside an error it would mislead)."""
+        failed = self.files_failed > 0 or (self.ok and not stopped)
         lines = [
             f"{self.files_transferred} downloaded ({_human(self.bytes_transferred)}), "
             f"{self.files_skipped} up to date, {self.files_verified} re-verified, "
-            f"{self.files_moved} moved, {self.files_deleted} deleted, "
-            f"{self.files_failed} failed in {self.seconds:.1f} s",
+            f"{self.files_moved} moved, {self.files_deleted} deleted"
+            + (f", {self.files_failed} failed" if failed else "")
+            + f" in {self.seconds:.1f} s",
         ]
         lines += [f"  failed: {f['path']}: {f['reason']}" for f in self.failures[:20]]
         if self.files_failed > 20:

@@ -296,14 +296,23 @@ def run_pull(args: argparse.Namespace) -> int:
         reporter.close()
     if output.report_path is not None:
         write_report(output.report_path, summary, error, interrupted)
-    if not options.dry_run and not (output.quiet and summary.ok):
-        print(summary.render(), file=sys.stderr)
+    if (
+        not options.dry_run
+        and not (output.quiet and summary.ok)
+        and not _nothing_happened(summary, error)
+    ):
+        print(summary.render(stopped=error is not None), file=sys.stderr)
     if error is not None:
         raise error
     if interrupted:
         print(INTERRUPTED_MESSAGE, file=sys.stderr)
         return ExitCode.INTERRUPTED
     return ExitCode.OK if summary.ok else ExitCode.FAILED_FILES
+
+
+def _nothing_happened(summary: Summary, error: XnatSyncError | None) -> bool:
+    """A run stopped by an error before it listed anything has no summary worth a line."""
+    return error is not None and summary.owners_listed == 0 and not summary.listing_failures
 
 
 def pull_until_signal(options: PullOptions, reporter: Reporter) -> bool:

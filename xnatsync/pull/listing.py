@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 import anyio.abc
 
-from xnatsync.errors import UnsafePathError, XnatSyncError
+from xnatsync.errors import NotFoundError, UnsafePathError, XnatSyncError
 from xnatsync.events import (
     Event,
     ExperimentPlanned,
@@ -149,6 +149,7 @@ class Planner:
     ledger: Ledger | None = None
     complete: bool = True
     unproven: int = 0  # files on disk fetched again: no listed digest, no --adopt-by-size
+    missing: list[str] = field(default_factory=list)  # requested projects that answered 404
     shape: str = ""
     seen_keys: set[str] = field(default_factory=set)
     listed: set[tuple[str, str]] = field(default_factory=set)
@@ -181,13 +182,19 @@ class Planner:
 
     async def _discover(self, project: str, send: anyio.abc.ObjectSendStream[Owner]) -> None:
         sel = self.scope.selection
-        if sel.project_resources:
-            await send.send(Owner(project, "", ""))
         try:
             experiments = await self.lister.list_experiments(project)
+        except NotFoundError:
+            # absent, or hidden from this user (XNAT says 404 for both): the run's error at
+            # the end, once the other projects are pulled; no deletes on an incomplete run
+            self.missing.append(project)
+            self.complete = False
+            return
         except XnatSyncError as exc:
             self._listing_failed(f"experiments of {project}", exc)
             return
+        if sel.project_resources:
+            await send.send(Owner(project, "", ""))
         self.kinds.add((project, "experiment"))
         self.known.update((project, e.id) for e in experiments)
         for exp in experiments:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import anyio
 
-from xnatsync.errors import LocalDiskError, XnatSyncError, first_error
+from xnatsync.errors import LocalDiskError, ProjectNotFoundError, XnatSyncError, first_error
 from xnatsync.events import Fanout, Notice, PlanShown, Reporter
 from xnatsync.journal import Journal
 from xnatsync.localfs import remove_stale_parts
@@ -84,6 +84,18 @@ async def _sweep(options: PullOptions, last: dict[str, object] | None) -> None:
         await anyio.to_thread.run_sync(remove_stale_parts, options.dest)
 
 
+def _check_projects(options: PullOptions, missing: list[str]) -> None:
+    """The run's end: a requested project that answered 404 is an error (exit 3)."""
+    if not missing:
+        return
+    what = f"project {missing[0]}" if len(missing) == 1 else f"projects {', '.join(missing)}"
+    others = "; the other projects were pulled" if len(options.projects) > len(missing) else ""
+    raise ProjectNotFoundError(
+        f"{what}: not on {options.url}, or user {options.credentials.username!r} may not see "
+        f"it (XNAT answers 404 for both){others}"
+    )
+
+
 async def _sync(
     options: PullOptions, reporter: Reporter, client: XnatClient, journal: Journal, run_id: int
 ) -> None:
@@ -114,6 +126,7 @@ async def _sync(
             reporter.emit(Notice(f"deletes refused: {deletes.delete_refused}"))
         executor.record(deletes.errors)
         await scheduler.submit(deletes.actions())
+    _check_projects(options, planner.missing)
 
 
 async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient) -> None:
@@ -143,6 +156,7 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
                 deletes = planner.delete_plan(journal, options.delete_rules(run_id=-1))
                 total = total + deletes.summary()
                 reporter.emit(PlanShown("deletes", format_plan(deletes)))
+            _check_projects(options, planner.missing)
     finally:
         if journal is not None:
             journal.close()

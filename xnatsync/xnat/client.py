@@ -36,6 +36,10 @@ from yarl import URL
 from xnatsync.errors import (
     AuthError,
     BadResponseError,
+    RemoteError,
+    TransientRemoteError,
+    TransportError,
+    UnreachableError,
     XnatSyncError,
     redact,
 )
@@ -60,6 +64,7 @@ DEFAULT_LIMITS = Limits()
 DEFAULT_TIMEOUTS = Timeouts()
 DEFAULT_RETRY = RetryPolicy()
 ERROR_SNIPPET_BYTES = 2048
+NOT_XNAT = frozenset({400, 404, 405, 501})  # what a login POST to /data/JSESSION gets elsewhere
 
 T = TypeVar("T")
 log = logging.getLogger("xnatsync.xnat")
@@ -117,6 +122,19 @@ class XnatClient:
         )
         try:
             await self._auth.login()
+        except (TransportError, TransientRemoteError) as exc:
+            await self._close()
+            raise UnreachableError(
+                f"cannot reach the XNAT server at {self.base_url}: {exc}"
+            ) from exc
+        except RemoteError as exc:
+            await self._close()
+            if exc.status not in NOT_XNAT:
+                raise
+            raise UnreachableError(
+                f"{self.base_url} is not an XNAT server (or not its base URL): a login there "
+                f"was answered HTTP {exc.status}"
+            ) from exc
         except BaseException:
             await self._close()
             raise

@@ -43,6 +43,9 @@ def transport_errors(method: str, url: str | URL, timeouts: Timeouts) -> Iterato
             f"timed out connecting ({timeouts.connect:g} s) "
             f"or waiting for a pooled connection ({timeouts.pool:g} s)"
         )
+    except aiohttp.ClientConnectorError as exc:  # refused, unresolvable, unreachable
+        reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+        detail = f"cannot connect to {exc.host}:{exc.port} ({redact(reason)})"
     except aiohttp.ClientPayloadError as exc:
         detail = f"body incomplete ({describe(exc)})"
     except aiohttp.ServerDisconnectedError as exc:

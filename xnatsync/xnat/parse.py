@@ -112,6 +112,9 @@ def _http_date(value: str) -> float | None:
         return None
 
 
+_FOR_GOOD = frozenset({501, 505})  # not implemented, version not supported: a retry won't help
+
+
 def raise_for_status(
     status: int,
     headers: Mapping[str, str],
@@ -132,7 +135,7 @@ def raise_for_status(
         raise PermissionDeniedError(message)
     if status == 404:
         raise NotFoundError(message, status=status, url=where)
-    if status in (408, 429) or status >= 500:
+    if status in (408, 429) or (status >= 500 and status not in _FOR_GOOD):
         retry_after = parse_retry_after(
             headers.get("Retry-After"), date=headers.get("Date"), now=now
         )

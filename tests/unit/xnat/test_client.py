@@ -30,6 +30,7 @@ from xnatsync.errors import (
     NotFoundError,
     TransientRemoteError,
     TransportError,
+    UnreachableError,
     UsageError,
     XnatSyncError,
 )
@@ -369,7 +370,7 @@ async def test_truncated_listing_is_a_transport_error_and_retried(server: Server
     assert len(server.time.sleeps) == 1
 
 
-async def test_connection_refused_is_a_transport_error(server: Server) -> None:
+async def test_connection_refused_at_login_is_unreachable_after_retries(server: Server) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -380,9 +381,12 @@ async def test_connection_refused_is_a_transport_error(server: Server) -> None:
         sleep=server.time.sleep,
         clock=server.time.clock,
     )
-    with pytest.raises(TransportError, match=r"POST http://127\.0\.0\.1"):
+    with pytest.raises(UnreachableError, match=r"cannot reach .* cannot connect to") as info:
         async with client:
             pass
+    assert isinstance(info.value.__cause__, TransportError)
+    assert info.value.exit_code == 5
+    assert "ssl" not in str(info.value)
     assert len(server.time.sleeps) == 1
 
 

@@ -23,6 +23,7 @@ from tests.fakes import FakeTime
 from xnatsync.errors import (
     NotFoundError,
     PermissionDeniedError,
+    RemoteError,
     TlsError,
     TransientRemoteError,
     TransportError,
@@ -146,6 +147,8 @@ async def test_an_untrusted_certificate_is_fatal_and_never_retried(net: aiorespo
     [
         (403, PermissionDeniedError, 1),
         (404, NotFoundError, 1),
+        (400, RemoteError, 1),
+        (501, RemoteError, 1),  # not implemented: asking again won't change it
         (502, TransientRemoteError, 3),
         (503, TransientRemoteError, 3),
         (504, TransientRemoteError, 3),
