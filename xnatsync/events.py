@@ -96,6 +96,14 @@ class PlanShown:
 
 
 @dataclass(frozen=True, slots=True)
+class NotFound:
+    """A subject or experiment named in the selection that no requested project has."""
+
+    what: str  # "subject" or "experiment"
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Notice:
     """A message for the user that is not about one file (refused deletes, a warning)."""
 
@@ -111,6 +119,7 @@ Event = (
     | FileFailed
     | FileDeleted
     | ListingFailed
+    | NotFound
     | Notice
     | PlanShown
 )

@@ -22,6 +22,7 @@ from xnatsync.events import (
     FileProgress,
     FileRetry,
     ListingFailed,
+    NotFound,
     Notice,
     PlanShown,
     Reporter,
@@ -47,6 +48,7 @@ class Summary:
     owners_listed: int = 0  # experiments, subjects and projects whose listing was planned
     failures: list[dict[str, str]] = dataclasses.field(default_factory=list)
     listing_failures: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    not_found: list[dict[str, str]] = dataclasses.field(default_factory=list)
     notices: list[str] = dataclasses.field(default_factory=list)
     started: float = dataclasses.field(default_factory=time.monotonic)
     seconds: float = 0.0
@@ -79,6 +81,8 @@ class Summary:
                 self.files_deleted += 1
             case ListingFailed():
                 self.listing_failures.append({"what": event.what, "reason": event.reason})
+            case NotFound():
+                self.not_found.append({"what": event.what, "name": event.name})
             case Notice():
                 self.notices.append(event.message)
             case _:
@@ -89,7 +93,7 @@ class Summary:
 
     @property
     def ok(self) -> bool:
-        return self.files_failed == 0 and not self.listing_failures
+        return self.files_failed == 0 and not self.listing_failures and not self.not_found
 
     def counts(self) -> dict[str, int]:
         """The integer counters (what the journal's runs table keeps)."""
@@ -116,6 +120,7 @@ class Summary:
         if self.files_failed > 20:
             lines.append(f"  … and {self.files_failed - 20} more (see the report)")
         lines += [f"  listing failed: {f['what']}: {f['reason']}" for f in self.listing_failures]
+        lines += [f"  not found: {f['what']} {f['name']}" for f in self.not_found]
         lines += [f"  note: {n}" for n in self.notices]
         return "\n".join(lines)
 

@@ -26,6 +26,7 @@ from xnatsync.events import (
     FileDone,
     FileFailed,
     ListingFailed,
+    NotFound,
     Notice,
     Reporter,
 )
@@ -150,6 +151,9 @@ class Planner:
     complete: bool = True
     unproven: int = 0  # files on disk fetched again: no listed digest, no --adopt-by-size
     missing: list[str] = field(default_factory=list)  # requested projects that answered 404
+    named: set[tuple[str, str]] = field(default_factory=set)  # selection names found
+    scan_types_seen: set[str] = field(default_factory=set)  # --scan-type patterns that matched
+    fast: int = 0  # owners that took the no-op fast path (their files were not looked at)
     shape: str = ""
     seen_keys: set[str] = field(default_factory=set)
     listed: set[tuple[str, str]] = field(default_factory=set)
@@ -165,6 +169,7 @@ class Planner:
             async with send:
                 for project in self.scope.projects:
                     await self._discover(project, send)
+        self._report_misses()
         if self.unproven:
             self.reporter.emit(
                 Notice(
@@ -172,6 +177,23 @@ class Planner:
                     "again: the server lists no MD5 to check them against (--adopt-by-size "
                     "keeps such files, on the strength of their size alone)"
                 )
+            )
+
+    def _report_misses(self) -> None:
+        """Names the selection gave that no project had: errors; filters that matched nothing:
+        warnings. Said only of complete listings (a failed one may hold them)."""
+        if not self.complete:
+            return
+        sel = self.scope.selection
+        for what, wanted in (("subject", sel.subjects), ("experiment", sel.experiments)):
+            for name in sorted(wanted):
+                if (what, name) not in self.named:
+                    self.reporter.emit(NotFound(what, name))
+        if self.fast:
+            return  # the files of unchanged owners were not parsed: no verdict on filters
+        for pattern in sorted(set(sel.scan_types) - self.scan_types_seen):
+            self.reporter.emit(
+                Notice(f"--scan-type {pattern!r} matched no scan of the selected sessions")
             )
 
     def _listing_failed(self, what: str, exc: XnatSyncError) -> None:
@@ -198,6 +220,9 @@ class Planner:
         self.kinds.add((project, "experiment"))
         self.known.update((project, e.id) for e in experiments)
         for exp in experiments:
+            subject_names, experiment_names = sel.names_in(exp)
+            self.named.update(("subject", n) for n in subject_names)
+            self.named.update(("experiment", n) for n in experiment_names)
             if sel.wants_experiment(exp):
                 await send.send(Owner(project, exp.id, exp.label, exp))
         if not sel.subject_resources:
@@ -211,6 +236,7 @@ class Planner:
         for row in subjects:
             sid, label = row.get("ID", ""), row.get("label", "")
             self.known.add((project, sid))
+            self.named.update(("subject", n) for n in {sid, label} & sel.subjects)
             if sid and sel.wants_subject(sid, label):
                 await send.send(Owner(project, sid, label))
 
@@ -238,6 +264,7 @@ class Planner:
             self.seen_keys.update(f.key for f in remote)
         local = local_manifest(self.state, self.scope.dest, owner)
         wanted = selected(remote, self.scope.selection)
+        self.scan_types_seen |= self.scope.selection.scan_types_matching(remote)
         placer = Memo(self.scope.layout)
         changes = diff(wanted, local, relpath_of=placer.relpath)
         on_disk = await self._on_disk(changes, placer)
@@ -301,6 +328,7 @@ class Planner:
         if not same:
             return False
         journal.mark_owner_seen(owner.project, owner.id, self.ledger.run_id)
+        self.fast += 1
         self._planned(owner, PlanSummary(skips=len(rows)))
         return True
 

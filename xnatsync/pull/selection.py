@@ -7,6 +7,7 @@ accepted wherever XNAT accepts both. An empty set means "no filter".
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -50,6 +51,16 @@ class Selection:
         if remote.level in (Level.EXPERIMENT, Level.RECONSTRUCTION):
             return self.session_resources and not self.scan_types
         return True
+
+    def names_in(self, exp: Experiment) -> tuple[set[str], set[str]]:
+        """The requested subject and experiment names (labels or IDs) ``exp`` answers to."""
+        subjects = {exp.subject_id, exp.subject_label} & self.subjects
+        return subjects, {exp.id, exp.label} & self.experiments
+
+    def scan_types_matching(self, files: Iterable[RemoteFile]) -> set[str]:
+        """The ``scan_types`` patterns that some scan file of ``files`` matches."""
+        types = {f.container_type for f in files if f.level is Level.SCAN}
+        return {p for p in self.scan_types if any(_glob(t, p) for t in types)}
 
 
 def _glob(value: str, pattern: str) -> bool:
