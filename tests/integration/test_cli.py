@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from tests.integration.conftest import (
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.sessions import HttpSession
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
+from xnatsync.pull.layout import parse_layout
 
 TARGET = "*/XNAT_E00001/scans/1/resources/*/files/1-00001.dat"
 TARGET_REL = "SYNTH/SYNTH_S0001/SYNTH_S0001_MR1/scans/1-SERIES1/resources/DICOM/files/1-00001.dat"
@@ -58,6 +61,12 @@ BASE = ["pull", "http://127.0.0.1:9", "--project", "P", "--dest", "{dest}"]
         (["pull", "ftp://host", "--project", "P", "--dest", "{dest}"], "not an XNAT URL"),
         (["pull", "http://u:pw@127.0.0.1:9", "--project", "P", "--dest", "{dest}"], "not the URL"),
         ([*BASE, "--concurrency", "0"], "--concurrency must be positive"),
+        ([*BASE, "--concurrency", "100000"], "--concurrency 100000: at most 128"),
+        ([*BASE, "--listings", "1000"], "--listings 1000: at most 64"),
+        ([*BASE, "--delete", "--max-delete", "-1"], "--max-delete must be 0 or more"),
+        ([*BASE, "--max-delete", "5"], "--max-delete applies only with --delete"),
+        ([*BASE, "--no-trash"], "--no-trash applies only with --delete"),
+        ([*BASE, "--attempts", "0"], "--attempts must be positive"),
         ([*BASE, "--since", "yesterday"], "YYYY-MM-DD"),
         ([*BASE, "--layout", "{{subject}}/{{path}}"], "so that paths stay unique"),
         ([*BASE, "--bwlimit", "fast"], "not a rate"),
@@ -160,7 +169,7 @@ async def test_report_lists_counts_and_failures(synth: Emulator, tmp_path: Path)
     report = tmp_path / "report.json"
     dest = tmp_path / "mirror"
     synth.faults.script("GET", TARGET, ["corrupt"] * 20)
-    code, _, err = await run_cli(*pull(synth, dest, "--report", str(report), "--retries", "2"))
+    code, _, err = await run_cli(*pull(synth, dest, "--report", str(report), "--attempts", "2"))
     assert code == 1
     assert f"failed: {TARGET_REL}" in err
     data = json.loads(report.read_text())
@@ -310,7 +319,7 @@ async def test_no_secret_in_any_output(guarded: Emulator, tmp_path: Path) -> Non
     # Exercise the error paths too: a retry, a re-login, a failed file.
     guarded.faults.script("GET", FILE_GETS, ["503", "expire", "ok", "reset"])
     guarded.faults.script("GET", TARGET, ["corrupt"] * 20)
-    args = pull(guarded, dest, "--log-json", "--report", str(report), "--retries", "2")
+    args = pull(guarded, dest, "--log-json", "--report", str(report), "--attempts", "2")
     code, out, err = await run_cli(*args, env=cli_env("admin", SENTINEL))
     assert code == 1, err  # the corrupt file failed; the rest is done
     assert '"event": "FileDone"' in err
@@ -379,3 +388,26 @@ async def test_demo_pulls_twice_and_the_second_pull_does_nothing(tmp_path: Path)
     assert second.splitlines()[1].startswith("0 downloaded")
     assert "DEMO/DEMO01/DEMO01_MR1/scans/1-T1w/resources/DICOM/files/" in out
     assert (tmp_path / "mirror" / ".xnatsync" / "journal.db").is_file()
+
+
+def test_help_shows_defaults_and_its_layout_example_parses() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "xnatsync", "pull", "--help"], capture_output=True, text=True,
+        check=True, env={**os.environ, "COLUMNS": "200"},
+    ).stdout  # fmt: skip
+    for option, default in [("--concurrency", "8"), ("--listings", "4"), ("--attempts", "5"),
+                            ("--read-timeout", "60"), ("--connect-timeout", "30")]:  # fmt: skip
+        entry = help_text.split(f"\n  {option} ", 1)[1].split("\n  -", 1)[0]
+        assert f"(default: {default})" in " ".join(entry.split()), entry
+    example = re.search(r"--layout '([^']+)'", help_text)
+    assert example is not None, help_text
+    parse_layout(example.group(1))
+
+
+async def test_retries_is_still_accepted_as_the_old_name_of_attempts(
+    synth: Emulator, tmp_path: Path
+) -> None:
+    code, _, err = await run_cli(*pull(synth, tmp_path / "a", "--retries", "2"))
+    assert code == 0, err
+    code, _, err = await run_cli(*pull(synth, tmp_path / "b", "--attempts", "2"))
+    assert code == 0, err

@@ -60,7 +60,7 @@ def pull_args(emu: Emulator, dest: Path) -> list[str]:
         "--no-progress",
         "--concurrency",
         "4",
-        "--retries",
+        "--attempts",
         "3",
         "--no-zip",
     ]  # fmt: skip  (file by file: the kill points are per-file faults)

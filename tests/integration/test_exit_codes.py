@@ -21,7 +21,7 @@ from xnatsync.errors import ExitCode
 
 
 def pull(url: str, dest: Path, *projects: str) -> list[str]:
-    args = ["pull", url, "--dest", str(dest), "--no-progress", "--retries", "2"]
+    args = ["pull", url, "--dest", str(dest), "--no-progress", "--attempts", "2"]
     for project in projects:
         args += ["--project", project]
     return args

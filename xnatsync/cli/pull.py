@@ -42,6 +42,10 @@ PULL_EXAMPLE = """examples:
   xnatsync pull --config /etc/xnatsync/nightly.toml
 """
 
+MAX_TRANSFERS = 128  # beyond this a server is better served by zips than by more connections
+MAX_LISTINGS = 64
+LAYOUT_EXAMPLE = "{project}/{subject}/{experiment}/{container}/{resource}/{path}"
+
 DEFAULTS: dict[str, Any] = {
     "dest": ".",
     "layout": None,
@@ -54,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "tps_limit": None,
     "bwlimit": None,
     "fsync": False,
-    "retries": RetryPolicy().attempts,
+    "attempts": RetryPolicy().attempts,
     "read_timeout": Timeouts().read_stall,
     "connect_timeout": Timeouts().connect,
 }
@@ -87,13 +91,23 @@ def add_pull(sub: Any) -> None:
     for level in ("assessors", "session-resources", "subject-resources", "project-resources"):
         sel.add_argument(f"--no-{level}", action="store_true", default=None, help=f"skip {level}")
     out = p.add_argument_group("local tree")
-    out.add_argument("--layout", help="path template, e.g. '{subject}/{experiment}/{scan}/{path}'")
+    out.add_argument(
+        "--layout",
+        help=f"path template (default: XNAT's archive shape), e.g. --layout '{LAYOUT_EXAMPLE}'",
+    )
     out.add_argument("--dry-run", action="store_true", default=None, help="print the plan only")
     out.add_argument(
         "--delete", action="store_true", default=None, help="remove files gone remotely"
     )
-    out.add_argument("--max-delete", type=int, help="refuse deletes beyond this many")
-    out.add_argument("--no-trash", action="store_true", default=None, help="delete, don't trash")
+    out.add_argument(
+        "--max-delete", type=int,
+        help="with --delete: refuse all deletes if more than this many (default: 10%% of the "
+        "local files, at least 10)",
+    )  # fmt: skip
+    out.add_argument(
+        "--no-trash", action="store_true", default=None,
+        help="with --delete: unlink instead of moving to DEST/.xnatsync/trash",
+    )  # fmt: skip
     out.add_argument("--fsync", action="store_true", default=None, help="fsync files and dirs")
     out.add_argument(
         "--adopt-by-size", action="store_true", default=None,
@@ -102,17 +116,33 @@ def add_pull(sub: Any) -> None:
     )  # fmt: skip
     out.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
     run = p.add_argument_group("transfers")
-    run.add_argument("--concurrency", type=int, help="parallel file transfers (default 8)")
-    run.add_argument("--listings", type=int, help="parallel listing requests (default 4)")
-    run.add_argument("--tps-limit", type=float, help="max requests per second")
-    run.add_argument("--bwlimit", help="max bytes per second, e.g. 50M")
-    run.add_argument("--retries", type=int, help="attempts per request (default 5)")
+    run.add_argument(
+        "--concurrency", type=int,
+        help=f"parallel file transfers, at most {MAX_TRANSFERS} (default: {Limits().transfers})",
+    )  # fmt: skip
+    run.add_argument(
+        "--listings", type=int,
+        help=f"parallel listing requests, at most {MAX_LISTINGS} (default: {Limits().listings})",
+    )  # fmt: skip
+    run.add_argument("--tps-limit", type=float, help="max requests per second (default: none)")
+    run.add_argument("--bwlimit", help="max bytes per second, e.g. 50M (default: none)")
+    run.add_argument(
+        "--attempts", type=int,
+        help=f"tries per request, the first included (default: {RetryPolicy().attempts})",
+    )  # fmt: skip
+    run.add_argument("--retries", type=int, dest="attempts", help=argparse.SUPPRESS)  # old name
     run.add_argument(
         "--no-zip", action="store_true", default=None,
         help="one request per file, never a zip per resource of small files",
     )  # fmt: skip
-    run.add_argument("--read-timeout", type=float, help="seconds without data before retrying")
-    run.add_argument("--connect-timeout", type=float, help="seconds to connect")
+    run.add_argument(
+        "--read-timeout", type=float,
+        help=f"seconds without data before retrying (default: {Timeouts().read_stall:g})",
+    )  # fmt: skip
+    run.add_argument(
+        "--connect-timeout", type=float,
+        help=f"seconds to connect (default: {Timeouts().connect:g})",
+    )  # fmt: skip
     rep = p.add_argument_group("reporting")
     rep.add_argument("--report", help="write a JSON summary here")
     rep.add_argument("--log-json", action="store_true", default=None, help="JSON-lines on stderr")
@@ -183,9 +213,28 @@ def positive(settings: dict[str, Any], name: str) -> None:
         raise UsageError(f"--{name.replace('_', '-')} must be positive, not {value}")
 
 
+def at_most(settings: dict[str, Any], name: str, most: int) -> None:
+    value = settings.get(name)
+    if value is not None and value > most:
+        raise UsageError(f"--{name} {value}: at most {most}")
+
+
+def delete_options(settings: dict[str, Any]) -> None:
+    """Options that only mean something with --delete are refused without it."""
+    max_delete = settings.get("max_delete")
+    if max_delete is not None and max_delete < 0:
+        raise UsageError(f"--max-delete must be 0 or more, not {max_delete}")
+    if not settings.get("delete"):
+        for name in ("max_delete", "no_trash"):
+            if settings.get(name) not in (None, False):
+                raise UsageError(f"--{name.replace('_', '-')} applies only with --delete")
+
+
 def limits_from(settings: dict[str, Any]) -> tuple[Limits, Timeouts, RetryPolicy]:
-    for name in ("concurrency", "listings", "tps_limit", "retries", "read_timeout"):
+    for name in ("concurrency", "listings", "tps_limit", "attempts", "read_timeout"):
         positive(settings, name)
+    at_most(settings, "concurrency", MAX_TRANSFERS)
+    at_most(settings, "listings", MAX_LISTINGS)
     bw = settings.get("bwlimit")
     limits = Limits(
         transfers=settings["concurrency"],
@@ -195,7 +244,7 @@ def limits_from(settings: dict[str, Any]) -> tuple[Limits, Timeouts, RetryPolicy
         bandwidth=parse_rate(bw) if bw else None,
     )
     timeouts = Timeouts(connect=settings["connect_timeout"], read_stall=settings["read_timeout"])
-    return limits, timeouts, RetryPolicy(attempts=settings["retries"])
+    return limits, timeouts, RetryPolicy(attempts=settings["attempts"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +279,7 @@ def options_from(
         raise UsageError("pull needs at least one --project")
     url = check_base_url(settings["url"])
     limits, timeouts, retry = limits_from(settings)
+    delete_options(settings)
     selection = selection_from(settings)
     layout = settings.get("layout")
     journal = settings.get("journal")

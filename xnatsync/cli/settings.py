@@ -34,7 +34,7 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "fsync": bool,
     "no_zip": bool,
     "adopt_by_size": bool,
-    "retries": int,
+    "attempts": int,
     "read_timeout": (int, float),
     "connect_timeout": (int, float),
     "ca_bundle": str,
@@ -68,8 +68,12 @@ def load_settings(path: str, command: str) -> dict[str, object]:
     return {_check_key(path, k, v): v for k, v in merged.items()}
 
 
+_OLD_NAMES = {"retries": "attempts"}
+
+
 def _check_key(path: str, key: str, value: object) -> str:
     name = key.replace("-", "_")
+    name = _OLD_NAMES.get(name, name)
     if name in _LISTS:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         if not ok:
