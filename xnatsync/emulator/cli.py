@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import pathlib
 import signal
 import subprocess
@@ -45,8 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from(args: argparse.Namespace) -> EmulatorConfig:
-    """The settings the parsed arguments describe (validates the fault SPEC)."""
+    """The settings the parsed arguments describe (validates the fault SPEC and the root)."""
     Faults(args.faults)
+    if args.root is not None and args.root.exists() and not args.root.is_dir():
+        raise ValueError(f"--root {args.root} is not a directory")
     synthetic = SyntheticSpec(
         args.project, args.subjects, args.sessions, args.scans, args.files, args.file_size
     )
@@ -65,6 +68,7 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
 
 
 BANNER = "XNAT emulator at "
+_BIND_ERRNOS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 
 def spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
@@ -91,7 +95,10 @@ async def serve(config: EmulatorConfig) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with run_emulator(config) as emulator:
-        print(f"{BANNER}{emulator.url}", flush=True)
+        print(f"{BANNER}{emulator.url}", flush=True)  # tools read this first line: keep it
+        if config.admin_password == "admin" and config.admin_user == "admin":
+            logins = ", ".join(f"{u.username}/{u.password}" for u in config.users())
+            print(f"demo logins: {logins} (the first is the administrator)", flush=True)
         print(f"seeded in {emulator.seed_seconds:.3f} s", file=sys.stderr, flush=True)
         await stop.wait()
 
@@ -103,7 +110,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"xnatsync emulator: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except OSError as exc:  # the port is taken, the address is not ours, the root unwritable
+        reason = exc.strerror or str(exc)
+        where = f"{config.host}:{config.port}" if exc.errno in _BIND_ERRNOS else config.root
+        print(f"xnatsync emulator: cannot serve on {where}: {reason}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -8,7 +8,9 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
     SPEC   := ITEM ( ("," | ";") ITEM )*
     ITEM   := "seed=" INT                  seed of the per-request draw (default 0)
             | "paths=" GLOB ("|" GLOB)*    which request paths rates apply to
-                                           (fnmatch, `*` crosses `/`; default "*/files/*")
+                                           (fnmatch, `*` crosses `/`; default
+                                           "*/files/*|*/resources/*/files": file
+                                           downloads and resource zips, not listings)
             | "methods=" M ("|" M)*        which methods rates apply to (default GET)
             | "delay=" SECONDS             latency added to every matching request
             | "session-max-age=" SECONDS   JSESSIONIDs die this long after creation (→ 401)
@@ -41,7 +43,7 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
     drop            -                      run the handler (e.g. store an upload), then RST
                                            without answering
 
-Example: ``seed=7,paths=*/files/*,reset=0.05,503=0.02,429:3=0.01,stall:2@0.3=0.01``.
+Example: ``seed=7,paths=*/files/*|*/resources/*/files,reset=0.05,503=0.02,stall:2@0.3=0.01``.
 
 Rates draw a uniform number from BLAKE2(seed, method, path, n) where n counts earlier matching
 requests for that method+path, so a run's faults do not depend on how requests interleave.
@@ -86,6 +88,9 @@ class Fault:
 
 
 OK = Fault("ok")
+
+
+DEFAULT_PATHS = ("*/files/*", "*/resources/*/files")  # single files and a resource's zip
 
 
 def parse_fault(token: str) -> Fault:
@@ -170,7 +175,7 @@ class Faults:
 
     def __init__(self, spec: str = "") -> None:
         self.seed = 0
-        self.paths: list[str] = ["*/files/*"]
+        self.paths: list[str] = list(DEFAULT_PATHS)
         self.methods: set[str] = {"GET"}
         self.delay = 0.0
         self.session_max_age: float | None = None
@@ -191,6 +196,15 @@ class Faults:
             raise ValueError("fault rates add up to more than 1")
 
     def _configure_item(self, item: str) -> None:
+        try:
+            self._configure(item)
+        except ValueError as exc:
+            detail = (
+                str(exc) if "fault spec item" in str(exc) else f"fault spec item {item!r}: {exc}"
+            )
+            raise ValueError(detail) from None
+
+    def _configure(self, item: str) -> None:
         name, sep, value = item.rpartition("=")
         if not sep:
             raise ValueError(f"fault spec item {item!r} lacks '='")
