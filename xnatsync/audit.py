@@ -11,22 +11,23 @@ from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
-from xnatsync.errors import UsageError, XnatSyncError
+from xnatsync.errors import JournalReadOnlyError, UsageError, XnatSyncError
 from xnatsync.journal import Entry, Journal
 from xnatsync.localfs import hash_file, resolve_under
 from xnatsync.model import FileState
 from xnatsync.paths import safe_relpath
 
 
-def _open(journal_path: Path) -> Journal:
+def _open(journal_path: Path, *, readonly: bool = False) -> Journal:
     if not journal_path.exists():
         raise UsageError(f"no journal at {journal_path} (has this destination been pulled?)")
-    return Journal.open(journal_path)
+    return Journal.open(journal_path, readonly=readonly)
 
 
 def status(journal_path: Path) -> str:
-    """A few lines: files and bytes per state, the last run, recent failures."""
-    with _open(journal_path) as journal:
+    """A few lines: files and bytes per state, the last run, recent failures. Only reads (a
+    read-only mount, an auditor without write access)."""
+    with _open(journal_path, readonly=True) as journal:
         info = journal.summary()
     lines = [f"journal {journal_path}"]
     for state in FileState:
@@ -60,23 +61,39 @@ def check_entry(dest: Path, entry: Entry) -> str | None:
     return None
 
 
-def verify(dest: Path, journal_path: Path, workers: int = 2, batch: int = 1000) -> tuple[str, bool]:
+def verify(
+    dest: Path, journal_path: Path, workers: int = 2, batch: int = 1000, *, readonly: bool = False
+) -> tuple[str, bool]:
     """Re-hash every done file; return a report and whether all of them matched.
 
     Rows are read and hashed a batch at a time, so memory does not grow with the mirror; only
-    the mismatches are kept (and marked failed once the reading is over)."""
+    the mismatches are kept, and marked failed once the reading is over, so that the next pull
+    fetches them. A journal that may only be read (or ``readonly``) is still checked: the
+    report then says that the mismatches were not recorded."""
     checked = 0
     bad: list[tuple[Entry, str]] = []
-    with _open(journal_path) as journal, ThreadPoolExecutor(workers) as pool:
+    if not readonly:
+        try:
+            journal = _open(journal_path)
+        except JournalReadOnlyError:
+            readonly = True
+    if readonly:
+        journal = _open(journal_path, readonly=True)
+    with journal, ThreadPoolExecutor(workers) as pool:
         rows = journal.iter_done()
         while entries := list(islice(rows, batch)):
             verdicts = pool.map(lambda e: check_entry(dest, e), entries)
             bad += [(e, why) for e, why in zip(entries, verdicts, strict=True) if why is not None]
             checked += len(entries)
-        for entry, why in bad:
+        for entry, why in bad if not readonly else ():
             journal.mark_corrupt(entry.key, f"verify: {why}")
     lines = [f"verified {checked - len(bad)} of {checked} files"]
     lines += [f"  {e.relpath}: {why}" for e, why in bad]
-    if bad:
+    if bad and readonly:
+        lines.append(
+            f"not recorded: the journal {journal_path} may only be read, so the next pull "
+            "does not know of these; run verify where it is writable, or delete the files"
+        )
+    elif bad:
         lines.append("the next pull downloads these again")
     return "\n".join(lines), not bad

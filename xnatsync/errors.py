@@ -26,6 +26,7 @@ responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_s
     ├── LocalFileError               one local file cannot be written or read      permanent
     ├── LocalDiskError               ENOSPC, EACCES, EROFS on DEST                 fatal, exit 4
     └── JournalError                 the journal cannot be read or written         fatal, exit 4
+        └── JournalReadOnlyError     ... because it may only be read
 
 *retryable*: the same request may succeed if tried again (with backoff).
 *permanent*: recorded as this file's failure; the run goes on.
@@ -203,6 +204,10 @@ class JournalError(XnatSyncError):
 
     disposition = Disposition.FATAL
     exit_code: int = ExitCode.DISK
+
+
+class JournalReadOnlyError(JournalError):
+    """The journal may be read but not written (a read-only mount, another user's file)."""
 
 
 _SECRET_IN_URL = re.compile(r"(://)[^/@\s]+@")

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from xnatsync.errors import JournalError, UnsafePathError, redact
+from xnatsync.errors import JournalError, JournalReadOnlyError, UnsafePathError, redact
 from xnatsync.journal_schema import COLUMNS, WRITES, configure, migrate, require_current
 from xnatsync.model import FileState, LocalFile, RemoteFile
 from xnatsync.paths import safe_relpath
@@ -109,6 +109,40 @@ JOURNAL = Path(".xnatsync") / "journal.db"
 """Where a destination's journal lives unless a run is told otherwise (relative to DEST)."""
 
 
+def _read_only_uri(path: Path) -> str:
+    """Open without writing. With a ``-wal`` beside it (a run is live, or was killed) the WAL
+    must be read too, which ``mode=ro`` does using the ``-shm`` already there; without one,
+    ``immutable`` reads the main file and creates nothing (no ``-wal``/``-shm``, no locks)."""
+    uri = path.absolute().as_uri()
+    if Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists():
+        return f"{uri}?mode=ro"
+    return f"{uri}?mode=ro&immutable=1"
+
+
+_READ_ONLY_WORDS = ("readonly", "read-only", "permission", "access", "unable to open")
+
+
+def journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
+    """The error to raise for a journal SQLite will not use, with advice that is true of it.
+
+    Read-only is not damage: only a damaged journal is worth moving aside, which costs little
+    since a pull adopts the files on disk by hashing them."""
+    text = str(exc)
+    if any(word in text.lower() for word in _READ_ONLY_WORDS):
+        return JournalReadOnlyError(
+            f"journal {path} cannot be written ({text}): it is on a read-only disk or not "
+            "writable by this user. Run this where the journal is writable; "
+            "'xnatsync status' only reads it."
+        )
+    if "locked" in text.lower() or "busy" in text.lower():
+        return JournalError(f"journal {path} is in use by another process ({text})")
+    return JournalError(
+        f"journal {path} is damaged ({text}). Move it aside with its -wal and -shm files: the "
+        "next pull adopts the files already on disk by hashing them, and downloads only what "
+        "is missing or differs."
+    )
+
+
 class Journal:
     """The journal of one DEST. Open with ``Journal.open``; use as a context manager."""
 
@@ -152,9 +186,7 @@ class Journal:
         """
         try:
             if readonly:
-                # immutable: no locks, no -wal/-shm files created; a dry run shows what the
-                # main database file holds (a crashed run's uncheckpointed WAL is not read)
-                target: str | Path = f"{path.absolute().as_uri()}?mode=ro&immutable=1"
+                target: str | Path = _read_only_uri(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 target = path
@@ -171,10 +203,7 @@ class Journal:
                 migrate(conn, path)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise JournalError(
-                f"journal {path} is unreadable ({exc}); it may be corrupt. Move it (with its "
-                "-wal and -shm files) aside: the next run re-verifies files on disk."
-            ) from exc
+            raise journal_error(path, exc) from exc
         except JournalError:
             conn.close()
             raise

@@ -131,5 +131,5 @@ def require_current(conn: sqlite3.Connection, path: Path) -> None:
     if version != len(MIGRATIONS):
         raise JournalError(
             f"journal {path} has schema version {version}, this xnatsync expects "
-            f"{len(MIGRATIONS)}; run once without --dry-run to bring it up to date"
+            f"{len(MIGRATIONS)}; one pull (not a dry run) brings it up to date"
         )
