@@ -269,6 +269,8 @@ async def test_file_too_large_exits_4_without_retries(synth_256k: Emulator, tmp_
     assert proc.returncode == 4, err
     assert "File too large" in err
     assert "Traceback" not in err
+    assert "downloaded (" not in err  # no summary line before a fatal error (issue 7, item 7)
+    assert err.strip().splitlines()[-1].startswith("xnatsync: error:")
     assert emu.requests.count("GET", FILE_GETS) == 1  # no retry storm, nothing more scheduled
     assert part_files(tmp_path) == []
     assert local_files(tmp_path) == {}

@@ -15,6 +15,7 @@ import json
 import os
 import ssl
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,16 @@ from typing import Any
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import INTERRUPTED_MESSAGE, run_interruptible
 from xnatsync.cli.settings import load_settings, parse_rate
-from xnatsync.errors import ExitCode, LocalDiskError, UsageError, XnatSyncError, redact
-from xnatsync.events import Reporter
+from xnatsync.errors import (
+    ExitCode,
+    LocalDiskError,
+    ProjectNotFoundError,
+    UsageError,
+    XnatSyncError,
+    exit_code_for,
+    redact,
+)
+from xnatsync.events import Notice, Reporter
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
 from xnatsync.pull.layout import parse_layout
@@ -326,16 +335,19 @@ def run_pull(args: argparse.Namespace) -> int:
         settings, prompt=_prompt if sys.stdin.isatty() else None, env=dict(os.environ)
     )
     output = Output.from_settings(settings, sys.stderr.isatty())
-    if options.ssl is False:
-        print(
-            "xnatsync: warning: --insecure: the server's certificate is not checked; anyone on "
-            "the network path can read and alter this transfer",
-            file=sys.stderr,
-        )
     summary = Summary()
     reporter = reporters_for(
         summary, progress=output.progress, log_json=output.log_json, dry_run=options.dry_run
     )
+    if options.ssl is False:
+        warning = (
+            "--insecure: the server's certificate is not checked; anyone on the network path "
+            "can read and alter this transfer"
+        )
+        if output.log_json:
+            reporter.emit(Notice(warning))
+        else:
+            print(f"xnatsync: warning: {warning}", file=sys.stderr)
     error: XnatSyncError | None = None
     interrupted = False
     try:
@@ -346,23 +358,29 @@ def run_pull(args: argparse.Namespace) -> int:
         reporter.close()
     if output.report_path is not None:
         write_report(output.report_path, summary, error, interrupted)
-    if (
-        not options.dry_run
-        and not (output.quiet and summary.ok)
-        and not _nothing_happened(summary, error)
-    ):
+    code = exit_code(summary, error, interrupted)
+    if output.log_json:  # stderr stays JSON lines: the outcome is the last of them
+        record = report_data(summary, error, interrupted) | {"exit_code": int(code)}
+        print(json.dumps({"ts": round(time.time(), 3), "event": "Summary", **record}),
+              file=sys.stderr)  # fmt: skip
+        return code
+    # the summary ends a run that ran its course; a fatal error speaks for itself
+    finished = error is None or isinstance(error, ProjectNotFoundError)
+    if not options.dry_run and not (output.quiet and summary.ok) and finished:
         print(summary.render(stopped=error is not None), file=sys.stderr)
     if error is not None:
         raise error
     if interrupted:
         print(INTERRUPTED_MESSAGE, file=sys.stderr)
+    return code
+
+
+def exit_code(summary: Summary, error: XnatSyncError | None, interrupted: bool) -> ExitCode:
+    if error is not None:
+        return ExitCode(exit_code_for(error))
+    if interrupted:
         return ExitCode.INTERRUPTED
     return ExitCode.OK if summary.ok else ExitCode.FAILED_FILES
-
-
-def _nothing_happened(summary: Summary, error: XnatSyncError | None) -> bool:
-    """A run stopped by an error before it listed anything has no summary worth a line."""
-    return error is not None and summary.owners_listed == 0 and not summary.listing_failures
 
 
 def pull_until_signal(options: PullOptions, reporter: Reporter) -> bool:
@@ -377,12 +395,18 @@ def _prompt(text: str) -> str:
     return getpass.getpass(text) if "assword" in text else input(text)
 
 
-def write_report(path: Path, summary: Summary, error: XnatSyncError | None, stop: bool) -> None:
+def report_data(summary: Summary, error: XnatSyncError | None, stop: bool) -> dict[str, Any]:
+    """The report: the summary's counts and lists, the run's status and its error, if any."""
     data = summary.as_dict()
     data["status"] = (
         "interrupted" if stop else "error" if error else "ok" if summary.ok else "failed"
     )
     data["error"] = redact(str(error)) if error else None
+    return data
+
+
+def write_report(path: Path, summary: Summary, error: XnatSyncError | None, stop: bool) -> None:
+    data = report_data(summary, error, stop)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, indent=2) + "\n")
