@@ -17,16 +17,17 @@ from collections.abc import Awaitable, Callable
 
 
 class TokenBucket:
-    """``rate`` tokens per second, holding at most ``burst`` tokens; starts full."""
+    """``rate`` tokens per second, holding at most ``burst`` tokens; starts full, or empty
+    (``full=False``) when the average over any stretch must stay at ``rate``."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, *, full: bool = True) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be a positive number, got {rate!r}")
         if not (math.isfinite(burst) and burst > 0):
             raise ValueError(f"burst must be a positive number, got {burst!r}")
         self.rate = rate
         self.burst = burst
-        self._tokens = burst
+        self._tokens = burst if full else 0.0
         self._last: float | None = None
 
     def reserve(self, n: float, now: float) -> float:
@@ -51,8 +52,9 @@ class Pacer:
         *,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]],
+        full: bool = True,
     ) -> None:
-        self._bucket = TokenBucket(rate, burst)
+        self._bucket = TokenBucket(rate, burst, full=full)
         self._clock = clock
         self._sleep = sleep
 
@@ -80,7 +82,11 @@ def bandwidth_pacer(
     clock: Callable[[], float],
     sleep: Callable[[float], Awaitable[None]],
 ) -> Pacer | None:
-    """A pacer for bytes per second (burst of one second's worth), or None if unlimited."""
+    """A pacer for bytes per second, or None if unlimited.
+
+    It starts empty and holds a tenth of a second's worth at most: bytes are paced after they
+    arrive, so a full first second (or idle gaps adding up) would let the average of a whole
+    transfer run well over the limit (2 MiB free made a 2M limit average 2.33 MiB/s)."""
     if bytes_per_second is None:
         return None
-    return Pacer(bytes_per_second, bytes_per_second, clock=clock, sleep=sleep)
+    return Pacer(bytes_per_second, bytes_per_second / 10, clock=clock, sleep=sleep, full=False)

@@ -599,7 +599,7 @@ async def test_bandwidth_limit_paces_bytes(server: Server) -> None:
     server.fake.files[path] = b"b" * 5000
     async with server.client(limits=Limits(bandwidth=1000.0)) as client:
         assert await read_all(client, path) == b"b" * 5000
-        assert server.time.now == pytest.approx(4.0)  # one second of burst, then 1000 B/s
+        assert server.time.now == pytest.approx(5.0)  # 5000 bytes at 1000 B/s, no free burst
 
 
 # -- configuration and secrets -------------------------------------------------------------------

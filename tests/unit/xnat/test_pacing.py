@@ -86,7 +86,36 @@ async def test_bandwidth_pacer_paces_bytes() -> None:
     assert pacer is not None
     for _ in range(5):
         await pacer.acquire(1000)
-    assert fake.now == pytest.approx(4.0)
+    assert fake.now == pytest.approx(5.0)  # no free first second: 5000 bytes take 5 s
+
+
+@pytest.mark.parametrize("mib", [1, 6, 12, 60])
+async def test_bwlimit_holds_the_average_within_5_percent(mib: int) -> None:
+    """--bwlimit 2M over a whole transfer, short or long, in 256 KiB chunks (issue 7, item 8:
+    a bucket that started full let 2 MiB through free, 2.33 MiB/s on average)."""
+    fake = FakeTime()
+    rate = 2 * 1024 * 1024
+    pacer = bandwidth_pacer(rate, clock=fake.clock, sleep=fake.sleep)
+    assert pacer is not None
+    chunk = 256 * 1024
+    for _ in range(mib * 1024 * 1024 // chunk):
+        await pacer.acquire(chunk)
+    assert mib * 1024 * 1024 / fake.now == pytest.approx(rate, rel=0.05)
+
+
+async def test_bwlimit_idle_gaps_buy_at_most_a_short_burst() -> None:
+    """Between files (a listing, a journal write) the bucket refills only a tenth of a second's
+    worth, so gaps do not add up to bursts over the limit."""
+    fake = FakeTime()
+    rate = 1000.0
+    pacer = bandwidth_pacer(rate, clock=fake.clock, sleep=fake.sleep)
+    assert pacer is not None
+    await pacer.acquire(500)  # the first bytes start the clock
+    for _ in range(20):
+        fake.now += 5.0  # a long pause, then a burst of 500 bytes
+        before = fake.now
+        await pacer.acquire(500)
+        assert fake.now - before == pytest.approx((500 - rate / 10) / rate)
 
 
 async def test_pacer_without_waiting_does_not_sleep() -> None:
