@@ -96,6 +96,16 @@ class PlanShown:
 
 
 @dataclass(frozen=True, slots=True)
+class ListingProgress:
+    """How far the listing stage is: ``listed`` of the ``found`` owners (sessions, subjects,
+    projects) so far; until ``complete``, more may be found and every total is provisional."""
+
+    found: int
+    listed: int
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
 class NotFound:
     """A subject or experiment named in the selection that no requested project has."""
 
@@ -119,6 +129,7 @@ Event = (
     | FileFailed
     | FileDeleted
     | ListingFailed
+    | ListingProgress
     | NotFound
     | Notice
     | PlanShown

@@ -6,7 +6,9 @@ Each reporter only consumes ``xnatsync.events``; none of them is threaded throug
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ from xnatsync.events import (
     FileProgress,
     FileRetry,
     ListingFailed,
+    ListingProgress,
     NotFound,
     Notice,
     PlanShown,
@@ -139,7 +142,11 @@ class ProgressBars:
     def __init__(self, stream: IO[str]) -> None:
         from tqdm import tqdm  # only a run that shows bars pays for importing it
 
-        common: dict[str, Any] = {"file": stream, "dynamic_ncols": True, "mininterval": 0.2}
+        common: dict[str, Any] = {"file": stream, "mininterval": 0.2}
+        if _width(stream):
+            common["dynamic_ncols"] = True
+        else:  # tqdm draws no bar at all where the terminal gives no width (0 or none)
+            common["ncols"] = FALLBACK_COLUMNS
         self._files = tqdm(total=0, unit="file", desc="files", position=0, **common)
         self._bytes = tqdm(
             total=0,
@@ -153,6 +160,15 @@ class ProgressBars:
 
     def emit(self, event: Event) -> None:
         match event:
+            case ListingProgress(complete=True):
+                self._files.set_description_str("files", refresh=False)
+                self._bytes.set_description_str("bytes", refresh=False)
+                self._files.refresh()
+                self._bytes.refresh()
+            case ListingProgress():
+                listing = f"listed {event.listed} of {event.found}"
+                self._files.set_description_str(f"files ({listing}, totals so far)")
+                self._bytes.set_description_str("bytes (so far)")
             case ExperimentPlanned():
                 self._files.total += event.downloads + event.verifies + event.moves + event.skips
                 self._files.total += event.errors
@@ -170,8 +186,22 @@ class ProgressBars:
                 pass
 
     def close(self) -> None:
+        # a zip carries a little more than its files: a bar past its total loses its bar
+        self._bytes.total = max(self._bytes.total, self._bytes.n)
+        self._files.close()  # top bar first: closing keeps the bars in their order
         self._bytes.close()
-        self._files.close()
+
+
+FALLBACK_COLUMNS = 80
+
+
+def _width(stream: IO[str]) -> int:
+    """The terminal's width in columns, or 0 where it does not say (a file, a pipe, a pty
+    whose size was never set)."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return 0
 
 
 class JsonLines:
@@ -182,7 +212,7 @@ class JsonLines:
         self._clock = clock
 
     def emit(self, event: Event) -> None:
-        if isinstance(event, FileProgress):
+        if isinstance(event, FileProgress | ListingProgress):
             return
         record = {"ts": round(self._clock(), 3), "event": type(event).__name__}
         record.update(dataclasses.asdict(event))

@@ -26,6 +26,7 @@ from xnatsync.events import (
     FileDone,
     FileFailed,
     ListingFailed,
+    ListingProgress,
     NotFound,
     Notice,
     Reporter,
@@ -154,6 +155,8 @@ class Planner:
     named: set[tuple[str, str]] = field(default_factory=set)  # selection names found
     scan_types_seen: set[str] = field(default_factory=set)  # --scan-type patterns that matched
     fast: int = 0  # owners that took the no-op fast path (their files were not looked at)
+    found: int = 0  # owners queued for listing so far
+    done: int = 0  # owners listed (planned, fast-pathed or failed) so far
     shape: str = ""
     seen_keys: set[str] = field(default_factory=set)
     listed: set[tuple[str, str]] = field(default_factory=set)
@@ -169,6 +172,7 @@ class Planner:
             async with send:
                 for project in self.scope.projects:
                     await self._discover(project, send)
+        self.reporter.emit(ListingProgress(self.found, self.done, complete=True))
         self._report_misses()
         if self.unproven:
             self.reporter.emit(
@@ -216,7 +220,7 @@ class Planner:
             self._listing_failed(f"experiments of {project}", exc)
             return
         if sel.project_resources:
-            await send.send(Owner(project, "", ""))
+            await self._queue(send, Owner(project, "", ""))
         self.kinds.add((project, "experiment"))
         self.known.update((project, e.id) for e in experiments)
         for exp in experiments:
@@ -224,7 +228,7 @@ class Planner:
             self.named.update(("subject", n) for n in subject_names)
             self.named.update(("experiment", n) for n in experiment_names)
             if sel.wants_experiment(exp):
-                await send.send(Owner(project, exp.id, exp.label, exp))
+                await self._queue(send, Owner(project, exp.id, exp.label, exp))
         if not sel.subject_resources:
             return
         try:
@@ -238,12 +242,18 @@ class Planner:
             self.known.add((project, sid))
             self.named.update(("subject", n) for n in {sid, label} & sel.subjects)
             if sid and sel.wants_subject(sid, label):
-                await send.send(Owner(project, sid, label))
+                await self._queue(send, Owner(project, sid, label))
 
     async def _lister(self, recv: anyio.abc.ObjectReceiveStream[Owner]) -> None:
         async with recv:
             async for owner in recv:
                 await self._plan_owner(owner)
+                self.done += 1
+                self.reporter.emit(ListingProgress(self.found, self.done, complete=False))
+
+    async def _queue(self, send: anyio.abc.ObjectSendStream[Owner], owner: Owner) -> None:
+        self.found += 1
+        await send.send(owner)
 
     async def _plan_owner(self, owner: Owner) -> None:
         try:
