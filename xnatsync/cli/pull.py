@@ -44,11 +44,11 @@ from xnatsync.report import Summary, reporters_for
 from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.routes import check_base_url
 
-PULL_EXAMPLE = """examples:
-  xnatsync pull https://xnat.example.org --project DEMO --dest /data/mirror
-  xnatsync pull https://xnat.example.org --project COHORT --experiment @sessions.csv:label \\
-      --scan-type 'T1*' --resource DICOM --dest /scratch/cohort --concurrency 16
-  xnatsync pull --config /etc/xnatsync/nightly.toml
+PULL_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --seed demo'):
+  xnatsync pull https://xnat.example.org --project DEMO --dest mirror
+  xnatsync pull https://xnat.example.org --project DEMO --experiment @sessions.csv:label \\
+      --scan-type 'T1*' --resource DICOM --dest cohort --concurrency 16
+  xnatsync pull --config configs/nightly-mirror.toml
 """
 
 MAX_TRANSFERS = 128  # beyond this a server is better served by zips than by more connections
