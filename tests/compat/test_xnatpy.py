@@ -4,6 +4,10 @@ download, upload, create, import, search, log out."""
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,3 +161,38 @@ def test_share_experiment(session: Any) -> None:
     assert list(shared.keys()) == [experiment.id]
     assert shared[experiment.id].label == "PUB_IN_XP"
     assert shared["PUB_IN_XP"].id == experiment.id
+
+
+XNATPY_SCANS = "scan={experiment}/scans/{scan}-{type}/resources/{resource}/files/{path}"
+
+
+def test_a_half_finished_xnatpy_download_is_completed_not_downloaded_again(
+    session: Any, emulator: Emulator, tmp_path: Path
+) -> None:
+    """xnatpy's download_dir lays a session out as {experiment}/scans/{scan}-{type}/…; with
+    that as the scan layout, pull adopts what xnatpy left and fetches only the rest."""
+    dest = tmp_path / "tree"
+    experiment = session.projects["DEMO"].experiments["DEMO01_MR1"]
+    experiment.download_dir(str(dest))
+    by_xnatpy = sorted(p for p in dest.rglob("*") if p.is_file())
+    assert by_xnatpy
+    by_xnatpy[0].unlink()  # interrupted before its last file
+    kept = by_xnatpy[1:]
+    emulator.requests.clear()
+    report = tmp_path / "report.json"
+    env = {**os.environ, "XNATSYNC_USER": "admin", "XNATSYNC_PASSWORD": "admin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "xnatsync", "pull", emulator.url, "--project", "DEMO",
+         "--dest", str(dest), "--layout", XNATPY_SCANS, "--no-progress", "--no-zip",
+         "--report", str(report)],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(report.read_text())
+    assert summary["files_verified"] == len(kept)
+    ours = f"/data/experiments/{experiment.id}/scans/*/files/*"
+    fetched = {r.path.rsplit("/files/", 1)[1] for r in emulator.requests.matching("GET", ours)}
+    assert not {p.name for p in kept} & fetched  # nothing xnatpy left came again
+    assert by_xnatpy[0].name in fetched
+    assert by_xnatpy[0].is_file()
+    assert (dest / "DEMO01_MR1" / "scans").is_dir()  # xnatpy's shape, completed in place

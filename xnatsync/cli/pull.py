@@ -303,7 +303,9 @@ def options_from(
         credentials=credentials,
         journal_path=Path(journal) if journal else None,
         selection=selection,
-        layout=parse_layout(layout) if layout else parse_layout(),
+        layout=parse_layout(layout, one_project=len(set(settings["project"])) == 1)
+        if layout
+        else parse_layout(),
         dry_run=bool(settings.get("dry_run")),
         delete=bool(settings.get("delete")),
         max_delete=settings.get("max_delete"),

@@ -20,7 +20,8 @@ Template rules (``parse_layout``), checked once at parse time, ``UsageError`` ot
   reconstruction ID; ``{level}`` the level name.
 * The last segment is exactly ``{path}`` (the server's relative path, sub-folders kept), and
   ``{path}`` appears nowhere else.
-* Uniqueness across owners: ``{project}`` and ``{resource}`` always; ``{subject}`` or
+* Uniqueness across owners: ``{project}`` (unless the pull names one project) and
+  ``{resource}`` always; ``{subject}`` or
   ``{subject_id}`` for subject files; ``{experiment}`` or ``{experiment_id}`` for experiment,
   scan, assessor and reconstruction files; ``{container}`` (or ``{scan}`` for scans) for scan,
   assessor and reconstruction files. Collisions *within* one experiment (for example a session
@@ -163,6 +164,14 @@ class Layout:
             self._prefixes[place] = prefix
         return prefix
 
+    @property
+    def per_project(self) -> bool:
+        """Every template has ``{project}``: paths of several projects cannot collide."""
+        return all(
+            any(name == "project" for seg in segments for _, name in seg)
+            for segments in self.templates.values()
+        )
+
     def describe(self) -> str:
         """One line per level, for ``--dry-run`` and logs."""
         return "\n".join(f"{level.value}={self.sources[level]}" for level in Level)
@@ -211,8 +220,11 @@ def _render(segment: Segment, values: Mapping[str, str], f: RemoteFile) -> str:
     return text.strip(_STRIP) if some_empty else text
 
 
-def parse_layout(specs: str | Sequence[str] | None = None) -> Layout:
-    """Parse ``--layout`` specs (``TEMPLATE`` or ``LEVEL=TEMPLATE``) over the default layout."""
+def parse_layout(specs: str | Sequence[str] | None = None, *, one_project: bool = False) -> Layout:
+    """Parse ``--layout`` specs (``TEMPLATE`` or ``LEVEL=TEMPLATE``) over the default layout.
+
+    ``one_project``: the pull names one project, so templates may leave ``{project}`` out (a
+    tree laid out by another tool, such as xnatpy's ``{experiment}/scans/…``)."""
     if isinstance(specs, str):
         specs = [specs]
     sources = dict(DEFAULT_TEMPLATES)
@@ -224,7 +236,7 @@ def parse_layout(specs: str | Sequence[str] | None = None) -> Layout:
         else:
             per_level[level] = template
     sources.update(per_level)
-    templates = {level: _parse_template(sources[level], level) for level in Level}
+    templates = {level: _parse_template(sources[level], level, one_project) for level in Level}
     return Layout(templates=templates, sources=sources)
 
 
@@ -235,7 +247,7 @@ def _split_spec(spec: str) -> tuple[Level | None, str]:
     return None, spec
 
 
-def _parse_template(template: str, level: Level) -> tuple[Segment, ...]:
+def _parse_template(template: str, level: Level, one_project: bool) -> tuple[Segment, ...]:
     where = f"--layout {template!r} (level {level.value})"
     if template.startswith("/") or not template:
         raise UsageError(f"{where}: a layout template must be a relative path")
@@ -243,7 +255,8 @@ def _parse_template(template: str, level: Level) -> tuple[Segment, ...]:
     names = [name for seg in segments for _, name in seg if name is not None]
     if segments[-1] != (("", "path"),) or names.count("path") != 1:
         raise UsageError(f"{where}: the template must end with '/{{path}}' and use it once")
-    for group in (("project",), ("resource",), *_REQUIRED[level]):
+    required = () if one_project else (("project",),)
+    for group in (*required, ("resource",), *_REQUIRED[level]):
         if not set(group) & set(names):
             wanted = " or ".join(f"{{{name}}}" for name in group)
             raise UsageError(f"{where}: needs {wanted} so that paths stay unique")

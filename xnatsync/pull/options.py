@@ -10,6 +10,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xnatsync.errors import UsageError
 from xnatsync.journal import JOURNAL
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
@@ -56,6 +57,11 @@ class PullOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", check_base_url(self.url))
         object.__setattr__(self, "projects", tuple(dict.fromkeys(self.projects)))
+        if len(self.projects) > 1 and not self.layout.per_project:
+            raise UsageError(
+                "a --layout without {project} is for a pull of one project: with several, "
+                "their files could land on one path"
+            )
 
     @property
     def journal_file(self) -> Path:

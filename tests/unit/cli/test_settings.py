@@ -12,7 +12,10 @@ from xnatsync.cli.pull import expand_ids, selection_from
 from xnatsync.cli.settings import load_settings, parse_rate
 from xnatsync.errors import UsageError
 from xnatsync.model import Experiment, Level, RemoteFile
+from xnatsync.pull.layout import parse_layout
+from xnatsync.pull.options import PullOptions
 from xnatsync.pull.selection import Selection
+from xnatsync.xnat.auth import Credentials
 
 CONFIGS = Path(__file__).parents[3] / "configs"
 
@@ -139,3 +142,10 @@ def test_credentials_never_show_the_password() -> None:
     login = resolve_login("http://h", user="u", token_env=None, env={"XNATSYNC_PASSWORD": "s3nt"})
     assert "s3nt" not in repr(login)
     assert "s3nt" not in str(login)
+
+
+def test_pull_options_refuse_a_projectless_layout_for_several_projects() -> None:
+    layout = parse_layout("scan={experiment}/{scan}/{resource}/{path}", one_project=True)
+    PullOptions("http://h", ("A",), Path("d"), Credentials("u", "p"), layout=layout)
+    with pytest.raises(UsageError, match="one project"):
+        PullOptions("http://h", ("A", "B"), Path("d"), Credentials("u", "p"), layout=layout)

@@ -242,3 +242,15 @@ def test_resolve_under_remembers_checked_folders_but_still_refuses_a_final_link(
     (tmp_path / "a" / "b" / "f2").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(UnsafePathError, match="symlink"):
         resolve_under(tmp_path, PurePosixPath("a/b/f2"), known)
+
+
+XNATPY_SCANS = "scan={experiment}/scans/{scan}-{type}/resources/{resource}/files/{path}"
+
+
+def test_a_layout_without_project_is_for_one_project_only() -> None:
+    with pytest.raises(UsageError, match=r"needs \{project\}"):
+        parse_layout(XNATPY_SCANS)
+    layout = parse_layout(XNATPY_SCANS, one_project=True)
+    assert not layout.per_project
+    assert str(layout.relpath(rf())) == "sess1/scans/7-T1_MPRAGE/resources/DICOM/files/a/1.dcm"
+    assert parse_layout().per_project
