@@ -39,8 +39,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from xnatsync.errors import JournalError, JournalReadOnlyError, UnsafePathError, redact
-from xnatsync.journal_schema import COLUMNS, WRITES, configure, migrate, require_current
+from xnatsync.errors import JournalError, UnsafePathError, redact
+from xnatsync.journal_schema import (
+    COLUMNS,
+    WRITES,
+    configure,
+    journal_error,
+    migrate,
+    read_only_uri,
+    require_current,
+)
 from xnatsync.model import FileState, LocalFile, RemoteFile
 from xnatsync.paths import safe_relpath
 
@@ -69,20 +77,6 @@ class Entry:
     attempts: int
 
 
-def unchanged_on_disk(dest: Path, rows: list[tuple[str, int, int, str]]) -> bool:
-    """Whether every file of ``owner_rows`` still has its recorded size and mtime (one lstat
-    each; blocking, and free of the journal's connection, so it may run in a worker thread)."""
-    root = os.fspath(dest) + os.sep
-    for relpath, size, mtime_ns, _state in rows:
-        try:
-            st = os.lstat(root + relpath)
-        except OSError:
-            return False
-        if st.st_size != size or st.st_mtime_ns != mtime_ns or not stat.S_ISREG(st.st_mode):
-            return False
-    return True
-
-
 def stat_local(dest: Path, entry: Entry) -> LocalFile:
     """``entry`` plus one ``lstat`` of DEST/relpath; a symlink or non-file counts as absent.
 
@@ -107,40 +101,6 @@ def stat_local(dest: Path, entry: Entry) -> LocalFile:
 
 JOURNAL = Path(".xnatsync") / "journal.db"
 """Where a destination's journal lives unless a run is told otherwise (relative to DEST)."""
-
-
-def _read_only_uri(path: Path) -> str:
-    """Open without writing. With a ``-wal`` beside it (a run is live, or was killed) the WAL
-    must be read too, which ``mode=ro`` does using the ``-shm`` already there; without one,
-    ``immutable`` reads the main file and creates nothing (no ``-wal``/``-shm``, no locks)."""
-    uri = path.absolute().as_uri()
-    if Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists():
-        return f"{uri}?mode=ro"
-    return f"{uri}?mode=ro&immutable=1"
-
-
-_READ_ONLY_WORDS = ("readonly", "read-only", "permission", "access", "unable to open")
-
-
-def journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
-    """The error to raise for a journal SQLite will not use, with advice that is true of it.
-
-    Read-only is not damage: only a damaged journal is worth moving aside, which costs little
-    since a pull adopts the files on disk by hashing them."""
-    text = str(exc)
-    if any(word in text.lower() for word in _READ_ONLY_WORDS):
-        return JournalReadOnlyError(
-            f"journal {path} cannot be written ({text}): it is on a read-only disk or not "
-            "writable by this user. Run this where the journal is writable; "
-            "'xnatsync status' only reads it."
-        )
-    if "locked" in text.lower() or "busy" in text.lower():
-        return JournalError(f"journal {path} is in use by another process ({text})")
-    return JournalError(
-        f"journal {path} is damaged ({text}). Move it aside with its -wal and -shm files: the "
-        "next pull adopts the files already on disk by hashing them, and downloads only what "
-        "is missing or differs."
-    )
 
 
 class Journal:
@@ -186,7 +146,7 @@ class Journal:
         """
         try:
             if readonly:
-                target: str | Path = _read_only_uri(path)
+                target: str | Path = read_only_uri(path)
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 target = path

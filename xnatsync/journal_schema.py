@@ -1,4 +1,5 @@
-"""The journal's schema: its migrations, the statements the writer batches, opening a connection.
+"""The journal's schema: its migrations, the statements the writer batches, opening a connection
+(read-only without writing, and errors whose advice is true of them).
 
 ``MIGRATIONS`` is ordered; migration i brings ``user_version`` from i to i + 1 in one
 transaction. A journal newer than this code is refused, never downgraded.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from xnatsync.errors import JournalError
+from xnatsync.errors import JournalError, JournalReadOnlyError
 
 _FILES_V1 = """
 CREATE TABLE files (
@@ -133,3 +134,37 @@ def require_current(conn: sqlite3.Connection, path: Path) -> None:
             f"journal {path} has schema version {version}, this xnatsync expects "
             f"{len(MIGRATIONS)}; one pull (not a dry run) brings it up to date"
         )
+
+
+def read_only_uri(path: Path) -> str:
+    """Open without writing. With a ``-wal`` beside it (a run is live, or was killed) the WAL
+    must be read too, which ``mode=ro`` does using the ``-shm`` already there; without one,
+    ``immutable`` reads the main file and creates nothing (no ``-wal``/``-shm``, no locks)."""
+    uri = path.absolute().as_uri()
+    if Path(f"{path}-wal").exists() and Path(f"{path}-shm").exists():
+        return f"{uri}?mode=ro"
+    return f"{uri}?mode=ro&immutable=1"
+
+
+_READ_ONLY_WORDS = ("readonly", "read-only", "permission", "access", "unable to open")
+
+
+def journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
+    """The error to raise for a journal SQLite will not use, with advice that is true of it.
+
+    Read-only is not damage: only a damaged journal is worth moving aside, which costs little
+    since a pull adopts the files on disk by hashing them."""
+    text = str(exc)
+    if any(word in text.lower() for word in _READ_ONLY_WORDS):
+        return JournalReadOnlyError(
+            f"journal {path} cannot be written ({text}): it is on a read-only disk or not "
+            "writable by this user. Run this where the journal is writable; "
+            "'xnatsync status' only reads it."
+        )
+    if "locked" in text.lower() or "busy" in text.lower():
+        return JournalError(f"journal {path} is in use by another process ({text})")
+    return JournalError(
+        f"journal {path} is damaged ({text}). Move it aside with its -wal and -shm files: the "
+        "next pull adopts the files already on disk by hashing them, and downloads only what "
+        "is missing or differs."
+    )

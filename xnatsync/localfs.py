@@ -107,6 +107,20 @@ def sizes_on_disk(dest: Path, relpaths: Iterable[PurePosixPath]) -> dict[str, in
     return sizes
 
 
+def unchanged_on_disk(dest: Path, rows: list[tuple[str, int, int, str]]) -> bool:
+    """Whether every file of ``owner_rows`` still has its recorded size and mtime (one lstat
+    each; blocking, and free of the journal's connection, so it may run in a worker thread)."""
+    root = os.fspath(dest) + os.sep
+    for relpath, size, mtime_ns, _state in rows:
+        try:
+            st = os.lstat(root + relpath)
+        except OSError:
+            return False
+        if st.st_size != size or st.st_mtime_ns != mtime_ns or not stat.S_ISREG(st.st_mode):
+            return False
+    return True
+
+
 def hash_file(path: Path) -> tuple[int, str, int]:
     """Size, MD5 and mtime_ns of a local file (blocking; run it in a worker thread)."""
     md5 = hashlib.md5(usedforsecurity=False)

@@ -15,7 +15,8 @@ import pytest
 from tests.fakes import remote_file
 from xnatsync.audit import status, verify
 from xnatsync.errors import JournalError
-from xnatsync.journal import Journal, journal_error
+from xnatsync.journal import Journal
+from xnatsync.journal_schema import journal_error
 
 
 def made(tmp_path: Path) -> Path:

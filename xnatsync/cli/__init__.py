@@ -3,8 +3,9 @@
 
 ``main`` parses and dispatches; each command module (``pull``, ``audit``, ``demo``) builds a
 front-end's options value, makes one library call and turns its result into an exit code
-(``errors.ExitCode``, the one table). ``settings`` reads config files, ``credentials`` finds a
-login, ``interrupt`` runs a coroutine until it ends or SIGINT/SIGTERM stops it.
+(``errors.ExitCode``, the one table; ``outcome`` tells a pull's). ``settings`` reads config
+files, ``credentials`` finds a login, ``interrupt`` runs a coroutine until it ends or
+SIGINT/SIGTERM stops it.
 """
 
 from xnatsync.cli.main import main

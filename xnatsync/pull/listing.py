@@ -31,10 +31,11 @@ from xnatsync.events import (
     Notice,
     Reporter,
 )
-from xnatsync.journal import Entry, Journal, unchanged_on_disk
-from xnatsync.localfs import sizes_on_disk
+from xnatsync.journal import Entry, Journal
+from xnatsync.localfs import sizes_on_disk, unchanged_on_disk
 from xnatsync.model import FileState
 from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.deletes import build_delete_plan
 from xnatsync.pull.diff import Change, diff
 from xnatsync.pull.layout import Layout, Memo
 from xnatsync.pull.manifest import (
@@ -54,7 +55,6 @@ from xnatsync.pull.plan import (
     PlanOptions,
     PlanSummary,
     Verify,
-    build_delete_plan,
     build_plan,
 )
 from xnatsync.pull.selection import Selection

@@ -1,12 +1,11 @@
 """Changes + layout + options → an inspectable, frozen ``Plan``. The scheduler only executes it.
 
-Two planners, both pure:
+Pure:
 
 * ``build_plan(changes, layout, options)`` for one owner (an experiment with its scans,
   assessors and reconstructions; or a subject; or a project's own resources). The engine plans
   one owner at a time, so memory follows the largest experiment, not the archive.
-* ``build_delete_plan(candidates, total_local, options)`` once, at the end of a run, for journal
-  rows not seen in this run's listings.
+* deletes are planned once, at the end of a run, by ``deletes.build_delete_plan``.
 
 Invariants:
 
@@ -17,10 +16,6 @@ Invariants:
   flip-flops between runs); so are a file and a directory with one name; so is a listed file
   whose path differs only in case from an unlisted local file (it would overwrite it on a
   case-insensitive filesystem).
-* Deletes happen only if asked (``delete``), only after a complete, validated listing
-  (``listing_complete``), and only up to ``max_delete`` (default ``default_max_delete``: 10 % of
-  the local files, at least 10). Over the cap, *no* file is deleted and ``delete_refused`` says
-  why. A delete moves the file to ``.xnatsync/trash/<run-id>/<relpath>`` unless ``purge``.
 """
 
 from __future__ import annotations
@@ -28,7 +23,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Protocol
 
 from xnatsync.errors import UnsafePathError
 from xnatsync.model import LocalFile, RemoteFile
@@ -37,13 +31,7 @@ from xnatsync.pull.batching import BatchPolicy, choose_batches, resource_uri
 from xnatsync.pull.diff import Change, ChangeKind
 from xnatsync.pull.layout import Placer
 
-TRASH_DIR = PurePosixPath(".xnatsync/trash")
 _FETCH = frozenset({ChangeKind.NEW, ChangeKind.CHANGED, ChangeKind.MISSING, ChangeKind.RETRY})
-
-
-def default_max_delete(total_local: int) -> int:
-    """The delete cap when none is given: 10 % of the local files, but at least 10."""
-    return max(10, total_local // 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,47 +353,3 @@ def _act(change: Change, target: PurePosixPath) -> Download | Verify | Move | Sk
     if current != target:  # MOVED, or SAME when the diff was run without a layout
         return Move(remote, local, current, target)
     return Skip(remote.key, target, local.size)
-
-
-class Deletable(Protocol):
-    """What a delete candidate must tell: ``LocalFile`` and ``journal.Entry`` both do."""
-
-    @property
-    def key(self) -> str: ...
-    @property
-    def relpath(self) -> str: ...
-    @property
-    def size(self) -> int | None: ...
-
-
-def build_delete_plan(
-    candidates: Iterable[Deletable], total_local: int, options: PlanOptions
-) -> Plan:
-    """Plan deletions of unlisted files: all of them within the cap, or none with a reason."""
-    if not options.delete:
-        return Plan(delete_refused="deletion not requested")
-    if not options.listing_complete:
-        reason = "the listing was incomplete or failed validation; nothing deleted"
-        return Plan(delete_refused=reason)
-    cap = options.max_delete if options.max_delete is not None else default_max_delete(total_local)
-    deletes: list[Delete] = []
-    errors: list[PlanError] = []
-    for cand in candidates:
-        if len(deletes) >= cap:
-            return Plan(delete_refused=_over_cap(cap, total_local, options))
-        try:
-            rel = safe_relpath(cand.relpath, f"journal row {cand.key}")
-        except UnsafePathError as exc:
-            errors.append(PlanError(cand.key, cand.relpath, str(exc)))
-            continue
-        trash = None if options.purge else TRASH_DIR / str(options.run_id) / rel
-        deletes.append(Delete(cand.key, rel, cand.size, trash))
-    return Plan(deletes=tuple(deletes), errors=tuple(errors))
-
-
-def _over_cap(cap: int, total_local: int, options: PlanOptions) -> str:
-    rule = "--max-delete" if options.max_delete is not None else "10% of local files, at least 10"
-    return (
-        f"more than {cap} files would be deleted ({rule}; {total_local} local files); "
-        "nothing deleted. Check the listing, or raise --max-delete."
-    )

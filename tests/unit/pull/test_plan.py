@@ -13,17 +13,15 @@ from hypothesis import strategies as st
 from tests.fakes import remote_file
 from xnatsync.errors import UnsafePathError
 from xnatsync.model import FileState, Level, LocalFile, RemoteFile
+from xnatsync.pull.deletes import TRASH_DIR, build_delete_plan, default_max_delete
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.diff import Change, ChangeKind, diff
 from xnatsync.pull.layout import DEFAULT_LAYOUT, Layout, parse_layout
 from xnatsync.pull.plan import (
-    TRASH_DIR,
     Plan,
     PlanOptions,
     PlanSummary,
-    build_delete_plan,
     build_plan,
-    default_max_delete,
 )
 
 MD5 = hashlib.md5(b"x").hexdigest()
