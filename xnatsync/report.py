@@ -205,7 +205,8 @@ def _width(stream: IO[str]) -> int:
 
 
 class JsonLines:
-    """One JSON object per event (progress events left out), for logs and machines."""
+    """One JSON object per event (progress events left out), for logs and machines; ``record``
+    writes any other named record (the run's summary, a log message) in the same shape."""
 
     def __init__(self, write: Callable[[str], object], clock: Callable[[], float] = time.time):
         self._write = write
@@ -214,9 +215,10 @@ class JsonLines:
     def emit(self, event: Event) -> None:
         if isinstance(event, FileProgress | ListingProgress):
             return
-        record = {"ts": round(self._clock(), 3), "event": type(event).__name__}
-        record.update(dataclasses.asdict(event))
-        self._write(json.dumps(record) + "\n")
+        self.record(type(event).__name__, dataclasses.asdict(event))
+
+    def record(self, name: str, fields: dict[str, Any]) -> None:
+        self._write(json.dumps({"ts": round(self._clock(), 3), "event": name, **fields}) + "\n")
 
     def close(self) -> None:
         pass
@@ -238,15 +240,19 @@ class PlanPrinter:
 
 
 def reporters_for(
-    summary: Summary, *, progress: bool, log_json: bool, dry_run: bool = False
+    summary: Summary,
+    *,
+    progress: bool,
+    json_lines: JsonLines | None = None,
+    dry_run: bool = False,
 ) -> Fanout:
-    """The summary, plus progress bars and JSON lines on stderr, or a dry run's plans on
-    stdout, when asked for."""
+    """The summary, plus progress bars on stderr, JSON lines, or a dry run's plans on stdout,
+    when asked for."""
     chosen: list[Reporter] = [summary]
     if dry_run:
         chosen.append(PlanPrinter(sys.stdout.write))
     if progress:
         chosen.append(ProgressBars(sys.stderr))
-    if log_json:
-        chosen.append(JsonLines(sys.stderr.write))
+    if json_lines is not None:
+        chosen.append(json_lines)
     return Fanout(*chosen)

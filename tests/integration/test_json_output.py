@@ -45,3 +45,20 @@ async def test_a_fatal_error_is_a_json_line_too(synth: Emulator, tmp_path: Path)
     assert last["status"] == "error"
     assert "rejected" in last["error"]
     assert last["exit_code"] == 3
+
+
+async def test_retries_logged_by_the_client_are_json_lines_too(tmp_path: Path) -> None:
+    """A login retried against a refused port is logged by the client: under --log-json that
+    log line is a JSON record, not text mixed into the stream."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["pull", f"http://127.0.0.1:{port}", "--project", "P", "--dest", str(tmp_path / "d"),
+            "--attempts", "2", "--log-json"]  # fmt: skip
+    code, _, err = await run_cli(*args)
+    assert code == 5, err
+    records = json_lines(err)
+    assert any(r["event"] == "Log" and "retrying" in r["message"] for r in records)
+    assert records[-1]["event"] == "Summary"

@@ -34,7 +34,7 @@ def add_demo(sub: Any) -> None:
 def pull_once(options: PullOptions, title: str) -> Summary:
     print(f"\n== {title}", flush=True)
     summary = Summary()
-    reporter = reporters_for(summary, progress=sys.stderr.isatty(), log_json=False)
+    reporter = reporters_for(summary, progress=sys.stderr.isatty())
     try:
         pull_until_signal(options, reporter)
     finally:

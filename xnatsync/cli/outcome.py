@@ -1,14 +1,43 @@
-"""How a pull's outcome is told: terminal options, the report JSON, the exit code."""
+"""How a pull's outcome is told: terminal options, the report JSON, the exit code, and (with
+``--log-json``) the library's log records as JSON lines beside its events."""
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from xnatsync.errors import ExitCode, LocalDiskError, XnatSyncError, exit_code_for, redact
-from xnatsync.report import Summary
+from xnatsync.report import JsonLines, Summary
+
+
+class _JsonLog(logging.Handler):
+    def __init__(self, lines: JsonLines) -> None:
+        super().__init__(logging.WARNING)
+        self._lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = {"level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        self._lines.record("Log", fields)
+
+
+@contextmanager
+def logs_as_json(lines: JsonLines) -> Iterator[None]:
+    """While it lasts, xnatsync's warnings (a listing retried, a failed logout) are JSON lines
+    too, instead of text that would break a stream of JSON records."""
+    logger = logging.getLogger("xnatsync")
+    handler, propagate = _JsonLog(lines), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,18 +11,16 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
 import os
 import ssl
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import INTERRUPTED_MESSAGE, run_interruptible
-from xnatsync.cli.outcome import Output, exit_code, report_data, write_report
+from xnatsync.cli.outcome import Output, exit_code, logs_as_json, report_data, write_report
 from xnatsync.cli.settings import load_settings, parse_rate
 from xnatsync.errors import (
     ProjectNotFoundError,
@@ -36,7 +34,7 @@ from xnatsync.pull.layout import parse_layout
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
 from xnatsync.pull.selection import Selection
-from xnatsync.report import Summary, reporters_for
+from xnatsync.report import JsonLines, Summary, reporters_for
 from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.routes import check_base_url
 
@@ -311,16 +309,24 @@ def run_pull(args: argparse.Namespace) -> int:
         settings, prompt=_prompt if sys.stdin.isatty() else None, env=dict(os.environ)
     )
     output = Output.from_settings(settings, sys.stderr.isatty())
+    if output.log_json:
+        lines = JsonLines(sys.stderr.write)
+        with logs_as_json(lines):
+            return _run_pull(options, output, lines)
+    return _run_pull(options, output, None)
+
+
+def _run_pull(options: PullOptions, output: Output, lines: JsonLines | None) -> int:
     summary = Summary()
     reporter = reporters_for(
-        summary, progress=output.progress, log_json=output.log_json, dry_run=options.dry_run
+        summary, progress=output.progress, json_lines=lines, dry_run=options.dry_run
     )
     if options.ssl is False:
         warning = (
             "--insecure: the server's certificate is not checked; anyone on the network path "
             "can read and alter this transfer"
         )
-        if output.log_json:
+        if lines is not None:
             reporter.emit(Notice(warning))
         else:
             print(f"xnatsync: warning: {warning}", file=sys.stderr)
@@ -335,10 +341,8 @@ def run_pull(args: argparse.Namespace) -> int:
     if output.report_path is not None:
         write_report(output.report_path, summary, error, interrupted)
     code = exit_code(summary, error, interrupted)
-    if output.log_json:  # stderr stays JSON lines: the outcome is the last of them
-        record = report_data(summary, error, interrupted) | {"exit_code": int(code)}
-        print(json.dumps({"ts": round(time.time(), 3), "event": "Summary", **record}),
-              file=sys.stderr)  # fmt: skip
+    if lines is not None:  # stderr stays JSON lines: the outcome is the last of them
+        lines.record("Summary", report_data(summary, error, interrupted) | {"exit_code": code})
         return code
     # the summary ends a run that ran its course; a fatal error speaks for itself
     finished = error is None or isinstance(error, ProjectNotFoundError)
