@@ -85,8 +85,9 @@ def verify(
             verdicts = pool.map(lambda e: check_entry(dest, e), entries)
             bad += [(e, why) for e, why in zip(entries, verdicts, strict=True) if why is not None]
             checked += len(entries)
-        for entry, why in bad if not readonly else ():
-            journal.mark_corrupt(entry.key, f"verify: {why}")
+        if not readonly:
+            for entry, why in bad:
+                journal.mark_corrupt(entry.key, f"verify: {why}")
     lines = [f"verified {checked - len(bad)} of {checked} files"]
     lines += [f"  {e.relpath}: {why}" for e, why in bad]
     if bad and readonly:

@@ -24,7 +24,7 @@ def add_verify(sub: Any) -> None:
 
 
 def _add_journal_command(sub: Any, name: str, help_: str, handler: Any) -> None:
-    p = sub.add_parser(name, help=help_, epilog=f"example: xnatsync {name} --dest /data/mirror")
+    p = sub.add_parser(name, help=help_, epilog=f"example: xnatsync {name} --dest mirror")
     p.add_argument("--dest", default=".", help="destination directory (default: .)")
     p.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
     p.set_defaults(handler=handler)

@@ -199,15 +199,12 @@ class Faults:
         try:
             self._configure(item)
         except ValueError as exc:
-            detail = (
-                str(exc) if "fault spec item" in str(exc) else f"fault spec item {item!r}: {exc}"
-            )
-            raise ValueError(detail) from None
+            raise ValueError(f"fault spec item {item!r}: {exc}") from None
 
     def _configure(self, item: str) -> None:
         name, sep, value = item.rpartition("=")
         if not sep:
-            raise ValueError(f"fault spec item {item!r} lacks '='")
+            raise ValueError("it lacks '='")
         if name == "seed":
             self.seed = int(value)
         elif name == "paths":

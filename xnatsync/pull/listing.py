@@ -268,10 +268,11 @@ class Planner:
         except XnatSyncError as exc:
             self._listing_failed(owner.describe(), exc)
             return
+        keys = [f.key for f in remote]  # in key order: the journal's writes follow its index
         if self.ledger is not None:
-            self.ledger.journal.mark_seen([f.key for f in remote], self.ledger.run_id)
+            self.ledger.journal.mark_seen(keys, self.ledger.run_id)
         else:  # a dry run writes no seen marks: it remembers the keys instead
-            self.seen_keys.update(f.key for f in remote)
+            self.seen_keys.update(keys)
         local = local_manifest(self.state, self.scope.dest, owner)
         wanted = selected(remote, self.scope.selection)
         self.scan_types_seen |= self.scope.selection.scan_types_matching(remote)
@@ -282,7 +283,7 @@ class Planner:
         plan = build_plan(changes, placer, options, on_disk)
         self.unproven += plan.unproven
         if self.ledger is not None:
-            listed = {f.key for f in remote}
+            listed = set(keys)
             departed = any(f.state is FileState.DONE and f.key not in listed for f in local)
             self.ledger.expect(owner.project, owner.id, fingerprint, plan, departed=departed)
         self._planned(owner, plan.summary())
@@ -299,7 +300,7 @@ class Planner:
                     continue  # the plan reports it
         if len(targets) > INLINE_LSTATS:
             return await anyio.to_thread.run_sync(sizes_on_disk, self.scope.dest, targets)
-        return sizes_on_disk(self.scope.dest, targets) if targets else {}
+        return sizes_on_disk(self.scope.dest, targets)
 
     def _planned(self, owner: Owner, s: PlanSummary) -> None:
         self.reporter.emit(
