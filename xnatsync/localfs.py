@@ -1,5 +1,5 @@
-"""The destination on disk: resolving a safe relative path without following symlinks, temp
-names, hashing a local file, sweeping temps of killed runs, and OS errors as our types.
+"""The destination on disk: resolving a safe relative path without following symlinks,
+hashing a local file, and OS errors as our types (temp names and their sweep: ``temps``).
 
 Every call here is blocking filesystem I/O: callers on the event loop run them in a worker
 thread (a few ``lstat``s excepted, which cost less than the thread hop).
@@ -13,15 +13,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
 import stat
 from collections.abc import Iterable
-from contextlib import suppress
 from pathlib import Path, PurePosixPath
 
 from xnatsync.errors import LocalDiskError, LocalFileError, UnsafePathError
 
-PART_SUFFIX = ".xnatsync-part"
 HASH_BLOCK = 4 << 20
 
 _FATAL_ERRNOS = frozenset(
@@ -35,16 +32,6 @@ def os_error(exc: OSError, path: Path | str) -> LocalDiskError | LocalFileError:
     if exc.errno in _FATAL_ERRNOS:
         return LocalDiskError(f"cannot write {path}: {reason}")
     return LocalFileError(f"cannot write {path}: {reason}")
-
-
-def is_part_file(name: str) -> bool:
-    return name.endswith(PART_SUFFIX)
-
-
-def temp_path(final: Path) -> Path:
-    """A name unique to this process and attempt, beside the target (same filesystem)."""
-    stem = final.name[:120]
-    return final.with_name(f".{stem}.{os.getpid()}.{secrets.token_hex(4)}{PART_SUFFIX}")
 
 
 def fsync_dir(path: Path) -> None:
@@ -134,15 +121,3 @@ def hash_file(path: Path) -> tuple[int, str, int]:
     except OSError as exc:
         raise LocalFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
     return size, md5.hexdigest(), mtime_ns
-
-
-def remove_stale_parts(directory: Path) -> int:
-    """Remove temp files left by killed runs under ``directory``; return how many."""
-    removed = 0
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            if is_part_file(name):
-                with suppress(FileNotFoundError):
-                    os.unlink(os.path.join(root, name))
-                    removed += 1
-    return removed

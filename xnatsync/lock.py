@@ -12,8 +12,11 @@ Invariants:
   host is never taken over automatically: the message says which file to remove.
 * Release removes the file only if it still holds our token (a lock broken by hand and taken
   by another run is left alone).
-* Correctness does not depend on the lock: transfers use process-unique temp names and atomic
-  renames; the lock only prevents wasted work and interleaved journals.
+* Correctness does not depend on the lock: transfers use temp names unique to the run and
+  atomic renames; the lock only prevents wasted work and interleaved journals.
+* The lock names the run: its ``tag`` (from the token) is in every temp file the run makes
+  (``temps``). Several runs may share DEST under differently named locks (``lock.*``, one per
+  shard); ``live_tags`` says which runs on DEST are live, so a sweep spares their temps.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ from types import TracebackType
 
 from xnatsync.errors import LocalDiskError, LockedError
 
-LOCK_NAME = Path(".xnatsync/lock")
+STATE_DIR = Path(".xnatsync")
+LOCK_FILE = "lock"
+LOCK_NAME = STATE_DIR / LOCK_FILE  # the lock of an unsharded run, under DEST
+TAG_LENGTH = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,13 +80,16 @@ class DestLock:
         self,
         dest: Path,
         *,
+        name: str = LOCK_FILE,
         host: str | None = None,
         pid: int | None = None,
         is_alive: Callable[[int], bool] = pid_alive,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.dest = dest
-        self.path = dest / LOCK_NAME
+        if not _is_lock_name(name):
+            raise ValueError(f"bad lock name {name!r}")
+        self.path = dest / STATE_DIR / name
         self.info = LockInfo(
             host=host or socket.gethostname(),
             pid=pid if pid is not None else os.getpid(),
@@ -89,6 +98,20 @@ class DestLock:
         )
         self._is_alive = is_alive
         self.held = False
+
+    @property
+    def tag(self) -> str:
+        """This run's name in its temp files."""
+        return self.info.token[:TAG_LENGTH]
+
+    def live_tags(self) -> set[str]:
+        """The tags of the runs on DEST that hold a lock and are not stale (ours included)."""
+        tags = set()
+        for path in self.path.parent.glob(LOCK_FILE + "*"):
+            holder = read_lock(path) if _is_lock_name(path.name) else None
+            if holder is not None and holder.pid > 0 and not self._stale(holder):
+                tags.add(holder.token[:TAG_LENGTH])
+        return tags
 
     def __enter__(self) -> DestLock:
         self.acquire()
@@ -176,6 +199,14 @@ class DestLock:
             f"{self.dest} is locked by host {holder.host} pid {holder.pid} since "
             f"{holder.started} ({hint})"
         )
+
+
+def _is_lock_name(name: str) -> bool:
+    """``lock``, or ``lock.{what}`` for one of several runs on DEST (not a lock being broken)."""
+    if name == LOCK_FILE:
+        return True
+    what = name.removeprefix(LOCK_FILE + ".")
+    return what != name and bool(what) and "/" not in what and not what.startswith("stale.")
 
 
 def _as_dict(info: LockInfo) -> dict[str, object]:

@@ -1,9 +1,10 @@
 """One file: stream it, hash while streaming, write to a unique temp name, verify, rename.
 
 Invariants:
-* Bytes land only in ``.{name}.{pid}.{random}.xnatsync-part`` beside the target, opened with
-  O_CREAT|O_EXCL|O_NOFOLLOW, so a planted symlink cannot redirect the write and two processes
-  never share a temp file (flock is not trusted: HPC and scanner filesystems lie about it).
+* Bytes land only in a temp beside the target named by the run (``temps.TempNames``:
+  ``.{name}.{run}.{random}.xnatsync-part``), opened with O_CREAT|O_EXCL|O_NOFOLLOW, so a
+  planted symlink cannot redirect the write, two runs never share a temp file, and the next
+  run can tell a dead run's temps from a live one's.
 * Every filesystem call (checking the place, making folders, creating, writing, renaming) runs
   in a worker thread: file creation can cost a millisecond, and the loop must keep streaming.
 * The final name appears only by ``os.replace`` after size and MD5 match the listing. A failure
@@ -29,8 +30,9 @@ import anyio
 import anyio.abc
 
 from xnatsync.errors import BadResponseError, IntegrityError, first_error
-from xnatsync.localfs import fsync_dir, os_error, temp_path
+from xnatsync.localfs import fsync_dir, os_error
 from xnatsync.model import RemoteFile
+from xnatsync.temps import TempNames
 
 CHUNK = 256 * 1024
 BLOCK = 1 << 20
@@ -71,8 +73,9 @@ class FileSink:
     on some filesystems, which must not stall the event loop once per file.
     """
 
-    def __init__(self, place: Callable[[], Path]) -> None:
+    def __init__(self, place: Callable[[], Path], temps: TempNames) -> None:
         self._place = place
+        self._temps = temps
         self.final: Path | None = None
         self.temp: Path | None = None
         self.fd: int | None = None
@@ -83,7 +86,7 @@ class FileSink:
     def _open(self) -> int:
         if self.fd is None:
             final = self._place()
-            temp = temp_path(final)
+            temp = self._temps.beside(final)
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
                 try:
@@ -163,14 +166,16 @@ async def fetch(
     fsync: bool = False,
     progress: Callable[[int], None] = lambda n: None,
     limiter: anyio.CapacityLimiter | None = None,
+    temps: TempNames | None = None,
 ) -> Fetched:
     """Download ``remote`` to ``final``; return what was verified there, or raise.
 
     ``final`` is the target path, or a function returning it after checking that it lies
     inside DEST (``localfs.resolve_under``); the function runs in a worker thread, just before
-    the first byte is written.
+    the first byte is written. ``temps`` names the temp file (by default after this process).
     """
-    sink = FileSink(final if callable(final) else lambda: final)
+    temps = temps or TempNames(f"pid{os.getpid()}")
+    sink = FileSink(final if callable(final) else lambda: final, temps)
     try:
         async with source.download(remote.uri) as body:
             announced = body.content_length

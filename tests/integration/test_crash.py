@@ -122,7 +122,10 @@ async def killed(proc: asyncio.subprocess.Process, signum: int = signal.SIGKILL)
     return await asyncio.wait_for(proc.wait(), 20)
 
 
-async def test_kill_mid_file_then_resume(big: Emulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("journal", ["kept", "deleted"])
+async def test_kill_mid_file_then_resume(big: Emulator, tmp_path: Path, journal: str) -> None:
+    """The killed run's temp is swept at the next start, also when nothing records that a
+    run was killed (the journal deleted: the temps ledger of the dead run tells)."""
     big.faults.script("GET", STALLED, ["stall:8@0.8"])
     half_sent = big.faults.on_bytes_sent(STALLED, 2 << 20)
     proc = await start_cli(*pull_args(big, tmp_path))
@@ -139,6 +142,10 @@ async def test_kill_mid_file_then_resume(big: Emulator, tmp_path: Path) -> None:
     [stalled] = [p for p, u in request_paths(big).items() if fnmatch.fnmatchcase(u, STALLED)]
     assert stalled not in verified
     assert not (tmp_path / stalled).exists()  # the final name is never partial
+    if journal == "deleted":
+        for name in ("journal.db", "journal.db-wal", "journal.db-shm"):
+            (tmp_path / ".xnatsync" / name).unlink(missing_ok=True)
+        verified = set()
     await resume(big, tmp_path, verified)
     assert part_files(tmp_path) == []
 

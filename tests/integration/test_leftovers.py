@@ -12,6 +12,8 @@ import pytest
 from tests.integration.conftest import make_config, run_pull
 from xnatsync.emulator.server import Emulator
 from xnatsync.errors import AuthError
+from xnatsync.lock import DestLock
+from xnatsync.temps import TMP_DIR, TempNames
 from xnatsync.xnat.auth import Credentials
 
 PART = ".xnatsync-part"
@@ -50,6 +52,31 @@ async def test_a_spool_is_swept_even_after_a_clean_run(emu: Emulator, tmp_path: 
     spool.write_bytes(b"PK")
     await run_pull(config)
     assert not spool.exists()
+
+
+@pytest.mark.parametrize("last", ["ok", "error"])
+async def test_a_live_run_s_temps_are_spared_and_a_dead_run_s_are_swept(
+    emu: Emulator, tmp_path: Path, last: str
+) -> None:
+    """Two runs on one DEST under separate locks (as shards will be): the second run's start
+    removes the temps of a run killed earlier, and none of the live one's, whether or not the
+    journal says the last run ended (with "error" the whole tree is walked as well)."""
+    config = make_config(emu, tmp_path)
+    await run_pull(config)
+    record_last_run_as(tmp_path, last)
+    scan = next((tmp_path / "DEMO").rglob("*.dcm")).parent
+    killed = TempNames("deadbeef0001", tmp_path)  # its lock is gone; its ledger stayed
+    dead = [killed.beside(scan / "x.dcm"), killed.beside(tmp_path / TMP_DIR / "b.zip")]
+    with DestLock(tmp_path, name="lock.shard-1-of-2") as other:
+        working = TempNames(other.tag, tmp_path)
+        alive = [working.beside(scan / "y.dcm"), working.beside(tmp_path / TMP_DIR / "b.zip")]
+        for path in dead + alive:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"half")
+        summary, _ = await run_pull(config)
+        assert summary.ok
+        assert [p.exists() for p in dead + alive] == [False, False, True, True]
+    assert not (tmp_path / ".xnatsync" / "runs" / "deadbeef0001.dirs").exists()
 
 
 @pytest.mark.parametrize("exists", [False, True])

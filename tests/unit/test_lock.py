@@ -125,3 +125,22 @@ def test_another_process_is_refused_while_we_hold_it(tmp_path: Path) -> None:
     assert f"pid {os.getpid()}" in proc.stdout.decode()
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert proc.returncode == 0
+
+
+def test_live_tags_name_every_live_run_on_dest_and_no_dead_one(tmp_path: Path) -> None:
+    state = tmp_path / ".xnatsync"
+    with DestLock(tmp_path) as mine, DestLock(tmp_path, name="lock.shard-1-of-2") as shard:
+        dead = DestLock(tmp_path, name="lock.shard-0-of-2", pid=dead_pid())
+        dead.acquire()  # and never released: a shard killed with -9
+        foreign = {"host": "other-host", "pid": 7, "started": "?", "token": "f" * 32}
+        (state / "lock.shard-2-of-2").write_text(json.dumps(foreign))
+        (state / "lock.stale.1.abcd").write_text(json.dumps(foreign | {"token": "e" * 32}))
+        (state / "lock.broken").write_text("")  # a run still writing its lock: no temps yet
+        assert len({mine.tag, shard.tag, dead.tag}) == 3
+        assert mine.live_tags() == {mine.tag, shard.tag, "f" * 12}
+
+
+@pytest.mark.parametrize("name", ["", "locks", "lock.", "lock.stale.1", "lock.a/b", "x"])
+def test_a_lock_name_that_is_not_one_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValueError, match="bad lock name"):
+        DestLock(tmp_path, name=name)

@@ -26,6 +26,7 @@ from xnatsync.model import RemoteFile
 from xnatsync.pull.plan import Action, Batch, Delete, Download, Move, PlanError, Verify
 from xnatsync.pull.zips import MISSING, Member, Spool, ZipSource, extract, fetch_zip
 from xnatsync.scheduler import Attempts
+from xnatsync.temps import TempNames
 from xnatsync.transfer import Fetched, fetch
 
 
@@ -38,6 +39,7 @@ class Executor:
     dest: Path
     reporter: Reporter
     attempts: Attempts
+    temps: TempNames
     fsync: bool = False
     disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
     known_dirs: set[str] = field(default_factory=set)  # folders under DEST checked: no symlink
@@ -81,7 +83,8 @@ class Executor:
 
         def attempt(progress: Callable[[int], None]) -> Awaitable[Fetched]:
             fsync, disk = self.fsync, self.disk
-            return fetch(self.source, remote, final, fsync=fsync, progress=progress, limiter=disk)
+            return fetch(self.source, remote, final, fsync=fsync, progress=progress,
+                         limiter=disk, temps=self.temps)  # fmt: skip
 
         fetched = await self.attempts.run(remote.key, str(relpath), remote.size, attempt)
         self.done(remote, relpath, fetched, "downloaded")
@@ -124,7 +127,7 @@ class Executor:
         label = f"zip of {len(downloads)} files"
         place = functools.partial(resolve_under, self.dest, known_dirs=self.known_dirs)
         members = [Member(d.remote, functools.partial(place, rel=d.relpath)) for d in downloads]
-        spool = Spool(self.dest)
+        spool = Spool(self.dest, self.temps)
         try:
 
             def attempt(progress: Callable[[int], None]) -> Awaitable[None]:
@@ -133,7 +136,7 @@ class Executor:
 
             await self.attempts.run(action.resource, label, size, attempt)
             return await anyio.to_thread.run_sync(
-                extract, spool.path, members, self.fsync, limiter=self.disk
+                extract, spool.path, members, self.fsync, self.temps, limiter=self.disk
             )
         except XnatSyncError as exc:
             if exc.fatal:

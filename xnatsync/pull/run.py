@@ -9,12 +9,13 @@ files outside the selection are never deletion candidates.
 
 from __future__ import annotations
 
+import functools
+
 import anyio
 
 from xnatsync.errors import LocalDiskError, ProjectNotFoundError, XnatSyncError, first_error
 from xnatsync.events import Fanout, Notice, PlanShown, Reporter
 from xnatsync.journal import Journal
-from xnatsync.localfs import remove_stale_parts
 from xnatsync.lock import DestLock
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor
@@ -22,9 +23,9 @@ from xnatsync.pull.listing import Ledger, Planner
 from xnatsync.pull.manifest import LocalState, NoJournal, Owner
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.plan import Action, Plan
-from xnatsync.pull.zips import SPOOL_DIR
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
+from xnatsync.temps import TempNames, sweep
 from xnatsync.xnat.client import XnatClient
 
 
@@ -54,34 +55,32 @@ async def pull(
             options.dest.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LocalDiskError(f"cannot create {options.dest}: {exc.strerror or exc}") from exc
-        with DestLock(options.dest), Journal.open(options.journal_file) as journal:
-            await _sweep(options, journal.last_run())
+        with DestLock(options.dest) as lock, Journal.open(options.journal_file) as journal:
+            await _sweep(options, lock, journal.last_run())
+            temps = TempNames(lock.tag, options.dest)
             run_id = journal.start_run(f"pull {options.url} {' '.join(options.projects)}")
             status = "interrupted"
             try:
-                await _sync(options, Fanout(reporter, counts), client, journal, run_id)
+                await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps)
                 status = "ok" if counts.ok else "failed"
             except XnatSyncError:
                 status = "error"
                 raise
             finally:
+                temps.close()
                 counts.close()
                 journal.finish_run(run_id, status, counts.counts())
     return counts
 
 
-async def _sweep(options: PullOptions, last: dict[str, object] | None) -> None:
-    """Remove what earlier runs left, under the lock (no other run works on DEST now).
-
-    Zip spools live in one small folder: swept at every start. Temp files sit beside their
-    targets, anywhere in the tree: a run that ended normally ("ok" or "failed") removed its
-    own, so the tree is walked only after one that did not (killed, interrupted, or stopped by
-    a fatal error such as a full disk)."""
-    spools = options.dest / SPOOL_DIR
-    if spools.is_dir():
-        await anyio.to_thread.run_sync(remove_stale_parts, spools)
-    if last is not None and last["status"] not in ("ok", "failed"):
-        await anyio.to_thread.run_sync(remove_stale_parts, options.dest)
+async def _sweep(options: PullOptions, lock: DestLock, last: dict[str, object] | None) -> None:
+    """Remove the temps and spools of every run on DEST that is not live, whatever the last
+    run's status (``temps.sweep``); another live run's (a shard's) are left alone. The whole
+    tree is walked too after a run recorded as not having ended (killed, or by a version
+    without temp ledgers)."""
+    walk = last is not None and last["status"] not in ("ok", "failed")
+    live = lock.live_tags()
+    await anyio.to_thread.run_sync(functools.partial(sweep, options.dest, live, walk=walk))
 
 
 def _check_projects(options: PullOptions, missing: list[str]) -> None:
@@ -97,7 +96,12 @@ def _check_projects(options: PullOptions, missing: list[str]) -> None:
 
 
 async def _sync(
-    options: PullOptions, reporter: Reporter, client: XnatClient, journal: Journal, run_id: int
+    options: PullOptions,
+    reporter: Reporter,
+    client: XnatClient,
+    journal: Journal,
+    run_id: int,
+    temps: TempNames,
 ) -> None:
     ledger = Ledger(journal, run_id)
     reporter = Fanout(reporter, ledger)
@@ -105,7 +109,7 @@ async def _sync(
     attempts = Attempts(reporter, retry=options.retry, throttle=throttle)
     executor = Executor(
         source=client, journal=journal, dest=options.dest, reporter=reporter,
-        attempts=attempts, fsync=options.fsync,
+        attempts=attempts, temps=temps, fsync=options.fsync,
     )  # fmt: skip
     async with Scheduler[Action](executor, options.limits) as scheduler:
 

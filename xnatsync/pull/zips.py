@@ -2,9 +2,9 @@
 
 Invariants:
 
-* The zip streams to ``DEST/.xnatsync/tmp/batch.{pid}.{random}.zip.xnatsync-part``, created
-  with O_EXCL|O_NOFOLLOW below a path checked for symlinks, and removed when the batch ends (a
-  killed run's spool is removed by the stale-temp sweep of the next run).
+* The zip streams to a temp of the run in ``DEST/.xnatsync/tmp`` (``temps.TempNames``),
+  created with O_EXCL|O_NOFOLLOW below a path checked for symlinks, and removed when the batch
+  ends (a killed run's spool is removed by the sweep at the next start).
 * A member is matched to a planned download by the name XNAT gives it,
   ``…/resources/{label}/files/{path}`` whatever precedes it. A member name is never used to
   build a local path: the planned target is, so a hostile zip can write nowhere else.
@@ -17,7 +17,6 @@ Invariants:
 from __future__ import annotations
 
 import os
-import secrets
 import zipfile
 import zlib
 from collections.abc import Callable, Sequence
@@ -29,11 +28,11 @@ from typing import Protocol
 import anyio
 
 from xnatsync.errors import BadResponseError, XnatSyncError
-from xnatsync.localfs import PART_SUFFIX, os_error, resolve_under
+from xnatsync.localfs import os_error, resolve_under
 from xnatsync.model import RemoteFile
+from xnatsync.temps import TMP_DIR, TempNames
 from xnatsync.transfer import BLOCK, CHUNK, Body, Fetched, FileSink, Source, pump
 
-SPOOL_DIR = PurePosixPath(".xnatsync/tmp")
 MISSING = BadResponseError("not in the server's zip")  # a member the zip did not hold
 
 
@@ -47,13 +46,13 @@ class ZipSource(Source, Protocol):
 
 class Spool:
     """The zip being received (a ``transfer.Writer``: blocks arrive in a worker thread) at a
-    process-unique name under ``DEST/.xnatsync/tmp``; before the first write, in that thread,
+    name of the run's under ``DEST/.xnatsync/tmp``; before the first write, in that thread,
     the path is checked for symlinks and its folder made."""
 
-    def __init__(self, dest: Path) -> None:
+    def __init__(self, dest: Path, temps: TempNames) -> None:
         self.dest = dest
-        self.name = SPOOL_DIR / f"batch.{os.getpid()}.{secrets.token_hex(4)}.zip{PART_SUFFIX}"
-        self.path = dest.joinpath(*self.name.parts)
+        self.path = temps.beside(dest.joinpath(*TMP_DIR.parts, "batch.zip"), record=False)
+        self.name = PurePosixPath(self.path.relative_to(dest).as_posix())
         self.fd: int | None = None
         self.tail: list[bytes] = []
 
@@ -118,7 +117,9 @@ def member_name(remote: RemoteFile) -> str:
     return f"resources/{remote.resource}/files/{remote.path}"
 
 
-def extract(spool: Path, members: Sequence[Member], fsync: bool) -> list[Fetched | XnatSyncError]:
+def extract(
+    spool: Path, members: Sequence[Member], fsync: bool, temps: TempNames
+) -> list[Fetched | XnatSyncError]:
     """Extract and verify every expected member, then remove the spool (blocking: run it in a
     worker thread).
 
@@ -132,7 +133,7 @@ def extract(spool: Path, members: Sequence[Member], fsync: bool) -> list[Fetched
             for info in archive.infolist():
                 index = None if info.is_dir() else _match(info.filename, wanted)
                 if index is not None and results[index] is MISSING:
-                    results[index] = _extract_one(archive, info, members[index], fsync)
+                    results[index] = _extract_one(archive, info, members[index], fsync, temps)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc
     finally:
@@ -152,9 +153,9 @@ def _match(name: str, wanted: dict[str, int]) -> int | None:
 
 
 def _extract_one(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, member: Member, fsync: bool
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, member: Member, fsync: bool, temps: TempNames
 ) -> Fetched | XnatSyncError:
-    sink = FileSink(member.place)
+    sink = FileSink(member.place, temps)
     try:
         with archive.open(info) as source:
             while block := source.read(BLOCK):

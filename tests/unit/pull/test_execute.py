@@ -22,6 +22,7 @@ from xnatsync.pull.plan import Batch, Download
 from xnatsync.pull.zips import member_name
 from xnatsync.retry import RetryPolicy
 from xnatsync.scheduler import Attempts
+from xnatsync.temps import TempNames
 
 BASE = "/data/experiments/E1/scans/1/resources/7"
 
@@ -89,8 +90,9 @@ async def execute(tmp_path: Path, server: Server, *batches: Batch) -> tuple[Exec
 
     attempts = Attempts(events, retry=retry, sleep=no_sleep)
     executor = Executor(
-        source=server, journal=journal, dest=tmp_path, reporter=events, attempts=attempts
-    )
+        source=server, journal=journal, dest=tmp_path, reporter=events, attempts=attempts,
+        temps=TempNames("run1", tmp_path),
+    )  # fmt: skip
     for batch in batches:
         await executor.run(batch)
     journal.close()

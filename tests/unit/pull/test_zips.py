@@ -13,12 +13,13 @@ import pytest
 
 from tests.unit.test_transfer import FakeSource, remote_for
 from xnatsync.errors import BadResponseError, IntegrityError, TransportError, UnsafePathError
-from xnatsync.localfs import PART_SUFFIX
 from xnatsync.model import RemoteFile
 from xnatsync.pull.zips import Member, Spool, extract, fetch_zip, member_name
+from xnatsync.temps import PART_SUFFIX, TempNames
 from xnatsync.transfer import Fetched
 
 PREFIX = "sess1/scans/1-T1/"
+RUN = TempNames("run1")
 
 
 def remote(path: str, data: bytes) -> RemoteFile:
@@ -49,7 +50,9 @@ def test_members_are_matched_by_their_xnat_name_and_verified(tmp_path: Path) -> 
     files = {"a.dcm": b"alpha", "sub/b.dcm": b"beta" * 1000, "files/c.dcm": b"gamma"}
     remotes = [remote(p, d) for p, d in files.items()]
     data = make_zip({PREFIX + member_name(r): files[r.path] for r in remotes})
-    results = extract(spool_of(tmp_path, data), members_for(tmp_path, remotes), fsync=False)
+    results = extract(
+        spool_of(tmp_path, data), members_for(tmp_path, remotes), fsync=False, temps=RUN
+    )
     assert all(isinstance(r, Fetched) for r in results)
     for r, got in zip(remotes, results, strict=True):
         assert isinstance(got, Fetched)
@@ -70,7 +73,7 @@ def test_missing_damaged_and_unlike_members_are_reported_per_file(tmp_path: Path
         PREFIX + "resources/OTHER/files/absent": b"x",  # another resource's file: not ours
     })  # fmt: skip
     results = extract(
-        spool_of(tmp_path, data), members_for(tmp_path, [good, changed, absent]), False
+        spool_of(tmp_path, data), members_for(tmp_path, [good, changed, absent]), False, RUN
     )
     assert isinstance(results[0], Fetched)
     assert isinstance(results[1], IntegrityError)
@@ -83,7 +86,9 @@ def test_a_crc_error_fails_that_member_only(tmp_path: Path) -> None:
     data = bytearray(make_zip({member_name(one): b"1" * 100, member_name(two): b"2" * 100}))
     at = data.index(b"2" * 100)
     data[at] = ord("3")  # the bytes of "two", changed after its CRC was written
-    results = extract(spool_of(tmp_path, bytes(data)), members_for(tmp_path, [one, two]), False)
+    results = extract(
+        spool_of(tmp_path, bytes(data)), members_for(tmp_path, [one, two]), False, RUN
+    )
     assert isinstance(results[0], Fetched)
     assert isinstance(results[1], BadResponseError)
     assert not (tmp_path / "out" / "two").exists()
@@ -96,7 +101,7 @@ def test_hostile_member_names_write_nothing_outside_the_plan(tmp_path: Path) -> 
         "/abs/resources/R/files/x.dcm/../../y": b"evil",
         PREFIX + member_name(mine): b"data",
     })  # fmt: skip
-    results = extract(spool_of(tmp_path, data), members_for(tmp_path, [mine]), False)
+    results = extract(spool_of(tmp_path, data), members_for(tmp_path, [mine]), False, RUN)
     assert isinstance(results[0], Fetched)
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["out/x.dcm"]  # and the spool is gone
@@ -105,17 +110,17 @@ def test_hostile_member_names_write_nothing_outside_the_plan(tmp_path: Path) -> 
 def test_an_unreadable_zip_raises(tmp_path: Path) -> None:
     spool = spool_of(tmp_path, b"<html>login</html>")
     with pytest.raises(BadResponseError, match="unreadable"):
-        extract(spool, [], fsync=False)
+        extract(spool, [], fsync=False, temps=RUN)
     assert not spool.exists()
 
 
 async def test_fetch_zip_spools_and_a_cut_body_leaves_nothing(tmp_path: Path) -> None:
     data = make_zip({"resources/R/files/a": os.urandom(3 << 20)})
-    spool = Spool(tmp_path)
+    spool = Spool(tmp_path, RUN)
     assert spool.path.parent == tmp_path / ".xnatsync" / "tmp"
     await fetch_zip(FakeSource(data), "/data/experiments/E1/resources/7", spool)
     assert spool.path.read_bytes() == data
-    cut = Spool(tmp_path)
+    cut = Spool(tmp_path, RUN)
     assert cut.path != spool.path
     with pytest.raises(TransportError):
         await fetch_zip(FakeSource(data, cut_at=len(data) // 2), "/r", cut)
@@ -128,5 +133,5 @@ def test_the_spool_is_not_written_through_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "dest").mkdir()
     (tmp_path / "dest" / ".xnatsync").symlink_to(outside)
     with pytest.raises(UnsafePathError, match="symlink"):
-        Spool(tmp_path / "dest").write([b"PK"])
+        Spool(tmp_path / "dest", RUN).write([b"PK"])
     assert list(outside.iterdir()) == []
