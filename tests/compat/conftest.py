@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import xnat
+from pyxnat import Interface
 
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig
@@ -64,3 +67,23 @@ def emulator() -> Iterator[Emulator]:
         yield background.start()
     finally:
         background.stop()
+
+
+@pytest.fixture(scope="module")
+def session(emulator: Emulator) -> Iterator[Any]:
+    """An xnatpy session as admin, one per test module."""
+    connection = xnat.connect(emulator.url, user="admin", password="admin", loglevel="ERROR")
+    try:
+        yield connection
+    finally:
+        connection.disconnect()
+
+
+@pytest.fixture(scope="module")
+def interface(emulator: Emulator) -> Iterator[Any]:
+    """A pyxnat Interface as admin, one per test module."""
+    connection = Interface(server=emulator.url, user="admin", password="admin")
+    try:
+        yield connection
+    finally:
+        connection.disconnect()

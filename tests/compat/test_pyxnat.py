@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,6 @@ from xnatsync.emulator.server import Emulator
 pytestmark = [
     pytest.mark.compat,
 ]
-
-
-@pytest.fixture(scope="module")
-def interface(emulator: Emulator) -> Iterator[Any]:
-    connection = Interface(server=emulator.url, user="admin", password="admin")
-    try:
-        yield connection
-    finally:
-        connection.disconnect()
 
 
 def test_connect_list_and_logout(emulator: Emulator) -> None:

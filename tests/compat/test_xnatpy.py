@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +22,6 @@ from xnatsync.emulator.server import Emulator
 pytestmark = [
     pytest.mark.compat,
 ]
-
-
-@pytest.fixture(scope="module")
-def session(emulator: Emulator) -> Iterator[Any]:
-    connection = xnat.connect(emulator.url, user="admin", password="admin", loglevel="ERROR")
-    try:
-        yield connection
-    finally:
-        connection.disconnect()
 
 
 def test_connect_builds_model_and_logs_out(emulator: Emulator) -> None:
