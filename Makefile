@@ -29,7 +29,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix xnatsync tests benchmarks
 
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 emulator: $(STAMP)
 	$(BIN)/xnatsync emulator --seed demo

@@ -8,9 +8,13 @@ shared 2-core VM swing by ±30 %. Results go to ``benchmarks/results/latest.json
 Markdown table on stdout (the README carries a copy).
 
 Usage: ``python -m benchmarks.run [--pairs 3] [--only NAME] [--quick] [--no-peers]
-[--against DIR]``. ``--against`` adds an earlier xnatsync, checked out in DIR (``git worktree
-add DIR REV``), as one more candidate, so a change is measured against what it changed in the
-same rounds, not against last week's machine.
+[--against DIR] [--costs SPEC]``. ``--against`` adds an earlier xnatsync, checked out in DIR
+(``git worktree add DIR REV``), as one more candidate, so a change is measured against what it
+changed in the same rounds, not against last week's machine. ``--costs`` turns on the
+emulator's server-cost switches (its ``--faults`` items, e.g. ``stream=25MB/s`` for a
+per-connection bandwidth cap, or per-route server time) for every workload, so the same rows
+can be measured against a server that behaves like a loaded production XNAT; off by default,
+and the results say which switches were on.
 """
 
 from __future__ import annotations
@@ -107,12 +111,18 @@ class Result:
     summary: dict[str, float] = field(default_factory=dict)
 
 
-def start_emulator(root: Path, w: Workload) -> tuple[subprocess.Popen[str], str]:
-    faults = ["--faults", f"paths=*/files|*/files/*,delay={w.server_ms / 1000}"]
+def fault_spec(w: Workload, costs: str) -> str:
+    """The emulator's ``--faults`` for a workload: its own server time, then ``--costs``."""
+    own = f"paths=*/files|*/files/*,delay={w.server_ms / 1000}" if w.server_ms else ""
+    return ",".join(part for part in (own, costs) if part)
+
+
+def start_emulator(root: Path, w: Workload, costs: str = "") -> tuple[subprocess.Popen[str], str]:
+    spec = fault_spec(w, costs)
     return spawn(
         "--root", str(root), "--seed", "synthetic", "--project", PROJECT,
         "--subjects", str(w.subjects), "--sessions", "1", "--scans", str(w.scans),
-        "--files", str(w.files), "--file-size", str(w.size), *(faults if w.server_ms else []),
+        "--files", str(w.files), "--file-size", str(w.size), *(["--faults", spec] if spec else []),
     )  # fmt: skip
 
 
@@ -161,13 +171,18 @@ def commands(
 
 
 def run_workload(
-    w: Workload, pairs: int, peers: bool, scratch: Path, against: Path | None = None
+    w: Workload,
+    pairs: int,
+    peers: bool,
+    scratch: Path,
+    against: Path | None = None,
+    costs: str = "",
 ) -> Result:
     root, work = scratch / "emulator", scratch / "work"
     shutil.rmtree(scratch, ignore_errors=True)
     work.mkdir(parents=True)
     started = time.perf_counter()
-    emulator, url = start_emulator(root, w)
+    emulator, url = start_emulator(root, w, costs)
     print(f"\n## {w.name}: seeded in {time.perf_counter() - started:.1f} s at {url}", flush=True)
     env = {**os.environ, "XNATSYNC_USER": USER, "XNATSYNC_PASSWORD": PASSWORD}
     result = Result(w.name, w.count, w.count * w.size)
@@ -304,6 +319,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1/10 of the data (smoke test)")
     parser.add_argument("--no-peers", action="store_true", help="skip xnatpy and pyxnat")
     parser.add_argument("--against", type=Path, help="also run the xnatsync checked out in DIR")
+    parser.add_argument(
+        "--costs", default="", metavar="SPEC",
+        help="server-cost switches for the emulator of every workload (its --faults items)",
+    )  # fmt: skip
     args = parser.parse_args()
     chosen = [w for w in WORKLOADS if not args.only or args.only in w.name]
     if args.quick:
@@ -311,16 +330,21 @@ def main() -> None:
     scratch = Path(tempfile.mkdtemp(prefix="xnatsync-bench-", dir=os.environ.get("BENCH_DIR")))
     against = args.against.resolve() if args.against else None
     results = [
-        run_workload(w, args.pairs, not args.no_peers, scratch / "w", against) for w in chosen
+        run_workload(w, args.pairs, not args.no_peers, scratch / "w", against, args.costs)
+        for w in chosen
     ]
     shutil.rmtree(scratch, ignore_errors=True)
     text = table(results)
+    if args.costs:
+        text = f"Emulator cost switches on: `{args.costs}`\n\n" + text
     if against is not None:
         text += "\n\n" + before_table(results)
     print("\n" + text)
     RESULTS.mkdir(exist_ok=True)
-    name = "latest.json" if not (args.quick or args.only) else "quick.json"  # only full runs kept
-    meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pairs": args.pairs}
+    full = not (args.quick or args.only or args.costs)
+    name = "latest.json" if full else "quick.json"  # only full runs without costs are kept
+    meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pairs": args.pairs,
+            "costs": args.costs}  # fmt: skip
     data = {"meta": meta, "results": [asdict(r) for r in results], "table": text}
     (RESULTS / name).write_text(json.dumps(data, indent=2) + "\n")
 
