@@ -20,8 +20,9 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
                                            1.8's catalog write: the upload whose catalog write
                                            comes second answers 500 ConcurrentModificationException
                                            and its files stay out of the catalog (`catalogs`)
-            | "sessions-per-user=" N       a user's (N+1)th concurrent Basic login answers 401
-                                           (XNAT's concurrentMaxSessions, default 1000; §12)
+            | "sessions-per-user=" N       a user's (N+1)th concurrent Basic login answers 401,
+                                           older sessions live on (XNAT's concurrentMaxSessions,
+                                           default 1000; §12; `sessions`)
             | "token-lifetime=" SECONDS    alias tokens issued from now on expire after SECONDS
                                            (XNAT's aliasTokenTimeout, default 2 days; §2.3)
             | FAULT "=" RATE               apply FAULT to this fraction of matching requests
