@@ -7,6 +7,13 @@ without `WWW-Authenticate`; no credentials → 401 with `WWW-Authenticate: Basic
 (Restlet's page and realm "XNAT Protected Area" on /data/JSESSION); a browser User-Agent without
 credentials → 302 to the login page. Cookies are set in `on_response_prepare`, so streamed
 answers get them too.
+
+Fault switches applied per request: `sessions-per-user=N` caps a user's concurrent Basic logins
+(the login past the cap gets the same 401 as bad credentials, as XnatBasicAuthenticationFilter
+answers a SessionAuthenticationException; §12), and `token-lifetime=SECONDS` sets the lifetime
+of alias tokens issued from then on (default: the config's, XNAT's 2 days). `GET
+/data/user/{username}/sessions` reports `{"<username>": <open sessions>}` (UserSessionId; DAX
+polls it), DELETE ends them.
 """
 
 from __future__ import annotations
@@ -77,23 +84,38 @@ def _unauthenticated(request: web.Request) -> web.Response:
     return response
 
 
+def _same_user(sessions: Sessions, username: str, basic_name: str) -> bool:
+    """Whether Basic credentials name the session's user (directly or by one of the user's token
+    aliases, expired or not): then XNAT does not authenticate them again."""
+    if basic_name.rpartition("/")[2] == username:
+        return True
+    token = sessions.known_token(basic_name)
+    return token is not None and token.enabled and token.username == username
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Identify the user (cookie, then Basic) or answer 401/302 for protected paths."""
     sessions = request.app[SESSIONS_KEY]
-    sessions.max_age = request.app[FAULTS_KEY].session_max_age
+    faults = request.app[FAULTS_KEY]
+    sessions.max_age = faults.session_max_age
+    sessions.max_per_user = faults.sessions_per_user
+    lifetime = faults.token_lifetime
+    sessions.token_timeout = config_of(request).token_timeout if lifetime is None else lifetime
     if _OPEN.match(request.path):
         return await handler(request)
     cookie = request.cookies.get("JSESSIONID", "")
     session = sessions.get(cookie) if cookie else None
     user = sessions.users.get(session.username) if session else None
     creds = _basic(request)
-    if creds is not None and (user is None or user.username != creds[0]):
+    if creds is not None and (user is None or not _same_user(sessions, user.username, creds[0])):
         authed = sessions.authenticate(*creds)
         if authed is None:
             return tomcat_page(401, "Unauthorized", _FAILED)
         if user is None or user.username != authed.username:
-            session = sessions.create(authed.username)
+            session = sessions.login(authed.username)
+            if session is None:  # over the concurrent-session cap
+                return tomcat_page(401, "Unauthorized", _FAILED)
             request[NEW_SESSION_KEY] = session.id
         user = authed
     if user is None or session is None:
@@ -137,6 +159,27 @@ async def logout(request: web.Request) -> web.Response:
     target = request.match_info.get("sid") or _session(request).id
     request.app[SESSIONS_KEY].invalidate(target)
     return web.Response(text="", content_type="text/plain")
+
+
+def _known_name(request: web.Request, username: str) -> str:
+    """The account name matching `username` case-insensitively (as XNAT's registry lookup)."""
+    names = request.app[SESSIONS_KEY].users
+    return next((n for n in names if n.lower() == username.lower()), username)
+
+
+async def user_sessions(request: web.Request) -> web.Response:
+    """GET /data/user/{username}/sessions: `{"<username>": <open registered sessions>}`;
+    DELETE ends them (404 if there are none). Others' sessions are for admins only (403)."""
+    user, username = user_of(request), request.match_info["username"]
+    if not user.admin and user.username != username:
+        fail(403, "Only administrators can get the session list for users other than themselves.")
+    sessions = request.app[SESSIONS_KEY]
+    name = _known_name(request, username)
+    if request.method == "DELETE":
+        if not sessions.invalidate_user(name, registered_only=True):
+            fail(404, "Not Found")
+        return web.Response(text="", content_type="text/plain")
+    return json_text({username: sessions.count(name)})
 
 
 async def services_auth(request: web.Request) -> web.Response:
@@ -256,6 +299,8 @@ def add_routes(app: web.Application) -> None:
     add_data_route(app, "PUT", "/services/auth", services_auth)
     add_data_route(app, "POST", "/services/auth", services_auth)
     add_data_route(app, "GET", "/auth", whoami_text)
+    add_data_route(app, "GET", "/user/{username}/sessions", user_sessions)
+    add_data_route(app, "DELETE", "/user/{username}/sessions", user_sessions)
     add_data_route(app, "GET", "/services/tokens/{op}", tokens)
     add_data_route(app, "GET", "/services/tokens/{op}/{rest:.+}", tokens)
     app.router.add_get("/xapi/siteConfig/buildInfo", build_info)

@@ -16,8 +16,18 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
             | "session-max-age=" SECONDS   JSESSIONIDs die this long after creation (→ 401)
             | "ranges=" ("1" | "0")        1: honour Range/If-Range/If-Match and send ETag and
                                            Accept-Ranges (unlike XNAT; for resume tests, §1.9 #10)
+            | "catalog-race=" ON_OFF       1: concurrent writes to one resource race like XNAT
+                                           1.8's catalog write: the upload whose catalog write
+                                           comes second answers 500 ConcurrentModificationException
+                                           and its files stay out of the catalog (`catalogs`)
+            | "sessions-per-user=" N       a user's (N+1)th concurrent Basic login answers 401,
+                                           older sessions live on (XNAT's concurrentMaxSessions,
+                                           default 1000; §12; `sessions`)
+            | "token-lifetime=" SECONDS    alias tokens issued from now on expire after SECONDS
+                                           (XNAT's aliasTokenTimeout, default 2 days; §2.3)
             | FAULT "=" RATE               apply FAULT to this fraction of matching requests
     FAULT  := KIND [":" ARG] ["@" AT]      AT: byte offset ("@1000") or fraction ("@0.5")
+    ON_OFF := "1" | "0" | "on" | "off" | "true" | "false" | "yes" | "no"
 
     KIND            ARG                    effect
     ok              -                      nothing
@@ -49,6 +59,10 @@ Rates draw a uniform number from BLAKE2(seed, method, path, n) where n counts ea
 requests for that method+path, so a run's faults do not depend on how requests interleave.
 Scripts (`Faults.script`) take precedence over rates: the k-th matching request gets the k-th
 listed fault, and rates resume once the list is exhausted.
+
+Catalog-race hooks (tests): `on_catalog_read(glob)` gives an event set once an upload to a
+matching path has read its resource's catalog (opened its window); `hold_catalog_write(glob)`
+stops the next matching upload just before its catalog write until the test releases it.
 """
 
 from __future__ import annotations
@@ -126,6 +140,38 @@ class _Watch:
     event: asyncio.Event
 
 
+@dataclass(slots=True)
+class CatalogHold:
+    """A pause before one upload's catalog write: `reached` is set when the upload waits there,
+    setting `release` lets it go on."""
+
+    glob: str
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+_ON = {"1": True, "on": True, "true": True, "yes": True}
+_OFF = {"0": False, "off": False, "false": False, "no": False}
+
+
+def parse_switch(value: str) -> bool:
+    """An on/off switch value (see ON_OFF in the module docstring)."""
+    try:
+        return {**_ON, **_OFF}[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"{value!r} is not one of 1/0, on/off, true/false, yes/no") from None
+
+
+def _positive(value: str, kind: type[int] | type[float]) -> float:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a positive number") from None
+    if number <= 0:
+        raise ValueError(f"{value!r} is not a positive number")
+    return number
+
+
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
     """One answered request as the log keeps it."""
@@ -180,10 +226,15 @@ class Faults:
         self.delay = 0.0
         self.session_max_age: float | None = None
         self.honour_ranges = False
+        self.catalog_race = False
+        self.sessions_per_user: int | None = None
+        self.token_lifetime: float | None = None
         self.rates: list[tuple[Fault, float]] = []
         self._scripts: list[_Script] = []
         self._seen: Counter[tuple[str, str]] = Counter()
         self._watches: list[_Watch] = []
+        self._catalog_reads: list[_Watch] = []
+        self._catalog_holds: list[CatalogHold] = []
         self.configure(spec)
 
     def configure(self, spec: str) -> None:
@@ -217,6 +268,12 @@ class Faults:
             self.session_max_age = float(value)
         elif name == "ranges":
             self.honour_ranges = value.lower() in ("1", "true", "yes")
+        elif name == "catalog-race":
+            self.catalog_race = parse_switch(value)
+        elif name == "sessions-per-user":
+            self.sessions_per_user = int(_positive(value, int))
+        elif name == "token-lifetime":
+            self.token_lifetime = _positive(value, float)
         else:
             rate = float(value)
             if not 0.0 <= rate <= 1.0:
@@ -235,7 +292,12 @@ class Faults:
         self.delay = 0.0
         self.session_max_age = None
         self.honour_ranges = False
+        self.catalog_race = False
+        self.sessions_per_user = None
+        self.token_lifetime = None
         self._watches.clear()
+        self._catalog_reads.clear()
+        self._catalog_holds.clear()
 
     def matches_rates(self, method: str, path: str) -> bool:
         """Whether the rate settings apply to this request."""
@@ -284,3 +346,29 @@ class Faults:
         for watch in self._watches:
             if sent >= watch.threshold and fnmatch.fnmatchcase(path, watch.glob):
                 watch.event.set()
+
+    def on_catalog_read(self, glob: str) -> asyncio.Event:
+        """An event set once an upload to a path matching `glob` has read its catalog."""
+        watch = _Watch(glob, 0, asyncio.Event())
+        self._catalog_reads.append(watch)
+        return watch.event
+
+    def catalog_read(self, path: str) -> None:
+        """Report that an upload to `path` read its catalog (sets matching events)."""
+        for watch in self._catalog_reads:
+            if fnmatch.fnmatchcase(path, watch.glob):
+                watch.event.set()
+
+    def hold_catalog_write(self, glob: str) -> CatalogHold:
+        """Stop the next upload to a path matching `glob` just before its catalog write."""
+        hold = CatalogHold(glob)
+        self._catalog_holds.append(hold)
+        return hold
+
+    async def catalog_write(self, path: str) -> None:
+        """Called by an upload about to write its catalog: waits while a hold applies."""
+        for hold in self._catalog_holds:
+            if not hold.reached.is_set() and fnmatch.fnmatchcase(path, hold.glob):
+                hold.reached.set()
+                await hold.release.wait()
+                return

@@ -3,6 +3,13 @@
 Time comes from an injected clock so idle expiry is testable without sleeping. A session dies
 after `idle_timeout` seconds without use, or `max_age` seconds after creation when a fault spec
 sets one. Tokens are valid until `token_timeout` after issue or until invalidated.
+
+Sessions opened by a Basic login (`login`) are registered per user, as Spring Security's
+SessionRegistry does in XNAT; those opened by `/data/services/auth` (`create`) are not, because
+that path never runs the session strategy. With `max_per_user` set (XNAT's concurrentMaxSessions,
+default 1000) a login that would exceed it fails and the older sessions live on
+(ConcurrentSessionControlAuthenticationStrategy with exceptionIfMaximumExceeded); logging out or
+expiring frees the slot.
 """
 
 from __future__ import annotations
@@ -75,8 +82,10 @@ class Sessions:
         self.idle_timeout = idle_timeout
         self.token_timeout = token_timeout
         self.max_age: float | None = None
+        self.max_per_user: int | None = None
         self.clock = clock
         self._sessions: dict[str, HttpSession] = {}
+        self._registered: dict[str, set[str]] = {}  # username -> ids of registered sessions
         self._tokens: dict[str, AliasToken] = {}
         self._created = 0
 
@@ -103,10 +112,42 @@ class Sessions:
             self._prune(now)
         return session
 
+    def login(self, username: str) -> HttpSession | None:
+        """A new registered session (Basic login), or None if the user already holds
+        `max_per_user` live registered sessions."""
+        if self.max_per_user is not None and self.count(username) >= self.max_per_user:
+            return None
+        session = self.create(username)
+        self._registered.setdefault(username, set()).add(session.id)
+        return session
+
+    def count(self, username: str) -> int:
+        """How many live registered sessions a user holds (what XNAT's registry reports)."""
+        now = self.clock()
+        ids = self._registered.get(username, set())
+        for sid in [sid for sid in ids if not self._alive(self._sessions.get(sid), now)]:
+            self._drop(sid)
+        return len(self._registered.get(username, ()))
+
+    def _alive(self, session: HttpSession | None, now: float) -> bool:
+        if session is None or now - session.last_access > self.idle_timeout:
+            return False
+        return self.max_age is None or now - session.created <= self.max_age
+
+    def _drop(self, session_id: str) -> bool:
+        session = self._sessions.pop(session_id, None)
+        if session is None:
+            return False
+        registered = self._registered.get(session.username)
+        if registered is not None:
+            registered.discard(session_id)
+            if not registered:
+                del self._registered[session.username]
+        return True
+
     def _prune(self, now: float) -> None:
-        idle = [s.id for s in self._sessions.values() if now - s.last_access > self.idle_timeout]
-        for sid in idle:
-            del self._sessions[sid]
+        for sid in [s.id for s in self._sessions.values() if not self._alive(s, now)]:
+            self._drop(sid)
 
     def get(self, session_id: str) -> HttpSession | None:
         """A live session, touched; expired ones are dropped and give None."""
@@ -114,10 +155,8 @@ class Sessions:
         if session is None:
             return None
         now = self.clock()
-        idle = now - session.last_access > self.idle_timeout
-        old = self.max_age is not None and now - session.created > self.max_age
-        if idle or old:
-            del self._sessions[session_id]
+        if not self._alive(session, now):
+            self._drop(session_id)
             return None
         session.last_access = now
         return session
@@ -128,13 +167,16 @@ class Sessions:
 
     def invalidate(self, session_id: str) -> bool:
         """End a session; False if it did not exist."""
-        return self._sessions.pop(session_id, None) is not None
+        return self._drop(session_id)
 
-    def invalidate_user(self, username: str) -> list[str]:
-        """End every session of a user; their ids."""
-        ids = [s.id for s in self._sessions.values() if s.username == username]
+    def invalidate_user(self, username: str, *, registered_only: bool = False) -> list[str]:
+        """End every session of a user (or only the registered ones); their ids."""
+        if registered_only:
+            ids = sorted(self._registered.get(username, ()))
+        else:
+            ids = [s.id for s in self._sessions.values() if s.username == username]
         for sid in ids:
-            del self._sessions[sid]
+            self._drop(sid)
         return ids
 
     def issue_token(self, username: str) -> AliasToken:

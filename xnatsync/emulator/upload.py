@@ -5,6 +5,11 @@ Rules: the resource is auto-created; in-body bodies need a positive Content-Leng
 `Content-Type: application/zip` (else 500, as XNAT's FileUploadException); no data at all → 400;
 an existing file without `overwrite=true` is kept and the answer is 200 `{"duplicates":[…]}`
 served as text/html; success → 200 with an empty body. Bodies are spooled to disk while hashing.
+
+With `--faults catalog-race=1` the upload reads its resource's catalog before an in-body body
+streams (after a multipart body arrived) and fails with 500 if another write changed the catalog
+meanwhile (`catalogs`). Files a failed upload left uncatalogued count as duplicates for a later
+upload without `overwrite=true`, whether or not the switch is still on.
 """
 
 from __future__ import annotations
@@ -19,8 +24,17 @@ from dataclasses import dataclass
 from aiohttp import BodyPartReader, web
 
 from xnatsync.emulator.blobs import safe_relpath
-from xnatsync.emulator.common import add_data_route, fail, flag, json_text, plain, store_of
-from xnatsync.emulator.records import Resource
+from xnatsync.emulator.catalogs import CATALOGS_KEY, Catalogs, Snapshot, conflict_message
+from xnatsync.emulator.common import (
+    FAULTS_KEY,
+    add_data_route,
+    fail,
+    flag,
+    json_text,
+    plain,
+    store_of,
+)
+from xnatsync.emulator.records import Owner, Resource
 from xnatsync.emulator.resolve import resolve
 from xnatsync.emulator.resources import OWNER_BASES, single_owner
 from xnatsync.emulator.store import Store
@@ -110,6 +124,26 @@ def _members(archive: pathlib.Path, name: str) -> list[tuple[str, bytes]]:
         return out
 
 
+def _put(
+    catalogs: Catalogs,
+    store: Store,
+    resource: Resource,
+    name: str,
+    data: bytes | pathlib.Path,
+    overwrite: bool,
+    meta: dict[str, str],
+    digest: str | None = None,
+) -> bool:
+    """Store one file; False for a duplicate (catalogued, or left on disk uncatalogued)."""
+    relpath = safe_relpath(name)
+    if not overwrite and catalogs.is_orphan(resource, relpath):
+        return False
+    added = store.add_file(resource, relpath, data, overwrite=overwrite, digest=digest, **meta)
+    if added:
+        catalogs.adopt(resource, relpath)
+    return added
+
+
 def _store(request: web.Request, store: Store, resource: Resource, body: Spooled) -> list[str]:
     query = request.query
     fmt = query.get("format", "")
@@ -119,6 +153,7 @@ def _store(request: web.Request, store: Store, resource: Resource, body: Spooled
         "tags": query.get("tags", ""),
     }
     overwrite = flag(request, "overwrite")
+    catalogs = request.app[CATALOGS_KEY]
     try:
         if flag(request, "extract") and body.name.lower().endswith(_ARCHIVES):
             members = _members(body.path, body.name)
@@ -126,11 +161,9 @@ def _store(request: web.Request, store: Store, resource: Resource, body: Spooled
             return [
                 safe_relpath(m)
                 for m, data in members
-                if not store.add_file(resource, m, data, overwrite=overwrite, **meta)
+                if not _put(catalogs, store, resource, m, data, overwrite, meta)
             ]
-        added = store.add_file(
-            resource, body.name, body.path, overwrite=overwrite, digest=body.digest, **meta
-        )
+        added = _put(catalogs, store, resource, body.name, body.path, overwrite, meta, body.digest)
     except (ValueError, zipfile.BadZipFile, tarfile.TarError) as exc:
         body.path.unlink(missing_ok=True)
         fail(400, str(exc))
@@ -140,15 +173,55 @@ def _store(request: web.Request, store: Store, resource: Resource, body: Spooled
     return []
 
 
+def _written(request: web.Request, body: Spooled) -> list[str]:
+    """The catalog paths a body's files would get (an archive's members when extracting)."""
+    try:
+        if flag(request, "extract") and body.name.lower().endswith(_ARCHIVES):
+            return [safe_relpath(m) for m, _ in _members(body.path, body.name)]
+        return [safe_relpath(body.name)]
+    except (ValueError, zipfile.BadZipFile, tarfile.TarError):
+        return []
+
+
+def _read_catalog(request: web.Request, owner: Owner, key: str) -> Snapshot:
+    request.app[FAULTS_KEY].catalog_read(request.path)
+    return request.app[CATALOGS_KEY].read(store_of(request), owner, key)
+
+
+async def _write_catalog(
+    request: web.Request, owner: Owner, key: str, seen: Snapshot, bodies: list[Spooled]
+) -> None:
+    """The catalog-race check before the catalog write: 500 if the catalog changed since `seen`;
+    the failed upload's new files are then left uncatalogued."""
+    await request.app[FAULTS_KEY].catalog_write(request.path)
+    store, catalogs = store_of(request), request.app[CATALOGS_KEY]
+    if not catalogs.changed(store, owner, key, seen):
+        return
+    resource = store.resource(owner, key)
+    known = resource.files if resource is not None else {}
+    names = [name for body in bodies for name in _written(request, body) if name not in known]
+    catalogs.orphan(resource, names)
+    for body in bodies:
+        body.path.unlink(missing_ok=True)
+    fail(500, conflict_message(resource.label if resource is not None else key))
+
+
 async def upload(request: web.Request) -> web.Response:
     """PUT/POST …/resources/{R}/files[/{path}]."""
     owner = single_owner(resolve(request, write=True))
     store = store_of(request)
     relpath = request.match_info.get("path", "")
+    key = request.match_info["resource"]  # a label, or the numeric id of an existing one
+    race = request.app[FAULTS_KEY].catalog_race
+    streamed = not request.content_type.startswith("multipart/")
+    seen = _read_catalog(request, owner, key) if race and streamed else None
     bodies = await _bodies(request, relpath, store.temp_dir())
     if not bodies:
         fail(400, "You tried to PUT to this service, but didn't provide any data.")
-    key = request.match_info["resource"]  # a label, or the numeric id of an existing one
+    if race:
+        if seen is None:  # multipart: the catalog is read once the whole body arrived
+            seen = _read_catalog(request, owner, key)
+        await _write_catalog(request, owner, key, seen, bodies)
     resource = store.resource(owner, key) or store.ensure_resource(owner, key)[0]
     duplicates = [d for body in bodies for d in _store(request, store, resource, body)]
     if duplicates:
@@ -157,7 +230,8 @@ async def upload(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register upload routes under every owner path."""
+    """Register upload routes under every owner path (and the catalogs' race state)."""
+    app[CATALOGS_KEY] = Catalogs()
     for base in OWNER_BASES:
         for method in ("PUT", "POST"):
             add_data_route(app, method, base + "/resources/{resource}/files", upload)
