@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_exceptions import NotAppKeyWarning
 
-from xnatsync.emulator import common, schema
+from xnatsync.emulator import common, saved_search, schema, search_routes
 from xnatsync.emulator.search import Bundle, Criterion, Field, Where, is_a, parse_bundle, run
 from xnatsync.emulator.settings import User
 from xnatsync.emulator.store import Store
@@ -116,7 +116,8 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
     store.ensure_experiment("HIDDEN", "S9", "E_hidden", date="2024-05-06")
     app = web.Application(middlewares=[_stub_auth])
     app[common.STORE_KEY] = store
-    schema.add_routes(app)
+    for module in (schema, saved_search, search_routes):
+        module.add_routes(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
