@@ -79,7 +79,8 @@ def sort_rows(
         missing = [k for k in keys if rows and k not in rows[0]]
         if missing or order not in ("ASC", "DESC"):
             bad = f"sortBy column {missing[0]!r}" if missing else f"sortOrder {order!r}"
-            common.fail(410, f"Unable to sort the cached search: unknown {bad}")
+            page = common.error_page(410, f"Unable to sort the cached search: unknown {bad}")
+            raise web.HTTPGone(text=page.text, content_type="text/html")
     keys = [k for k in keys if not rows or k in rows[0]]
     ranked = sorted(rows, key=lambda r: [(r.get(k, "") == "", r.get(k, "")) for k in keys])
     return ranked[::-1] if order == "DESC" else ranked

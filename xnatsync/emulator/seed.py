@@ -16,7 +16,8 @@ left alone. Demo layout, for tests and docs:
   DEMO": every `xnat:mrSessionData` of DEMO — DEMO01_MR1, DEMO01_MR2, DEMO02_MR1 — with
   label, subject label, date and project; not secure, so everyone lists it) and `DEMO_CT`
   ("CT sessions of DEMO": DEMO03_CT1; secure, allowed user `user` only, so only `user` lists
-  it). Results follow the caller's rights: `other` reads no DEMO rows from either.
+  it). Results follow the caller's rights: `other` reads no DEMO rows from either. They are
+  made with DEMO, so a `--root` whose DEMO predates them has none (PUT them, or start afresh).
 """
 
 from __future__ import annotations
@@ -109,10 +110,9 @@ def _qc_assessor(store: Store, project: str, label: str) -> None:
 
 
 def _stored_searches(store: Store, admin: str) -> None:
-    """The demo's stored searches (module docstring); an existing ID is left alone."""
+    """The demo's stored searches (module docstring), made with the DEMO project: a root
+    whose DEMO exists keeps its searches as they are (deleted ones stay deleted)."""
     for search_id, root, brief, secure, users in _DEMO_SEARCHES:
-        if search_id in store.saved_searches:
-            continue
         fields = [
             (root, "LABEL", "Label", "string"),
             ("xnat:subjectData", "SUBJECT_LABEL", "Subject", "string"),
@@ -145,11 +145,11 @@ def seed_demo(store: Store, admin: str = "admin") -> None:
         protocols, _ = store.ensure_resource(demo, "PROTOCOLS", "TXT", "protocol")
         store.add_file(protocols, "protocol.txt", b"Acquire T1w, T2w and resting-state BOLD.\n")
         _qc_assessor(store, "DEMO", "DEMO01_MR1")
+        _stored_searches(store, admin)
     for pid, access in (("PRIV", "private"), ("PUB", "public")):
         if store.project(pid) is None:
             store.create_project(pid, f"{pid} project", pid, access, "other")
             _dicom_session(store, pid, f"{pid}01", f"{pid}01_MR1", "2024-02-01", "MR")
-    _stored_searches(store, admin)
 
 
 def file_blocks(key: str, size: int) -> Iterator[bytes]:
