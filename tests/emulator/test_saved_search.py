@@ -230,6 +230,7 @@ async def test_search_routes_answer_as_the_spec_says(
     expected = [
         ("GET", "/search", json, 405),
         ("GET", f"/search/{cache_id}", json, 200),
+        ("GET", f"/search/{cache_id}/label", json, 200),
         ("GET", "/search/saved", json, 200),
         ("GET", "/search/saved/DEMO_MR", {}, 200),
         ("GET", "/search/saved/DEMO_MR/results", json, 200),

@@ -9,9 +9,12 @@ Rules, from XNAT's SearchResource and CachedSearchResource:
   snapshot of the same bundle `ID`; without it (and for an ID not starting with `@`), a POST
   whose bundle `ID` the caller already cached is answered from that snapshot.
 * `GET /data/search/{ID}?offset=&limit=&sortBy=&sortOrder=ASC|DESC` pages and sorts a snapshot.
-  Its owner only: another user's ID → 404 (XNAT answers nothing); an unknown or expired ID →
-  500 (XNAT fails on the missing view); a non-integer `offset`/`limit` → 422; a `sortBy` column
-  the table lacks or a `sortOrder` other than ASC/DESC → 410 (XNAT's SQL error).
+  Its owner only: another user's ID → 200 with an empty body (XNAT leaves the table unset and
+  its representTable answers "" for that); an unknown or expired ID → 500 (XNAT fails on the
+  missing view); a non-integer `offset`/`limit` → 422; a `sortBy` column the table lacks or a
+  `sortOrder` other than ASC/DESC → 410 (XNAT's SQL error).
+* `GET /data/search/{ID}/{column}` → each distinct value of a column with its `count` (the
+  same ownership answers; an unknown column → 410).
 * `sortBy`/`sortOrder` sort every search answer (empty cells last ascending, first descending,
   ties in result order), as XNAT's table representation does.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections import Counter
 from collections.abc import Mapping
 from html import escape
 
@@ -28,9 +32,10 @@ from aiohttp import web
 
 from xnatsync.emulator import common, schema
 from xnatsync.emulator.search import BadSearch, Bundle, is_a, parse_bundle, run
-from xnatsync.emulator.search_cache import SearchCache
+from xnatsync.emulator.search_cache import CachedSearch, SearchCache
 
 CACHE_KEY: web.AppKey[SearchCache] = web.AppKey("xnat_search_cache", SearchCache)
+_EMPTY_TYPES = {"json": "application/json", "csv": "text/csv", "xml": "text/xml"}
 
 
 def cache_of(request: web.Request) -> SearchCache:
@@ -165,20 +170,45 @@ async def post_search(request: web.Request) -> web.Response:
     return answer(request, entry.columns, shown, params)
 
 
-async def get_cached(request: web.Request) -> web.Response:
-    """GET /data/search/{cache_id} — a page of the caller's cached search."""
+def _own_entry(request: web.Request) -> CachedSearch | web.Response:
+    """The caller's cached search of the path, or the answer XNAT gives instead (see above)."""
     cache_id = request.match_info["cache_id"]
-    offset = int_param(request, "offset", 422)
-    limit = int_param(request, "limit", 422)
     entry = cache_of(request).get(cache_id)
     if entry is None:
         common.fail(500, f"No cached search {cache_id} (unknown or expired)")
     if entry.owner != common.user_of(request).username:
-        common.fail(404, f"Cached search {cache_id} not found")
+        fmt = request.query.get("format", "json").lower()
+        return web.Response(text="", content_type=_EMPTY_TYPES.get(fmt, "text/html"))
+    return entry
+
+
+async def get_cached(request: web.Request) -> web.Response:
+    """GET /data/search/{cache_id} — a page of the caller's cached search."""
+    offset = int_param(request, "offset", 422)
+    limit = int_param(request, "limit", 422)
+    entry = _own_entry(request)
+    if isinstance(entry, web.Response):
+        return entry
     rows = sort_rows(request, entry.rows, strict=True)
     start = max(offset or 0, 0)
     rows = rows[start : start + limit] if limit is not None else rows[start:]
-    return answer(request, None, rows, {"ID": cache_id})
+    return answer(request, None, rows, {"ID": entry.id})
+
+
+async def get_cached_column(request: web.Request) -> web.Response:
+    """GET /data/search/{cache_id}/{column} — each value of a column with its count, in value
+    order (empty last); a column the table lacks → 410 (XNAT's SQL error)."""
+    entry = _own_entry(request)
+    if isinstance(entry, web.Response):
+        return entry
+    column = request.match_info["column"]
+    if entry.rows and column not in entry.rows[0]:
+        page = common.error_page(410, f"Unknown column of the cached search: {column}")
+        raise web.HTTPGone(text=page.text, content_type="text/html")
+    counts = Counter(r.get(column, "") for r in entry.rows)
+    values = sorted(counts, key=lambda v: (v == "", v))
+    rows = [{"values": v, "count": str(counts[v])} for v in values]
+    return answer(request, None, rows, {"ID": entry.id, "COLUMN": column})
 
 
 async def _search_get(request: web.Request) -> web.Response:
@@ -186,9 +216,10 @@ async def _search_get(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register /data/search (POST) and /data/search/{cache_id}, after the static
+    """Register /data/search (POST) and /data/search/{cache_id}[/{column}], after the static
     /data/search/… routes (elements, saved) so those win."""
     app[CACHE_KEY] = SearchCache()
     common.add_data_route(app, "POST", "/search", post_search)
     common.add_data_route(app, "GET", "/search", _search_get)
     common.add_data_route(app, "GET", "/search/{cache_id}", get_cached)
+    common.add_data_route(app, "GET", "/search/{cache_id}/{column}", get_cached_column)
