@@ -151,6 +151,15 @@ async def test_search_route_json_csv_and_errors(client: Client) -> None:
     assert (await client.post("/data/search", data=b"<nope/>")).status == 422
     assert (await client.post("/data/search", data=b"not xml")).status == 422
     assert (await client.get("/data/search")).status == 405
+    resp = await client.post("/data/search?format=html", data=doc)
+    assert resp.status == 200
+    assert "<td>E_two</td>" in await resp.text()
+    resp = await client.post("/data/search?format=yaml", data=doc)
+    assert resp.status == 400
+    assert "yaml" in await resp.text()
+    resp = await client.post("/data/search?format=json&cache=true&limit=many", data=doc)
+    assert resp.status == 500  # XNAT's Integer.parseInt failure
+    assert "limit" in await resp.text()
 
 
 # --- cached searches (POST ?cache=true, GET /data/search/{ID}) — TestSearch.testBasicSearch,

@@ -111,6 +111,14 @@ def _xml(rows: list[dict[str, str]]) -> str:
     )
 
 
+def _html(rows: list[dict[str, str]]) -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in (list(rows[0]) if rows else []))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(v)}</td>" for v in r.values()) + "</tr>" for r in rows
+    )
+    return f"<html><body><table><tr>{head}</tr>{body}</table></body></html>"
+
+
 def answer(
     request: web.Request,
     columns: list[dict[str, str]] | None,
@@ -118,15 +126,17 @@ def answer(
     params: Mapping[str, str],
 ) -> web.Response:
     """A search table (already sorted and paged) in the requested format: JSON carries
-    `params` (ID, totalRecords, rootElementName…) and the Columns metadata; csv and xml are the
-    bare table; any other format → 400 naming it."""
+    `params` (ID, totalRecords, rootElementName…) and the Columns metadata; csv, xml and html
+    are the bare table; any other format → 400 naming it."""
     fmt = request.query.get("format", "json").lower()
     if fmt == "csv":
         return web.Response(text=_csv(rows), content_type="text/csv")
     if fmt == "xml":
         return web.Response(text=_xml(rows), content_type="text/xml")
+    if fmt == "html":
+        return web.Response(text=_html(rows), content_type="text/html")
     if fmt != "json":
-        common.fail(400, f"Unsupported format for a search: {fmt!r} (json, csv or xml)")
+        common.fail(400, f"Unsupported format for a search: {fmt!r} (json, csv, xml or html)")
     envelope: dict[str, object] = {"Result": rows, "totalRecords": str(len(rows)), **params}
     if columns is not None:
         envelope["Columns"] = columns
