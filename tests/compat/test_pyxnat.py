@@ -134,3 +134,22 @@ def test_share_and_unshare(interface: Any) -> None:
     experiment.unshare("PX_SHARE")
     assert target.experiments().get() == []
     assert experiment.exists()
+
+
+def test_stored_search_save_list_run_and_delete(interface: Any) -> None:
+    """pyxnat's manage.search: PUT /search/saved/{name}?inbody=true, the list, csv results."""
+    search = interface.manage.search
+    assert "MR sessions of DEMO" in search.saved()  # the demo seed (listed by brief description)
+    seeded = {row["label"] for row in search.get("MR sessions of DEMO")}
+    assert {"DEMO01_MR1", "DEMO01_MR2", "DEMO02_MR1"} <= seeded  # other tests import more
+    columns = ["xnat:mrSessionData/LABEL", "xnat:mrSessionData/DATE"]
+    criteria = [("xnat:mrSessionData/PROJECT", "=", "DEMO"), "AND"]
+    search.save("px_mr", "xnat:mrSessionData", columns, criteria, description="DEMO MR")
+    assert ("px_mr", "DEMO MR") in search.saved(with_description=True)
+    assert {row["label"] for row in search.get("px_mr")} == seeded
+    query = search.get("px_mr", out_format="query")
+    assert query["row"] == "xnat:mrSessionData"
+    assert query["columns"] == columns
+    assert query["users"] == ["admin"]
+    search.delete("px_mr")
+    assert "px_mr" not in search.saved()

@@ -7,14 +7,18 @@ import io
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_exceptions import NotAppKeyWarning
 
-from xnatsync.emulator import common, schema
+from tests.emulator.emuhelp import call, envelope, rows
+from xnatsync.emulator import common, saved_search, schema, search_routes
 from xnatsync.emulator.search import Bundle, Criterion, Field, Where, is_a, parse_bundle, run
+from xnatsync.emulator.search_cache import SearchCache
 from xnatsync.emulator.settings import User
 from xnatsync.emulator.store import Store
 
@@ -116,7 +120,8 @@ async def client(tmp_path: Path) -> AsyncIterator[Client]:
     store.ensure_experiment("HIDDEN", "S9", "E_hidden", date="2024-05-06")
     app = web.Application(middlewares=[_stub_auth])
     app[common.STORE_KEY] = store
-    schema.add_routes(app)
+    for module in (schema, saved_search, search_routes):
+        module.add_routes(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -146,3 +151,125 @@ async def test_search_route_json_csv_and_errors(client: Client) -> None:
     assert (await client.post("/data/search", data=b"<nope/>")).status == 422
     assert (await client.post("/data/search", data=b"not xml")).status == 422
     assert (await client.get("/data/search")).status == 405
+    resp = await client.post("/data/search?format=html", data=doc)
+    assert resp.status == 200
+    assert "<td>E_two</td>" in await resp.text()
+    resp = await client.post("/data/search?format=yaml", data=doc)
+    assert resp.status == 400
+    assert "yaml" in await resp.text()
+    resp = await client.post("/data/search?format=json&cache=true&limit=many", data=doc)
+    assert resp.status == 500  # XNAT's Integer.parseInt failure
+    assert "limit" in await resp.text()
+
+
+# --- cached searches (POST ?cache=true, GET /data/search/{ID}) — TestSearch.testBasicSearch,
+# TestSearchPaginationAndCaching, TestTableNamingLimits.testLongSiteSearch -------------------
+
+DEMO_MR = bundle_xml(
+    "xnat:mrSessionData",
+    [("xnat:mrSessionData", "LABEL"), ("xnat:mrSessionData", "DATE")],
+    crit("xnat:mrSessionData/PROJECT", "=", "DEMO"),
+)
+DEMO_MR_DATES = ["2024-01-01", "2024-01-02", "2024-01-03"]  # DEMO01_MR1, DEMO01_MR2, DEMO02_MR1
+
+
+async def cache_search(session: aiohttp.ClientSession, doc: bytes, **params: str) -> dict[str, Any]:
+    """POST a bundle with cache=true&refresh=true (grxnat's cacheSearch); the envelope."""
+    query = {"format": "json", "cache": "true", "refresh": "true", **params}
+    async with session.post("/data/search", params=query, data=doc) as response:
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+    envelope: dict[str, Any] = body["ResultSet"]
+    return envelope
+
+
+async def test_cached_search_has_an_id_and_pages_sorted(admin: aiohttp.ClientSession) -> None:
+    cached = await cache_search(admin, DEMO_MR)
+    assert cached["ID"]
+    assert cached["totalRecords"] == "3"
+    assert cached["Result"] == []  # XNAT reads the new table back with LIMIT 0 unless asked
+    assert [c["key"] for c in cached["Columns"]] == ["label", "date"]
+    path = f"/data/search/{cached['ID']}"
+    ascending = await rows(admin, path, sortBy="date", sortOrder="ASC")
+    assert [r["date"] for r in ascending] == DEMO_MR_DATES
+    assert all(r["session_id"].startswith("XNAT_E") for r in ascending)
+    descending = await rows(admin, path, sortBy="date", sortOrder="DESC")
+    assert [r["session_id"] for r in descending] == [r["session_id"] for r in ascending][::-1]
+    page = await rows(admin, path, sortBy="date", offset="1", limit="1")
+    assert [r["date"] for r in page] == DEMO_MR_DATES[1:2]
+    assert (await envelope(admin, path))["ID"] == cached["ID"]
+    counts = await envelope(admin, f"{path}/project")  # grxnat's retrieveCachedSearchColumn
+    assert (counts["COLUMN"], counts["Result"]) == ("project", [{"values": "DEMO", "count": "3"}])
+    assert (await call(admin, "GET", f"{path}/nope"))[0] == 410
+    limited = await cache_search(admin, DEMO_MR, limit="2")
+    assert (len(limited["Result"]), limited["totalRecords"]) == (2, "3")
+    assert limited["ID"] != cached["ID"]  # refresh=true makes a new table
+    async with admin.get(path, params={"format": "csv", "sortBy": "date"}) as response:
+        text = await response.text()
+    assert [r["date"] for r in csv.DictReader(io.StringIO(text))] == DEMO_MR_DATES
+
+
+async def test_cached_search_is_a_snapshot(admin: aiohttp.ClientSession) -> None:
+    cached = await cache_search(admin, DEMO_MR)
+    url = "/data/projects/DEMO/subjects/DEMO03/experiments/DEMO03_MR9"
+    async with admin.put(url, params={"xsiType": "xnat:mrSessionData"}) as response:
+        assert response.status == 201
+    assert len(await rows(admin, f"/data/search/{cached['ID']}")) == 3
+    async with admin.post("/data/search", params={"format": "json"}, data=DEMO_MR) as response:
+        assert (await response.json())["ResultSet"]["totalRecords"] == "4"
+
+
+async def test_cached_search_belongs_to_its_user(
+    admin: aiohttp.ClientSession, user: aiohttp.ClientSession
+) -> None:
+    cached = await cache_search(admin, DEMO_MR)
+    path = f"/data/search/{cached['ID']}"
+    assert await call(user, "GET", path, params={"format": "json"}) == (200, "")  # as XNAT
+    status, body = await call(admin, "GET", "/data/search/xs_no_such_table")
+    assert status == 500
+    assert "xs_no_such_table" in body
+    status, body = await call(admin, "GET", path, params={"offset": "two"})
+    assert status == 422
+    assert "offset" in body
+    status, body = await call(admin, "GET", path, params={"sortBy": "nope"})
+    assert status == 410
+    assert "nope" in body
+    assert (await call(admin, "GET", path, params={"sortBy": "date", "sortOrder": "UP"}))[0] == 410
+
+
+async def test_bundle_id_reuses_the_callers_cache_unless_refreshed(
+    admin: aiohttp.ClientSession, user: aiohttp.ClientSession
+) -> None:
+    named = DEMO_MR.replace(b'ID="@xnat:mrSessionData"', b'ID="MY_SEARCH"')
+    first = await cache_search(admin, named, refresh="false")
+    again = await cache_search(admin, named, refresh="false")
+    assert again["ID"] == first["ID"]
+    assert again["totalRecords"] == "3"
+    url = "/data/projects/DEMO/subjects/DEMO03/experiments/DEMO03_MR9"
+    async with admin.put(url, params={"xsiType": "xnat:mrSessionData"}) as response:
+        assert response.status == 201
+    async with admin.post("/data/search", params={"format": "json"}, data=named) as response:
+        assert (await response.json())["ResultSet"]["totalRecords"] == "3"  # the snapshot
+    async with user.post("/data/search", params={"format": "json"}, data=named) as response:
+        assert (await response.json())["ResultSet"]["totalRecords"] == "4"  # not user's cache
+    fresh = await cache_search(admin, named)
+    assert fresh["ID"] != first["ID"]
+    assert fresh["totalRecords"] == "4"
+
+
+def test_cache_is_bounded_and_forgets_idle_tables() -> None:
+    now = [0.0]
+    cache = SearchCache(limit=2, idle=3600.0, clock=lambda: now[0])
+    a = cache.put("admin", "", "xnat:mrSessionData", [], [{"id": "1"}])
+    b = cache.put("admin", "S", "xnat:mrSessionData", [], [])
+    assert cache.get(a.id) is a  # touched: b is now the least recently used
+    c = cache.put("user", "S", "xnat:mrSessionData", [], [])
+    assert len(cache) == 2
+    assert cache.get(b.id) is None
+    assert cache.by_search("user", "S") is c
+    assert cache.by_search("admin", "S") is None
+    now[0] = 3599.0
+    assert cache.get(c.id) is c
+    now[0] = 3600.0 + 3599.0
+    assert cache.get(a.id) is None
+    assert cache.get(c.id) is c

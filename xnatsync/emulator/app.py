@@ -17,7 +17,9 @@ from xnatsync.emulator import (
     hierarchy,
     importer,
     resources,
+    saved_search,
     schema,
+    search_routes,
     sharing,
     upload,
 )
@@ -73,4 +75,6 @@ def build_app(
         module.add_routes(app)
     importer.add_routes(app)
     schema.add_routes(app)
+    saved_search.add_routes(app)
+    search_routes.add_routes(app)
     return app

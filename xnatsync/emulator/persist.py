@@ -3,7 +3,8 @@
 The document nests the archive as XNAT does (projects hold subjects and experiments, experiments
 hold scans and assessors, owners hold resources, resources hold file entries); the store's indexes
 are rebuilt from it on load. Documents written before assessors existed load unchanged (no
-`assessors` key, no `assessor` field on resources).
+`assessors` key, no `assessor` field on resources), and so do documents written before stored
+searches were kept (no `saved_searches` key).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from xnatsync.emulator.records import (
     Scan,
     Subject,
 )
+from xnatsync.emulator.stored_search import StoredSearch
 
 VERSION = 1
 _Child = TypeVar("_Child", Scan, Assessor)
@@ -36,6 +38,7 @@ class Store(Protocol):
     subjects: dict[str, Subject]
     experiments: dict[str, Experiment]
     resources: dict[int, Resource]
+    saved_searches: dict[str, StoredSearch]
     dirty: bool
 
     def index(self) -> None: ...
@@ -83,6 +86,7 @@ def dump(store: Store) -> dict[str, Any]:
             }
             for e in store.experiments.values()
         ],
+        "saved_searches": [dataclasses.asdict(s) for s in store.saved_searches.values()],
     }
 
 
@@ -122,5 +126,7 @@ def load_into(store: Store, data: dict[str, Any]) -> None:
         experiment = Experiment(**row, scans=scans, resources=resources, assessors=assessors)
         store.experiments[experiment.id] = experiment
         store.projects[experiment.project].experiments.append(experiment.id)
+    for row in data.get("saved_searches", []):
+        store.saved_searches[row["id"]] = StoredSearch(**row)
     store.index()
     store.dirty = False

@@ -1,8 +1,9 @@
-"""XSD schemas at `/xapi/schemas…`, the search-field catalogue and `POST /data/search`.
+"""XSD schemas at `/xapi/schemas…`, the search-field catalogue and the records searches read.
 
 xnatpy builds its object model at connect time from `GET /xapi/schemas` (a JSON list of names)
 and `GET /xapi/schemas/{name}` (XSD text), then reads `/data/search/elements[/{type}]` to add
-display fields; pyxnat uses the same catalogue and posts `xdat:bundle` searches. The schema
+display fields; pyxnat uses the same catalogue and posts `xdat:bundle` searches (served by
+`search_routes` and `saved_search`, which read `records()` and `FIELDS` from here). The schema
 files are the emulator's own (`schemas/*.xsd`), describing exactly the types it serves.
 
 Invariants: every type in the search catalogue is defined in a served schema (xnatpy warns
@@ -13,12 +14,10 @@ from __future__ import annotations
 
 import functools
 import importlib.resources
-import json
 
 from aiohttp import web
 
 from xnatsync.emulator import common
-from xnatsync.emulator.search import BadSearch, is_a, parse_bundle, run
 from xnatsync.emulator.store import Store
 
 SCHEMAS = ("xnat",)
@@ -43,7 +42,7 @@ _EXPERIMENT_FIELDS = (
     ("DCMPATIENTID", "Patient ID", "string"),
     ("DCMPATIENTNAME", "Patient Name", "string"),
 )
-_FIELDS = {
+FIELDS = {
     "xnat:projectData": (
         ("ID", "ID", "string"),
         ("NAME", "Title", "string"),
@@ -108,11 +107,11 @@ def _element_name(xsi_type: str) -> tuple[str, str]:
 
 async def search_elements(request: web.Request) -> web.Response:
     """GET /data/search/elements → one row per searchable data type."""
-    records = _records(common.store_of(request), request)
+    found = records(common.store_of(request), request)
     rows = []
-    for xsi_type in _FIELDS:
+    for xsi_type in FIELDS:
         singular, plural = _element_name(xsi_type)
-        count = sum(1 for r in records if r["xsi_type"] == xsi_type)
+        count = sum(1 for r in found if r["xsi_type"] == xsi_type)
         rows.append(
             {
                 "ELEMENT_NAME": xsi_type,
@@ -127,15 +126,17 @@ async def search_elements(request: web.Request) -> web.Response:
     return common.result_set(request, rows)
 
 
+def searchable(xsi_type: str) -> str | None:
+    """The catalogue's spelling of a searchable type (case-insensitive), or None."""
+    return next((k for k in FIELDS if k.lower() == xsi_type.lower()), None)
+
+
 async def search_element_fields(request: web.Request) -> web.Response:
     """GET /data/search/elements/{type} → the display fields of one type."""
-    xsi_type = request.match_info["type"]
-    fields = _FIELDS.get(xsi_type)
-    if fields is None:
-        matching = [k for k in _FIELDS if k.lower() == xsi_type.lower()]
-        if not matching:
-            common.fail(404, f"Unknown data type: {xsi_type}")
-        xsi_type, fields = matching[0], _FIELDS[matching[0]]
+    found = searchable(request.match_info["type"])
+    if found is None:
+        common.fail(404, f"Unknown data type: {request.match_info['type']}")
+    xsi_type, fields = found, FIELDS[found]
     rows = [
         {
             "FIELD_ID": field_id,
@@ -152,14 +153,14 @@ async def search_element_fields(request: web.Request) -> web.Response:
     return common.result_set(request, rows)
 
 
-def _records(store: Store, request: web.Request) -> list[dict[str, str]]:
+def records(store: Store, request: web.Request) -> list[dict[str, str]]:
     """Flat records (canonical keys, see `search`) of everything the user may read."""
     user = common.user_of(request)
     readable = {p.id: p for p in store.projects.values() if common.can_read(user, p)}
-    records: list[dict[str, str]] = []
+    out: list[dict[str, str]] = []
     for project in readable.values():
         pi = f"{project.pi_lastname}, {project.pi_firstname}".strip(", ")
-        records.append(
+        out.append(
             {
                 "xsi_type": "xnat:projectData",
                 "id": project.id,
@@ -172,7 +173,7 @@ def _records(store: Store, request: web.Request) -> list[dict[str, str]]:
         )
     for subject in store.subjects.values():
         if subject.project in readable:
-            records.append(
+            out.append(
                 {
                     "xsi_type": "xnat:subjectData",
                     "id": subject.id,
@@ -190,7 +191,7 @@ def _records(store: Store, request: web.Request) -> list[dict[str, str]]:
             continue
         subject_record = store.subjects.get(experiment.subject)
         fields = {k.lower(): v for k, v in experiment.fields.items()}
-        records.append(
+        out.append(
             {
                 **fields,
                 "xsi_type": experiment.xsi_type,
@@ -205,7 +206,7 @@ def _records(store: Store, request: web.Request) -> list[dict[str, str]]:
             }
         )
         for scan in experiment.scans.values():
-            records.append(
+            out.append(
                 {
                     "xsi_type": scan.xsi_type,
                     "id": scan.id,
@@ -217,51 +218,14 @@ def _records(store: Store, request: web.Request) -> list[dict[str, str]]:
                     "project": experiment.project,
                 }
             )
-    return records
-
-
-async def post_search(request: web.Request) -> web.Response:
-    """POST /data/search — run an `xdat:bundle` (text/xml body, or a multipart .xml part)."""
-    if request.content_type.startswith("multipart/"):
-        reader = await request.multipart()
-        part = await reader.next()
-        body = await part.read() if part is not None and hasattr(part, "read") else b""
-    else:
-        body = await request.read()
-    try:
-        bundle = parse_bundle(bytes(body))
-    except BadSearch as exc:
-        return common.error_page(422, str(exc))
-    if not any(is_a(t, bundle.root) or is_a(bundle.root, t) for t in _FIELDS):
-        return common.error_page(403, f"Unable to query {bundle.root}")
-    records = _records(common.store_of(request), request)
-    try:
-        columns, rows = run(bundle, records)
-    except BadSearch as exc:
-        return common.error_page(400, str(exc))
-    if request.query.get("format", "json").lower() != "json":
-        return common.result_set(request, rows)
-    envelope = {
-        "Columns": columns,
-        "Result": rows,
-        "totalRecords": str(len(rows)),
-        "rootElementName": bundle.root,
-        "title": "Search",
-    }
-    return web.Response(text=json.dumps({"ResultSet": envelope}), content_type="application/json")
-
-
-async def _search_get(request: web.Request) -> web.Response:
-    return common.error_page(405, "Method Not Allowed")
+    return out
 
 
 def add_routes(app: web.Application) -> None:
-    """Register /xapi/schemas…, /data/search/elements… and /data/search."""
+    """Register /xapi/schemas… and /data/search/elements…."""
     app.router.add_get("/xapi/schemas", list_schemas)
     app.router.add_get("/xapi/schemas/{name}", get_schema)
     app.router.add_get("/xapi/schemas/{namespace}/{name}", get_schema)
     app.router.add_get("/schemas/{namespace}/{name}", get_schema)
     common.add_data_route(app, "GET", "/search/elements", search_elements)
     common.add_data_route(app, "GET", "/search/elements/{type}", search_element_fields)
-    common.add_data_route(app, "POST", "/search", post_search)
-    common.add_data_route(app, "GET", "/search", _search_get)

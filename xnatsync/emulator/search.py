@@ -82,6 +82,7 @@ class Bundle:
     root: str
     fields: tuple[Field, ...]
     where: Where
+    id: str = ""  # the bundle's `ID` attribute: a stored search's ID, `@{type}`, or none
 
 
 def is_a(xsi_type: str, root: str) -> bool:
@@ -133,7 +134,7 @@ def parse_bundle(document: bytes) -> Bundle:
     )
     where_node = root.find(XDAT + "search_where")
     where = _where(where_node) if where_node is not None else Where("AND", ())
-    return Bundle(root_name, fields, where)
+    return Bundle(root_name, fields, where, root.get("ID", ""))
 
 
 def canonical(root: str, path: str) -> str:

@@ -12,6 +12,12 @@ left alone. Demo layout, for tests and docs:
   OUT resource `QC` holds report.txt and snapshots/axial.txt.
 * PRIV (private, owner `other`): one subject/session/scan — invisible to `user` (404).
 * PUB (public, owner `other`): one subject/session/scan — readable by `user`, not writable (403).
+* Stored searches (`/data/search/saved`, for `pull --search ID`): `DEMO_MR` ("MR sessions of
+  DEMO": every `xnat:mrSessionData` of DEMO — DEMO01_MR1, DEMO01_MR2, DEMO02_MR1 — with
+  label, subject label, date and project; not secure, so everyone lists it) and `DEMO_CT`
+  ("CT sessions of DEMO": DEMO03_CT1; secure, allowed user `user` only, so only `user` lists
+  it). Results follow the caller's rights: `other` reads no DEMO rows from either. They are
+  made with DEMO, so a `--root` whose DEMO predates them has none (PUT them, or start afresh).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from xnatsync.emulator.dicom_synth import InstanceSpec, make_instance
 from xnatsync.emulator.records import Resource
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 from xnatsync.emulator.store import Store
+from xnatsync.emulator.stored_search import from_document, make_document, rewrite
 
 _SCANS = (("1", "T1w", "t1_mprage"), ("2", "T2w", "t2_tse"), ("3", "fMRI/rest", "bold rest"))
 _DEMO_SESSIONS = (
@@ -34,6 +41,10 @@ _DEMO_SESSIONS = (
     ("DEMO01", "DEMO01_MR2", "2024-01-02", "MR"),
     ("DEMO02", "DEMO02_MR1", "2024-01-03", "MR"),
     ("DEMO03", "DEMO03_CT1", "2024-01-04", "CT"),
+)
+_DEMO_SEARCHES = (  # ID, root type, brief description, secure, allowed users ("" = the admin)
+    ("DEMO_MR", "xnat:mrSessionData", "MR sessions of DEMO", False, ("",)),
+    ("DEMO_CT", "xnat:ctSessionData", "CT sessions of DEMO", True, ("user",)),
 )
 INSTANCES = 4
 BLOCK = 1 << 20
@@ -98,6 +109,30 @@ def _qc_assessor(store: Store, project: str, label: str) -> None:
     store.add_file(qc, "snapshots/axial.txt", snapshot.encode(), format="TXT", content="QC")
 
 
+def _stored_searches(store: Store, admin: str) -> None:
+    """The demo's stored searches (module docstring), made with the DEMO project: a root
+    whose DEMO exists keeps its searches as they are (deleted ones stay deleted)."""
+    for search_id, root, brief, secure, users in _DEMO_SEARCHES:
+        fields = [
+            (root, "LABEL", "Label", "string"),
+            ("xnat:subjectData", "SUBJECT_LABEL", "Subject", "string"),
+            (root, "DATE", "Date", "date"),
+            (root, "PROJECT", "Project", "string"),
+        ]
+        document = make_document(
+            search_id,
+            root,
+            fields,
+            [(f"{root}/PROJECT", "=", "DEMO")],
+            brief_description=brief,
+            secure=secure,
+        )
+        search = from_document(document.encode(), search_id)
+        search.users = [user or admin for user in users]
+        store.saved_searches[search_id] = rewrite(search)
+        store.dirty = True
+
+
 def seed_demo(store: Store, admin: str = "admin") -> None:
     """The demo archive described in the module docstring."""
     if store.project("DEMO") is None:
@@ -110,6 +145,7 @@ def seed_demo(store: Store, admin: str = "admin") -> None:
         protocols, _ = store.ensure_resource(demo, "PROTOCOLS", "TXT", "protocol")
         store.add_file(protocols, "protocol.txt", b"Acquire T1w, T2w and resting-state BOLD.\n")
         _qc_assessor(store, "DEMO", "DEMO01_MR1")
+        _stored_searches(store, admin)
     for pid, access in (("PRIV", "private"), ("PUB", "public")):
         if store.project(pid) is None:
             store.create_project(pid, f"{pid} project", pid, access, "other")

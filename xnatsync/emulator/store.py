@@ -28,6 +28,7 @@ from xnatsync.emulator.records import (
     Subject,
     now_stamp,
 )
+from xnatsync.emulator.stored_search import StoredSearch
 
 METADATA = "metadata.json"
 
@@ -43,6 +44,7 @@ class Store:
         self.experiments: dict[str, Experiment] = {}
         self.resources: dict[int, Resource] = {}
         self.counters: dict[str, int] = {"subject": 0, "experiment": 0, "resource": 0, "scan": 0}
+        self.saved_searches: dict[str, StoredSearch] = {}  # by ID (stored_search.py)
         self.dirty = False
         self.blobs = Blobs(root)
         self.labels = Labels()
