@@ -135,13 +135,16 @@ async def list_sessions(request: web.Request) -> web.Response:
     return common.result_set(request, rows, total=False)
 
 
-def _zip_session(prearchive: Prearchive, session: PrearcSession) -> bytes:
+def _zip_folder(root: Path, prefix: str) -> bytes:
     buffer = io.BytesIO()
-    root = prearchive.directory(session)
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            archive.write(path, f"{session.folder}/{path.relative_to(root).as_posix()}")
+            archive.write(path, f"{prefix}/{path.relative_to(root).as_posix()}")
     return buffer.getvalue()
+
+
+def _zip_session(prearchive: Prearchive, session: PrearcSession) -> bytes:
+    return _zip_folder(prearchive.directory(session), session.folder)
 
 
 def _session_xml(session: PrearcSession) -> str:
@@ -304,14 +307,6 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         return web.Response(status=404, body=b"", content_type="text/plain")
     path = prearchive_of(request).file_path(session, scan.id, name)
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
-
-
-def _zip_folder(root: Path, prefix: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            archive.write(path, f"{prefix}/{path.relative_to(root).as_posix()}")
-    return buffer.getvalue()
 
 
 async def get_scan(request: web.Request) -> web.StreamResponse:
