@@ -230,3 +230,32 @@ async def test_archive_service_applies_xml_path_parameters(imp: aiohttp.ClientSe
     assert sorted(r["Name"] for r in files) == ["1.dcm", "2.dcm", "3.dcm"]
     (scan,) = await rows(imp, "/data/projects/IMP/subjects/NEWSUBJ/experiments/MR1/scans")
     assert (scan["ID"], scan["type"]) == ("1", "ARC_TEST")
+
+
+async def test_si_importer_merges_another_study_into_a_named_session(
+    imp: aiohttp.ClientSession,
+) -> None:
+    # TestImport.testPrearcMergeDiffUidSi: the legacy importer allows what DICOM-zip refuses
+    named = "/prearchive/projects/IMP/20000101_100001/MR8"
+    first = study_zip(BASE, [(1, "T1w", 1)])
+    other = study_zip(InstanceSpec(study_key="another"), [(2, "DWI", 1)])
+    for body in (first, other):
+        status, text = await _import(
+            imp, body, dest=named, overwrite="append", **{"import-handler": "SI"}
+        )
+        assert (status, text) == (200, f"/data{named}\r\n")
+    assert sorted(r["ID"] for r in await rows(imp, f"/data{named}/scans")) == ["1", "2"]
+
+
+async def test_commit_on_import_ignores_unparsable_members_unless_told_not_to(
+    imp: aiohttp.ClientSession,
+) -> None:
+    # XNAT's Importer: an explicit action=commit defaults Ignore-Unparsable to true
+    good = make_instance(InstanceSpec(study_key="merge-1", patient_id="SPP1"))
+    body = make_zip([("1.dcm", good), ("notes.txt", b"not DICOM")])
+    query = {"project": "IMP", "subject": "S1", "session": "U1", "action": "commit"}
+    status, text = await _import(imp, body, **query)
+    assert status == 200, text
+    status, text = await _import(imp, body, **query, **{"Ignore-Unparsable": "false"})
+    assert status == 400
+    assert "unable to read DICOM object notes.txt" in text

@@ -15,7 +15,7 @@ Rules (XNAT's DicomZipImporter and GradualDicomImporter):
 * gradual-DICOM never builds; an `/archive…` dest archives in the request.
 * `dest=/prearchive/projects/P/TS/F` names one session: created there if absent (label from
   `EXPT_LABEL`/`session`, else F), merged into if present; an instance of another study → 400
-  (409 for gradual/SI) with nothing stored.
+  (409 for gradual-DICOM) with nothing stored; the legacy SI importer merges it.
 * `Direct-Archive=true` archives in the request on 1.8.3+ for a known project, and is ignored
   before (`xnat_version`); a tar/tgz sent to DICOM-zip before 1.8.3 imports nothing (200, empty).
 * With `http-session-listener=<id>`, progress goes to `/data/status/<id>`: PROCESSING steps, a
@@ -109,10 +109,11 @@ def _checked_naming(request: web.Request, naming: Naming) -> Naming:
 
 
 def _named_session(
-    request: web.Request, staged: StageResult, naming: Naming, dest: Destination
+    request: web.Request, staged: StageResult, naming: Naming, dest: Destination, handler: str
 ) -> PrearcSession | None:
     """The session `dest=/prearchive/projects/P/TS/F` names: found, or created for the first
-    instance's study. Conflict (before anything is stored) if an instance is of another study."""
+    instance's study. Conflict (before anything is stored) if an instance is of another study,
+    except with the legacy SI importer, which merges it (TestImport.testPrearcMergeDiffUidSi)."""
     prearchive = prearchive_of(request)
     project, folder, stamp = naming.project or UNASSIGNED, dest.session or "", dest.timestamp
     session = prearchive.get(project, stamp or "", folder)
@@ -120,7 +121,7 @@ def _named_session(
         return session
     first = staged.instances[0].header
     study = session.study_uid if session is not None else first.study_uid
-    if any(item.header.study_uid != study for item in staged.instances):
+    if handler != "SI" and any(item.header.study_uid != study for item in staged.instances):
         where = session.url if session is not None else dest_url(project, stamp or "", folder)
         raise Conflict(f"Unable to merge a different study into {where}")
     if session is not None:
@@ -148,6 +149,7 @@ def _apply(
     staged: StageResult,
     params: Mapping[str, str],
     dest: Destination | None,
+    handler: str,
 ) -> list[PrearcSession]:
     """Put staged instances into prearchive sessions, in order; the touched sessions."""
     store = common.store_of(request)
@@ -155,7 +157,7 @@ def _apply(
     naming = _checked_naming(request, _naming(params, dest))
     named = None
     if dest is not None and dest.timestamp is not None:
-        named = _named_session(request, staged, naming, dest)
+        named = _named_session(request, staged, naming, dest, handler)
     overwrite = params.get("overwrite", "") == "delete" or truthy(params, "overwrite_files")
     mark_auto = dest is None and truthy(params, "AA", "auto-archive")
     touched: dict[str, PrearcSession] = {}
@@ -286,7 +288,7 @@ async def _import(
     progress.note("PROCESSING", "Importing sessions to the prearchive")
     staged = await anyio.to_thread.run_sync(_stage_job(spool, file_name, work, handler, params))
     try:
-        sessions = _apply(request, staged, params, dest)
+        sessions = _apply(request, staged, params, dest, handler)
     except Conflict as exc:
         raise ImportRefused(400 if handler == "DICOM-zip" else 409, str(exc)) from exc
     if staged.unreadable is not None:
