@@ -29,6 +29,14 @@ from xnatsync.emulator.prearchive import BUSY, Prearchive, PrearcSession
 from xnatsync.emulator.store import Store
 
 OVERWRITE_MODES = ("none", "append", "delete")
+# XNAT's messages (PrearcSessionArchiver), shared by archiving and its validator
+PRE_EXISTS = "Session already exists, retry with overwrite enabled"
+SUBJECT_MOD = "Invalid modification of session subject via archive process."
+MODALITY_MOD = (
+    "Invalid modification of session modality via archive process.  "
+    "Data may require a manual merge."
+)
+UID_MOD = "Invalid modification of session UID via archive process."
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +152,13 @@ def _check(
         return
     if overwrite == "none":
         raise ArchiveError(409, PRE_EXISTS)
+    if existing.xsi_type != session.xsi_type:  # XNAT checks the modality first
+        raise ArchiveError(409, MODALITY_MOD)
     owner = store.subjects.get(existing.subject)
     if owner is not None and owner.label != target.subject:
-        raise ArchiveError(409, f"Session {target.label} already belongs to subject {owner.label}")
-    if existing.xsi_type != session.xsi_type:
-        raise ArchiveError(409, f"Session {target.label} is a {existing.xsi_type}")
+        raise ArchiveError(
+            409, f"{SUBJECT_MOD}: {existing.label} Already Exists for another Subject"
+        )
     if overwrite == "delete" or overwrite_files:
         return
     for scan in session.scans.values():
@@ -216,15 +226,6 @@ def archive_session(
     store.save()
     prearchive.remove(session)
     return target.uri
-
-
-PRE_EXISTS = "Session already exists, retry with overwrite enabled"
-SUBJECT_MOD = "Invalid modification of session subject via archive process."
-MODALITY_MOD = (
-    "Invalid modification of session modality via archive process.  "
-    "Data may require a manual merge."
-)
-UID_MOD = "Invalid modification of session UID via archive process."
 
 
 def validate_archive(

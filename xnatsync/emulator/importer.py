@@ -122,7 +122,7 @@ def _named_session(
     first = staged.instances[0].header
     study = session.study_uid if session is not None else first.study_uid
     if handler != "SI" and any(item.header.study_uid != study for item in staged.instances):
-        where = session.url if session is not None else dest_url(project, stamp or "", folder)
+        where = session.url if session is not None else _dest_url(project, stamp or "", folder)
         raise Conflict(f"Unable to merge a different study into {where}")
     if session is not None:
         return session
@@ -139,7 +139,7 @@ def _named_session(
     )
 
 
-def dest_url(project: str, timestamp: str, folder: str) -> str:
+def _dest_url(project: str, timestamp: str, folder: str) -> str:
     """A prearchive session's URL (no `/data`)."""
     return f"/prearchive/projects/{project}/{timestamp}/{folder}"
 

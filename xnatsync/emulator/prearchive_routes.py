@@ -1,5 +1,8 @@
 """Prearchive REST routes (§5.2): listings, one session, its scans/resources/files, actions.
 
+A single scan (`…/scans/{S}`) is offered only as `format=zip` (400 otherwise), as on XNAT; the
+emulator keeps no session-level prearchive resources, so `…/resources/{R}[/files]` → 404.
+
 Also the lazy auto-build of §5.2: on every prearchive, archive and import request, RECEIVING
 sessions idle for `Prearchive.idle_build` (the emulator's `session_idle_seconds`, XNAT's
 "Session Idle Time", 5 minutes by default; unless `prevent_auto_commit` or `SOURCE=uploader`)
