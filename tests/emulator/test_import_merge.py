@@ -259,3 +259,18 @@ async def test_commit_on_import_ignores_unparsable_members_unless_told_not_to(
     status, text = await _import(imp, body, **query, **{"Ignore-Unparsable": "false"})
     assert status == 400
     assert "unable to read DICOM object notes.txt" in text
+
+
+async def test_failed_import_ends_its_status_queue_with_failed(imp: aiohttp.ClientSession) -> None:
+    body = study_zip(BASE, [(1, "T1w", 1)])
+    listener = {"http-session-listener": "t-bad"}
+    status, text = await _import(imp, body, project="NOPE", action="commit", **listener)
+    assert (status, "Invalid project: NOPE" in text) == (400, True)
+    async with imp.get("/data/status/t-bad", params={"format": "json"}) as response:
+        messages = (await response.json())["msgs"][0]
+    assert messages[0] == {
+        "status": "PROCESSING",
+        "msg": "Determining destination",
+        "terminal": False,
+    }
+    assert messages[-1] == {"status": "FAILED", "msg": "Invalid project: NOPE", "terminal": True}
