@@ -207,11 +207,10 @@ async def test_archive_dest_archives_in_request(env: tuple[Client, Store, FakeCl
         "import-handler=DICOM-zip&dest=/archive/projects/P1/subjects/S9/experiments/E9",
     )
     assert again.status == 400  # DICOM-zip conflict: session exists, overwrite=none
-    merged = await _import(
-        client,
-        body,
-        "import-handler=DICOM-zip&overwrite=append&dest=/archive/projects/P1/subjects/S9/experiments/E9",
-    )
+    dest = "import-handler=DICOM-zip&dest=/archive/projects/P1/subjects/S9/experiments/E9"
+    resent = await _import(client, body, dest + "&overwrite=append")
+    assert resent.status == 400  # the same files again: duplicates, not merged (item 5)
+    merged = await _import(client, body, dest + "&overwrite=append&overwrite_files=true")
     assert merged.status == 200
 
 

@@ -1,4 +1,5 @@
-"""Prearchive → archive services (§5.3, §5.4, §11.4): `/services/archive`, the batch
+"""Prearchive → archive services (§5.3, §5.4, §11.4): `/services/archive` (with the XML-path
+field parameters of `archive_params`), `/services/validate-archive` (a dry run), the batch
 `/services/prearchive/{delete,move,rebuild}` and reading a project's prearchive code (setting
 it is routed with the other project settings).
 
@@ -9,10 +10,21 @@ says, and answer a ResultSet of the affected rows (csv when asked, as pyxnat doe
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from aiohttp import web
+from multidict import MultiDict
 
 from xnatsync.emulator import common
-from xnatsync.emulator.archiving import ArchiveError, archive_session, parse_dest, resolve_target
+from xnatsync.emulator.archive_params import scan_order, xml_path_overrides
+from xnatsync.emulator.archiving import (
+    ArchiveError,
+    Target,
+    archive_session,
+    parse_dest,
+    resolve_target,
+    validate_archive,
+)
 from xnatsync.emulator.dicom_import import UNASSIGNED
 from xnatsync.emulator.prearchive import BUSY, READY, Conflict, PrearcSession
 from xnatsync.emulator.prearchive_routes import (
@@ -37,16 +49,16 @@ def _sources(request: web.Request, srcs: list[str]) -> list[PrearcSession]:
     return found
 
 
-async def archive_service(request: web.Request) -> web.Response:
-    """POST /services/archive?src=…[&overwrite=…][&dest=…|project/subject/session]."""
-    sweep(request)
-    params = await params_of(request)
-    sessions = _sources(request, params.getall("src", []))
-    store = common.store_of(request)
-    prearchive = prearchive_of(request)
-    project = params.get("project") or None
-    subject = params.get("subject") or None
-    label = params.get("session") or None
+def _target(request: web.Request, params: MultiDict[str], session: PrearcSession) -> Target:
+    """Where `session` goes: `project`/`subject`/`session`, then the XML-path parameters, then
+    `dest`; with the XML-path field overrides attached (400 for an unusable path or dest)."""
+    try:
+        paths = xml_path_overrides(params.items(), session.xsi_type)
+    except ValueError as exc:
+        common.fail(400, str(exc))
+    project = paths.project or params.get("project") or None
+    subject = paths.subject or params.get("subject") or None
+    label = paths.label or params.get("session") or None
     dest = params.get("dest", "").strip()
     if dest:
         parsed = parse_dest(dest)
@@ -55,13 +67,25 @@ async def archive_service(request: web.Request) -> web.Response:
         project = parsed.project or project
         subject = parsed.subject or subject
         label = parsed.session or label
+    target = resolve_target(common.store_of(request), session, project, subject, label)
+    scans = paths.by_scan_id(scan_order(session.scans))
+    return replace(target, session_fields=paths.session_fields, scan_fields=scans)
+
+
+async def archive_service(request: web.Request) -> web.Response:
+    """POST /services/archive?src=…[&overwrite=…][&dest=…|project/subject/session|XML paths]."""
+    sweep(request)
+    params = await params_of(request)
+    sessions = _sources(request, params.getall("src", []))
+    store = common.store_of(request)
+    prearchive = prearchive_of(request)
     uris = []
     redirect = params.get("redirect", "").lower() == "true"
     for session in sessions:
         if session.status in BUSY:
             common.fail(403, "Operation already in progress on this prearchive entry.")
         try:
-            target = resolve_target(store, session, project, subject, label)
+            target = _target(request, params, session)
             record = store.project(target.project)
             if record is None or not common.can_edit(common.user_of(request), record):
                 common.fail(403, f"Insufficient privileges for project {target.project}")
@@ -74,6 +98,7 @@ async def archive_service(request: web.Request) -> web.Response:
                     session,
                     target,
                     overwrite=params.get("overwrite", "none") or "none",
+                    overwrite_files=params.get("overwrite_files", "").lower() == "true",
                     user=common.user_of(request).username,
                 )
             )
@@ -83,6 +108,24 @@ async def archive_service(request: web.Request) -> web.Response:
         location = f"{request.scheme}://{request.host}{uris[0]}"
         return web.Response(status=303, text=uris[0], headers={"Location": location})
     return common.uri_list(uris)
+
+
+async def validate_service(request: web.Request) -> web.Response:
+    """POST /services/validate-archive?src=… — a dry run: a table of (code, type, message)
+    notices, empty when archiving would go through; one src only (400 otherwise)."""
+    sweep(request)
+    params = await params_of(request)
+    srcs = params.getall("src", [])
+    if len(srcs) > 1:
+        common.fail(400, "Cannot validate multiple sessions in one request.")
+    (session,) = _sources(request, srcs)
+    try:
+        target: Target | None = _target(request, params, session)
+    except ArchiveError:
+        target = None
+    notices = validate_archive(common.store_of(request), session, target)
+    rows = [{"code": str(c), "type": t, "message": m} for c, t, m in notices]
+    return common.result_set(request, rows)
 
 
 async def batch_service(request: web.Request) -> web.Response:
@@ -129,5 +172,6 @@ def add_routes(app: web.Application) -> None:
     """Register the archive service, the batch prearchive services and prearchive codes."""
     add = common.add_data_route
     add(app, "POST", "/services/archive", archive_service)
+    add(app, "POST", "/services/validate-archive", validate_service)
     add(app, "POST", "/services/prearchive/{operation}", batch_service)
     add(app, "GET", "/projects/{project}/prearchive_code", get_prearchive_code)

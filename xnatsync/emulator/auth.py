@@ -234,10 +234,16 @@ async def xapi_kill_sessions(request: web.Request) -> web.Response:
 
 
 async def build_info(request: web.Request) -> web.Response:
-    """GET /xapi/siteConfig/buildInfo (open): all values strings."""
+    """GET /xapi/siteConfig/buildInfo (open): all values strings, `version` the configured XNAT
+    version; a 1.6 server has no `/xapi` (404)."""
+    from xnatsync.emulator.xnat_version import XnatVersion  # here: this function is ours
+
+    version = XnatVersion.parse(config_of(request).xnat_version)
+    if not version.has_xapi:
+        return web.Response(status=404, text="", content_type="text/plain")
     return web.json_response(
         {
-            "version": "1.8.10",
+            "version": version.text,
             "buildNumber": "emulator",
             "buildDate": "Wed Jan 10 12:00:00 UTC 2024",
             "sha": "0000000",

@@ -23,6 +23,7 @@ import sys
 
 from xnatsync.emulator.faults import Faults
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
+from xnatsync.emulator.xnat_version import DEFAULT_VERSION, XnatVersion
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--faults", default="", help="fault SPEC (see xnatsync.emulator.faults)")
     parser.add_argument("--session-timeout", type=float, default=900.0, help="idle seconds")
     parser.add_argument("--site-id", default="XNAT", help="site ID (accession prefix, realm)")
+    parser.add_argument(
+        "--xnat-version", default=DEFAULT_VERSION, help="XNAT version to answer as (e.g. 1.7.6)"
+    )
+    parser.add_argument(
+        "--session-idle-seconds",
+        type=float,
+        default=300.0,
+        help="idle seconds before a received prearchive session is built (XNAT: 5 minutes)",
+    )
     synth = parser.add_argument_group("synthetic seed")
     synth.add_argument("--project", default="SYNTH")
     synth.add_argument("--subjects", type=int, default=2)
@@ -48,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from(args: argparse.Namespace) -> EmulatorConfig:
     """The settings the parsed arguments describe (validates the fault SPEC and the root)."""
     Faults(args.faults)
+    try:
+        XnatVersion.parse(args.xnat_version)
+    except ValueError as exc:
+        raise ValueError(f"--xnat-version: {exc}") from exc
+    if not args.session_idle_seconds >= 0:
+        raise ValueError(f"--session-idle-seconds {args.session_idle_seconds} must be >= 0")
     if args.root is not None and args.root.exists() and not args.root.is_dir():
         raise ValueError(f"--root {args.root} is not a directory")
     synthetic = SyntheticSpec(
@@ -64,6 +80,8 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         seed=args.seed or "",
         synthetic=synthetic,
         faults=args.faults,
+        xnat_version=args.xnat_version,
+        session_idle_seconds=args.session_idle_seconds,
     )
 
 

@@ -6,12 +6,16 @@ aiohttp here; the importer routes drive it.
 
 Invariants:
 * A session is identified by its URL `/prearchive/projects/{project}/{timestamp}/{folder}`; the
-  timestamp (`yyyyMMdd_HHmmssSSS`, from the injected clock) is unique per project and folder.
+  timestamp (`yyyyMMdd_HHmmssSSS`, from the injected clock, or the one a `dest` names) is unique
+  per project and folder. Its session label (`name`) is the folder unless a `dest` named the
+  folder and the request the label.
 * Sessions are keyed for merging by (project, StudyInstanceUID, folder) — §11.2: the same study
   under different labels gives different sessions.
 * A file name is unique within a scan; re-sending identical bytes is a no-op, different bytes
   under the same name are a conflict unless overwriting is allowed.
 * Status values are XNAT's (§5.2); a session in a BUSY status refuses other operations.
+* `idle_build` is XNAT's "Session Idle Time" (`sessionXmlRebuilderInterval`, 5 minutes by
+  default): RECEIVING sessions idle that long are due for building (`due_for_build`).
 """
 
 from __future__ import annotations
@@ -132,7 +136,13 @@ class PrearcSession:
     patient_name: str = ""
     patient_id: str = ""
     accession_number: str = ""
+    name: str = ""  # the session label when it differs from the folder
     scans: dict[str, PrearcScan] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The session label it is archived under by default (the row's `name`)."""
+        return self.name or self.folder
 
     @property
     def url(self) -> str:
@@ -160,7 +170,7 @@ class PrearcSession:
             "scan_time": self.scan_time,
             "subject": self.subject,
             "folderName": self.folder,
-            "name": self.folder,
+            "name": self.label,
             "tag": self.study_uid,
             "status": self.status,
             "url": self.url,
@@ -177,12 +187,14 @@ class PrearcSession:
 class Prearchive:
     """All prearchive sessions of one emulator."""
 
-    def __init__(self, clock: Callable[[], dt.datetime] = dt.datetime.now) -> None:
+    def __init__(
+        self, clock: Callable[[], dt.datetime] = dt.datetime.now, idle_seconds: float = 300.0
+    ) -> None:
         self.clock = clock
         self.root: Path | None = None
         self.sessions: dict[str, PrearcSession] = {}
-        # XNAT's rebuilder builds RECEIVING sessions idle for 5 minutes; None disables it.
-        self.idle_build: dt.timedelta | None = dt.timedelta(minutes=5)
+        # XNAT's rebuilder builds RECEIVING sessions idle this long; None disables it.
+        self.idle_build: dt.timedelta | None = dt.timedelta(seconds=idle_seconds)
 
     def attach(self, root: Path) -> None:
         """Keep session files under `root` (done on first use, once the store exists)."""
@@ -204,9 +216,10 @@ class Prearchive:
         return self.sessions.get(path)
 
     def find(self, project: str, study_uid: str, folder: str) -> PrearcSession | None:
-        """The session an upload of this study with this label merges into."""
+        """The session an upload of this study with this label merges into (XNAT matches on
+        project, StudyInstanceUID and session label, whatever the session's status)."""
         for session in self.sessions.values():
-            if (session.project, session.study_uid, session.folder) == (project, study_uid, folder):
+            if (session.project, session.study_uid, session.label) == (project, study_uid, folder):
                 return session
         return None
 
@@ -227,12 +240,21 @@ class Prearchive:
     # --- mutation ------------------------------------------------------------------------
 
     def create(
-        self, project: str, folder: str, subject: str, header: DicomHeader, autoarchive: str = ""
+        self,
+        project: str,
+        folder: str,
+        subject: str,
+        header: DicomHeader,
+        autoarchive: str = "",
+        *,
+        timestamp: str | None = None,
+        name: str = "",
     ) -> PrearcSession:
-        """A new RECEIVING session with a timestamp unique for (project, folder)."""
+        """A new RECEIVING session, at `timestamp` if given (a `dest` naming a new session),
+        else with a fresh timestamp unique for (project, folder)."""
         now = self.clock()
-        stamp = prearc_timestamp(now)
-        while self.get(project, stamp, folder) is not None:
+        stamp = timestamp or prearc_timestamp(now)
+        while timestamp is None and self.get(project, stamp, folder) is not None:
             now += dt.timedelta(milliseconds=1)
             stamp = prearc_timestamp(now)
         session = PrearcSession(
@@ -249,6 +271,7 @@ class Prearchive:
             patient_name=header.patient_name,
             patient_id=header.patient_id,
             accession_number=header.accession_number,
+            name="" if name == folder else name,
         )
         self.sessions[session.url] = session
         return session

@@ -1,9 +1,13 @@
 """Prearchive REST routes (§5.2): listings, one session, its scans/resources/files, actions.
 
-Also the lazy auto-build of §5.2: on every prearchive request, RECEIVING sessions idle for
-`Prearchive.idle_build` (unless `prevent_auto_commit` or `SOURCE=uploader`) are built, and
-archived if their project or session says auto-archive. Nothing runs on a timer, so tests drive
-it with the prearchive's injected clock.
+A single scan (`…/scans/{S}`) is offered only as `format=zip` (400 otherwise), as on XNAT; the
+emulator keeps no session-level prearchive resources, so `…/resources/{R}[/files]` → 404.
+
+Also the lazy auto-build of §5.2: on every prearchive, archive and import request, RECEIVING
+sessions idle for `Prearchive.idle_build` (the emulator's `session_idle_seconds`, XNAT's
+"Session Idle Time", 5 minutes by default; unless `prevent_auto_commit` or `SOURCE=uploader`)
+are built (READY), and archived if their project or session says auto-archive. Nothing runs on
+a timer, so tests drive it with the prearchive's injected clock.
 
 Parameters are read from the query and from a urlencoded body (pyxnat posts `action=build`
 as a form).
@@ -14,6 +18,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 from xml.sax.saxutils import escape
 
 import anyio.to_thread
@@ -133,13 +138,16 @@ async def list_sessions(request: web.Request) -> web.Response:
     return common.result_set(request, rows, total=False)
 
 
-def _zip_session(prearchive: Prearchive, session: PrearcSession) -> bytes:
+def _zip_folder(root: Path, prefix: str) -> bytes:
     buffer = io.BytesIO()
-    root = prearchive.directory(session)
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            archive.write(path, f"{session.folder}/{path.relative_to(root).as_posix()}")
+            archive.write(path, f"{prefix}/{path.relative_to(root).as_posix()}")
     return buffer.getvalue()
+
+
+def _zip_session(prearchive: Prearchive, session: PrearcSession) -> bytes:
+    return _zip_folder(prearchive.directory(session), session.folder)
 
 
 def _session_xml(session: PrearcSession) -> str:
@@ -224,6 +232,7 @@ async def post_session(request: web.Request) -> web.Response:
             session,
             target,
             overwrite=commit_overwrite(session, params),
+            overwrite_files=params.get("overwrite_files", "").lower() == "true",
             user=common.user_of(request).username,
         )
     except ArchiveError as exc:
@@ -303,9 +312,28 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
 
 
-def add_routes(app: web.Application) -> None:
-    """Register the prearchive routes and create the app's prearchive."""
-    app[PREARCHIVE_KEY] = Prearchive()
+async def get_scan(request: web.Request) -> web.StreamResponse:
+    """GET …/scans/{S}: only `format=zip` (the scan's folder); other formats → 400."""
+    session = session_of(request)
+    scan = _scan(request, session)
+    fmt = request.query.get("format", "").lower()
+    if fmt != "zip":
+        common.fail(400, f"Requested type {fmt or 'text/html'} is not supported")
+    folder = prearchive_of(request).directory(session) / "SCANS" / scan
+    data = await anyio.to_thread.run_sync(_zip_folder, folder, scan)
+    return web.Response(body=data, content_type="application/zip")
+
+
+async def get_session_resource(request: web.Request) -> web.Response:
+    """GET …/resources/{R}[/files]: the emulator keeps no session-level prearchive resources."""
+    session_of(request)
+    common.fail(404, f"Unknown resource {request.match_info['resource']}")
+
+
+def add_routes(app: web.Application, idle_seconds: float = 300.0) -> None:
+    """Register the prearchive routes and create the app's prearchive, building RECEIVING
+    sessions once idle for `idle_seconds` (XNAT's "Session Idle Time")."""
+    app[PREARCHIVE_KEY] = Prearchive(idle_seconds=idle_seconds)
     add = common.add_data_route
     for path in ("/prearchive", "/prearchive/projects", "/prearchive/projects/{project}"):
         add(app, "GET", path, list_sessions)
@@ -314,6 +342,9 @@ def add_routes(app: web.Application) -> None:
     add(app, "DELETE", _SESSION, delete_session)
     add(app, "GET", _SESSION + "/scans", list_scans)
     add(app, "GET", _SESSION + "/resources", list_session_resources)
+    add(app, "GET", _SESSION + "/resources/{resource}", get_session_resource)
+    add(app, "GET", _SESSION + "/resources/{resource}/files", get_session_resource)
+    add(app, "GET", _SESSION + "/scans/{scan}", get_scan)
     add(app, "GET", _SESSION + "/scans/{scan}/resources", list_resources)
     add(app, "GET", _SESSION + "/scans/{scan}/resources/{resource}/files", list_files)
     add(app, "GET", _SESSION + "/scans/{scan}/resources/{resource}/files/{name}", get_file)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass, field
 
+from xnatsync.emulator.xnat_version import DEFAULT_VERSION, XnatVersion
+
 
 @dataclass(frozen=True, slots=True)
 class User:
@@ -54,6 +56,16 @@ class EmulatorConfig:
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
     faults: str = ""
     flush_interval: float = 1.0  # seconds between metadata flushes of a dirty store
+    xnat_version: str = DEFAULT_VERSION  # the version answered as (xnat_version module)
+    # XNAT's "Session Idle Time" (sessionXmlRebuilderInterval, default 5 minutes): a RECEIVING
+    # prearchive session idle this long is built, then auto-archived per its project
+    session_idle_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        """Refuse a malformed version or a negative idle time (ValueError, one line)."""
+        XnatVersion.parse(self.xnat_version)
+        if not self.session_idle_seconds >= 0:
+            raise ValueError(f"session idle time {self.session_idle_seconds} must be >= 0 seconds")
 
     def users(self) -> tuple[User, ...]:
         """All accounts, the administrator first."""
