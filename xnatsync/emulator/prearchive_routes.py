@@ -278,7 +278,9 @@ async def list_resources(request: web.Request) -> web.Response:
         "file_count": str(len(scan.files)),
         "file_size": str(scan.total_size()),
     }
-    return common.result_set(request, [row], total=False)
+    # fixed columns, as the archive's resource and file listings: a `columns=` asking for
+    # ID and URI (xnatpy does) must not blank the row xnatpy then keys by its label
+    return common.result_set(request, [row], total=False, honour_columns=False)
 
 
 async def list_session_resources(request: web.Request) -> web.Response:
@@ -298,7 +300,7 @@ async def list_files(request: web.Request) -> web.Response:
         {"Name": f.name, "Size": str(f.size), "URI": f"{base}/{f.name}"}
         for f in sorted(scan.files.values(), key=lambda f: f.name)
     ]
-    return common.result_set(request, rows, total=False)
+    return common.result_set(request, rows, total=False, honour_columns=False)
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
