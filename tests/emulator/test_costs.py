@@ -8,7 +8,13 @@ import time
 import aiohttp
 import pytest
 
-from xnatsync.emulator.costs import Outage, OutageSchedule, parse_outage, parse_rate
+from xnatsync.emulator.costs import (
+    Outage,
+    OutageSchedule,
+    busy_answer,
+    parse_outage,
+    parse_rate,
+)
 from xnatsync.emulator.faults import Faults
 from xnatsync.emulator.pacing import Pacer
 from xnatsync.emulator.routeclass import route_class
@@ -96,6 +102,24 @@ def test_delay_keeps_its_meaning() -> None:
     assert not faults.matches_rates("GET", "/data/projects")
     assert not faults.matches_rates("PUT", "/data/experiments/E/resources/R/files/a")
     assert faults.server_time == {}
+
+
+def test_busy_answers_carry_xnat_texts_and_statuses() -> None:
+    imp, arc = "/data/services/import", "/data/services/archive"
+    assert busy_answer("busy-processing", imp, 0, "20240101_120000") == (
+        400,
+        "Session processing in progress: 20240101_120000.  Concurrent modification is discouraged.",
+    )
+    status, text = busy_answer("busy-concurrent", arc, 0, "T")
+    assert status == 409
+    assert "processing in progress" not in text.lower()  # the older wording
+    assert "concurrent modification is discouraged" in text.lower()
+    assert busy_answer("busy-duplicate", arc, 0, "T")[0] == 423
+    assert busy_answer("busy-in-use", "/REST/services/archive", 0, "T") == (
+        423,
+        "Duplicate archive attempt.  Destination session in use.",
+    )
+    assert busy_answer("busy-in-use", imp, 503, "T")[0] == 503
 
 
 # --- route classes ---------------------------------------------------------------------------

@@ -8,7 +8,12 @@
   (`outage=START+DURATION`) are seconds after the emulator started listening (`restart()`); a
   window is half open, [start, end). Modes: `refuse` (the listener is closed: connections are
   refused; open ones are dropped) and `503` (every request is answered 503).
-* `BUSY_MESSAGES` — the transient 400s XNAT's import service gives under load (xnat-api §12).
+* `busy_answer` — the transient refusals XNAT gives under load (xnat-api §12), with the texts of
+  XNAT's `PrearcSessionArchiver`: on `/services/import` they come as 400 (as xnatctl saw from
+  XNAT 1.9.2.1); on `/services/archive` with the archiver's own status (409 for "processing in
+  progress", 423 Locked for "duplicate archive attempt"). A nonzero ARG overrides the status.
+  `busy-processing` is the 1.9.2.1 wording, `busy-concurrent` the older one (it lacks the words
+  "processing in progress"), so clients that match only one phrase are caught out.
 """
 
 from __future__ import annotations
@@ -20,12 +25,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 OUTAGE_MODES = ("refuse", "503")
+_DISCOURAGED = "Concurrent modification is discouraged."
 BUSY_MESSAGES = {
-    "busy-processing": "session processing in progress",
-    "busy-concurrent": "concurrent modification is discouraged",
-    "busy-duplicate": "duplicate archive attempt",
-    "busy-in-use": "destination session in use",
+    "busy-processing": "Session processing in progress: {timestamp}.  " + _DISCOURAGED,
+    "busy-concurrent": "Session processing may already be in progress: {timestamp}.  "
+    + _DISCOURAGED,
+    "busy-duplicate": "Duplicate archive attempt.  Prearchive session already archiving.",
+    "busy-in-use": "Duplicate archive attempt.  Destination session in use.",
 }
+_ARCHIVER_STATUS = {
+    "busy-processing": 409, "busy-concurrent": 409, "busy-duplicate": 423, "busy-in-use": 423
+}  # fmt: skip
 _RATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmg])(?:i?b)?|b)?\s*(?:/s)?\s*$", re.I)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3}
 
@@ -47,6 +57,15 @@ def parse_seconds(text: str) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{text!r} is not a number of seconds >= 0")
     return seconds
+
+
+def busy_answer(kind: str, path: str, status: float, timestamp: str) -> tuple[int, str]:
+    """(status, message) of a `busy-*` fault on `path`; `status` 0 means the default."""
+    if status:
+        code = int(status)
+    else:
+        code = _ARCHIVER_STATUS[kind] if path.endswith("/services/archive") else 400
+    return code, BUSY_MESSAGES[kind].format(timestamp=timestamp)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,11 +56,17 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
     resize          delta bytes (+16)      body and Content-Length differ from the listing
     drop            -                      run the handler (e.g. store an upload or apply an
                                            import), then RST without answering
-    busy-processing -                      400 "session processing in progress"
-    busy-concurrent -                      400 "concurrent modification is discouraged"
-    busy-duplicate  -                      400 "duplicate archive attempt"
-    busy-in-use     -                      400 "destination session in use"
-                                           (busy-*: the body is read, nothing is applied)
+    busy-processing status (400/409)       "Session processing in progress: T.  Concurrent
+                                           modification is discouraged." (XNAT 1.9.2.1)
+    busy-concurrent status (400/409)       "Session processing may already be in progress: T.
+                                           Concurrent modification is discouraged." (older)
+    busy-duplicate  status (400/423)       "Duplicate archive attempt.  Prearchive session
+                                           already archiving."
+    busy-in-use     status (400/423)       "Duplicate archive attempt.  Destination session in
+                                           use."
+                                           busy-*: the body is read, nothing is applied; the
+                                           status is 400 on /services/import, the archiver's
+                                           409/423 on /services/archive, or ARG (`costs`)
     applied         status (500)           run the handler (the import/upload IS applied), then
                                            answer that status (500, 502, 504 …) instead
 

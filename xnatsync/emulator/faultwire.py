@@ -10,8 +10,8 @@ Costs of a loaded server (`costs`, `routeclass`): while a `503` outage is on, ev
 answered 503 before anything else (and logged with fault `outage`); `time:CLASS` waits before the
 handler for reads (listing, file, zip) and after it for writes (put, import, other: the request
 is applied, then answered late). Import faults: `busy-*` read and discard the request body, then
-answer 400 with XNAT's message without running the handler; `applied:STATUS` runs the handler and
-replaces its (unsent) answer with that status.
+answer XNAT's refusal (`costs.busy_answer`) without running the handler; `applied:STATUS` runs
+the handler and replaces its answer with that status (unless the handler already streamed it).
 
 `ServedFile` is a `FileResponse` (sendfile) that ignores `Range` and conditional headers, as
 Restlet 1.1 does (xnat-api §4.1), unless the fault spec says `ranges=1`; it never substitutes a
@@ -25,6 +25,7 @@ import http
 import pathlib
 import socket
 import struct
+import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -39,7 +40,7 @@ from xnatsync.emulator.common import (
     Handler,
     error_page,
 )
-from xnatsync.emulator.costs import BUSY_MESSAGES
+from xnatsync.emulator.costs import BUSY_MESSAGES, busy_answer
 from xnatsync.emulator.faults import BODY_KINDS, Fault, Faults, RequestRecord
 from xnatsync.emulator.settings import User
 
@@ -115,7 +116,8 @@ async def _apply(
         await asyncio.sleep(seconds)
     if fault.kind in BUSY_MESSAGES:
         await _discard_body(request)
-        return error_page(400, BUSY_MESSAGES[fault.kind])
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        return error_page(*busy_answer(fault.kind, request.path, fault.arg, stamp))
     if fault.kind == "latency":
         await asyncio.sleep(fault.arg)
     elif fault.kind == "error":
