@@ -6,6 +6,7 @@ an error or reset AFTER the import was applied (the session is there: look befor
 from __future__ import annotations
 
 import re
+import time
 from http import HTTPStatus
 
 import aiohttp
@@ -140,3 +141,23 @@ async def test_import_faults_from_rates(emu: Emulator, admin: aiohttp.ClientSess
     status, _ = await _import(admin)
     assert status == 502
     assert len(await _prearchived(admin)) == 1
+
+
+async def test_server_time_for_imports(emu: Emulator, admin: aiohttp.ClientSession) -> None:
+    emu.faults.configure("time:import=0.3,time:put=30")
+    started = time.monotonic()
+    status, _ = await _import(admin)
+    assert status == 200
+    assert 0.3 <= time.monotonic() - started < 10
+    assert len(await _prearchived(admin)) == 1
+
+
+async def test_applied_error_on_a_file_upload_leaves_the_file(
+    emu: Emulator, admin: aiohttp.ClientSession
+) -> None:
+    url = "/data/projects/DEMO/experiments/DEMO01_MR1/resources/OUT/files/late.txt"
+    emu.faults.script("PUT", "*/late.txt", ["applied:502"])
+    async with admin.put(url, data=b"stored") as response:
+        assert response.status == 502
+    async with admin.get(url) as response:
+        assert await response.read() == b"stored"

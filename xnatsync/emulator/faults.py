@@ -233,7 +233,8 @@ class Faults:
         self.configure(spec)
 
     def configure(self, spec: str) -> None:
-        """Replace the rate settings with those of a SPEC string."""
+        """Replace the rate settings with those of a SPEC string (other switches keep their
+        values unless the SPEC sets them; outage windows are added to the schedule)."""
         self.rates = []
         for item in spec.replace(";", ",").split(","):
             if item.strip():

@@ -111,7 +111,11 @@ async def _apply(
         return error_page(503, "Service Unavailable")
     if faults.delay and faults.matches_rates(request.method, request.path):
         await asyncio.sleep(faults.delay)
-    route, seconds = faults.time_for(request.method, request.path, request.query_string)
+    route, seconds = (
+        faults.time_for(request.method, request.path, request.query_string)
+        if faults.server_time
+        else ("", 0.0)
+    )
     if seconds and route in _READ_CLASSES:
         await asyncio.sleep(seconds)
     if fault.kind in BUSY_MESSAGES:
