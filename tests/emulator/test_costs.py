@@ -151,6 +151,15 @@ _PRE = "/data/prearchive/projects/P/20240619_091425123/E1"
         ("GET", _E + "/resources/R/files", "index=0", "file"),
         ("GET", _PRE + "/scans/1/resources/DICOM/files/1.dcm", "", "file"),
         ("GET", _E + "/resources/R/files", "format=zip", "zip"),
+        ("GET", "/data/experiments/E/assessors/A/out/resources/QC/files", "format=zip", "zip"),
+        ("GET", "/data/experiments/E/assessors/A/out/resources/QC/files/q.pdf", "", "file"),
+        ("GET", "/data/experiments/E/assessors/A/out/resources", "format=json", "listing"),
+        ("PUT", "/data/experiments/E/assessors/A/out/resources/QC", "", "put"),
+        ("PUT", "/data/experiments/E/assessors/A/out/resources/QC/files/q.pdf", "", "put"),
+        ("GET", "/data/experiments/E/resources/files/files/a.dcm", "", "file"),  # resource "files"
+        ("GET", "/data/experiments/E/resources/files", "format=json", "listing"),
+        ("GET", "/data/projects/P/subjects/files/experiments", "", "listing"),
+        ("GET", "/data/experiments/E/resources/R/files/files", "", "file"),  # a file "files"
         ("GET", "/data/experiments/E/scans/ALL/files", "format=zip", "zip"),
         ("GET", _E + "/resources/R/files/sub/", "format=ZIP", "zip"),
         ("PUT", _E + "/resources/R/files/a.dcm", "inbody=true", "put"),

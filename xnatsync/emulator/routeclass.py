@@ -38,12 +38,21 @@ def _segments(path: str) -> list[str]:
     return parts
 
 
+_COLLECTIONS = frozenset(
+    {"projects", "subjects", "experiments", "scans", "resources", "assessors", "reconstructions"}
+)
+
+
 def _collection(parts: list[str], name: str) -> int:
-    """Index of the first collection segment `name` (collections sit at even indices, ids at
-    odd ones, so a project called `files` is not a files collection; under `prearchive`, whose
-    session address has three parts, the other way round); -1 if absent."""
-    start = 1 if parts[:1] == ["prearchive"] else 0
-    return next((i for i in range(start, len(parts), 2) if parts[i] == name), -1)
+    """Index of the first segment `name` that is a collection, not an id: one that follows
+    `COLLECTION/ID` or an assessor's `out`/`in` (so a project or resource called `files` is an
+    id, not a files collection); -1 if absent."""
+    for i, part in enumerate(parts):
+        if part != name or i < 2:
+            continue
+        if parts[i - 1] in ("out", "in") or parts[i - 2] in _COLLECTIONS:
+            return i
+    return -1
 
 
 def route_class(method: str, path: str, query: str | Mapping[str, str] = "") -> str:
