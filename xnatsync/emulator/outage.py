@@ -21,6 +21,8 @@ from aiohttp import web
 
 from xnatsync.emulator.costs import OutageSchedule
 
+RETRY = 0.5
+
 
 class Listener(Protocol):
     """Something that opens and closes the public port."""
@@ -86,11 +88,15 @@ class OutageKeeper:
                 self.reopened.set()
 
     async def run(self) -> None:
-        """Follow the schedule until cancelled."""
+        """Follow the schedule until cancelled (retrying every `RETRY` s while the port cannot be
+        bound again, e.g. because another process took it meanwhile)."""
         while True:
             self._changed.clear()
-            await self.apply()
-            wait = self.schedule.next_change()
+            try:
+                await self.apply()
+                wait = self.schedule.next_change()
+            except OSError:
+                wait = RETRY
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), wait)
 
