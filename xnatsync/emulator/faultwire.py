@@ -111,17 +111,11 @@ async def _apply(
         return error_page(503, "Service Unavailable")
     if faults.delay and faults.matches_rates(request.method, request.path):
         await asyncio.sleep(faults.delay)
-    route, seconds = (
-        faults.time_for(request.method, request.path, request.query_string)
-        if faults.server_time
-        else ("", 0.0)
-    )
+    route, seconds = _server_time(request, faults)
     if seconds and route in _READ_CLASSES:
         await asyncio.sleep(seconds)
     if fault.kind in BUSY_MESSAGES:
-        await _discard_body(request)
-        stamp = time.strftime("%Y%m%d_%H%M%S")
-        return error_page(*busy_answer(fault.kind, request.path, fault.arg, stamp))
+        return await _busy(request, fault)
     if fault.kind == "latency":
         await asyncio.sleep(fault.arg)
     elif fault.kind == "error":
@@ -144,6 +138,19 @@ async def _apply(
     if request.method == "HEAD" or not request[BODY_FAULT_KEY]:
         return response
     return await _send_body(request, response, fault, faults)
+
+
+def _server_time(request: web.Request, faults: Faults) -> tuple[str, float]:
+    if not faults.server_time:
+        return "", 0.0
+    return faults.time_for(request.method, request.path, request.query_string)
+
+
+async def _busy(request: web.Request, fault: Fault) -> web.Response:
+    """XNAT's transient refusal, once the request body has been read; nothing is applied."""
+    await _discard_body(request)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    return error_page(*busy_answer(fault.kind, request.path, fault.arg, stamp))
 
 
 def _phrase(status: int) -> str:
