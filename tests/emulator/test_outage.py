@@ -114,6 +114,7 @@ async def down_at_start() -> AsyncIterator[Emulator]:
 
 async def test_spec_outage_on_the_real_clock_ends_by_itself(down_at_start: Emulator) -> None:
     emu = down_at_start
+    assert not emu.keeper.listening  # closed before the emulator was handed over
     await asyncio.wait_for(emu.keeper.reopened.wait(), 10)  # set only when a closed port reopens
     async with aiohttp.ClientSession(emu.url, headers=emu.auth()) as client:
         assert (await call(client, "GET", "/data/projects"))[0] == 200

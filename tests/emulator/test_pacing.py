@@ -111,3 +111,14 @@ async def test_a_refuse_outage_closes_the_capped_port_too(capped: Emulator) -> N
     await capped.end_outage()
     _, _, body = await _timed_get(capped, RESOURCE + "/files/half.bin")
     assert len(body) == SIZE
+
+
+async def test_a_changed_rate_applies_to_new_connections(capped: Emulator) -> None:
+    capped.faults.configure("stream=256M")
+    started, ended, body = await _timed_get(capped, RESOURCE + "/files/half.bin")
+    assert len(body) == SIZE
+    assert ended - started < SIZE / RATE  # no longer 1 MiB/s
+    capped.faults.clear()  # no rate: the proxy passes bytes through unpaced
+    started, ended, body = await _timed_get(capped, RESOURCE + "/files/half.bin")
+    assert len(body) == SIZE
+    assert ended - started < SIZE / RATE

@@ -19,8 +19,9 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
             | "stream=" RATE               per-TCP-connection bandwidth cap, each direction, on
                                            every byte (bodies, listings, uploads, imports); RATE
                                            is bytes/s: `25MB/s`, `512K`, `1G`, `1000000` (K, M, G
-                                           = powers of 1024); read when the emulator starts
-                                           (`pacing`); off by default
+                                           = powers of 1024); off by default. Only a SPEC given
+                                           at start puts the shaping proxy on the port
+                                           (`pacing`); later changes apply to new connections
             | "time:" CLASS "=" SECONDS    server time per request of a route class (`routeclass`:
                                            listing, file, zip wait before answering; put, import,
                                            other after the request was applied); none by default

@@ -91,6 +91,7 @@ async def run_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Em
             raise
         keeper = OutageKeeper(faults.outages, listener)
         faults.outages.restart()
+        await keeper.apply()  # an outage from time 0 holds before anyone can connect
         watcher = asyncio.ensure_future(keeper.run())
         try:
             host, port = listener.address
