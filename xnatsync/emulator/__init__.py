@@ -4,6 +4,8 @@ Entry points: `server.run_emulator(EmulatorConfig(...))` (async context manager)
 line in `cli` (`python -m xnatsync.emulator`). Map: `settings` (config and users), `store` +
 `records` + `persist` (the archive), `sessions` + `auth` (logins), `resolve` + `render` + `query`
 (paths, rows, filters), `hierarchy`, `experiments`, `resources`, `files`, `upload`, `zipstream`
-(routes), `faults` + `faultwire` (fault injection and the request log), `seed`, `app`, `server`.
+(routes), `faults` + `faultwire` (fault injection and the request log), `costs` + `routeclass` +
+`pacing` + `outage` (what a loaded server costs: bandwidth cap, server time, outages), `seed`,
+`app`, `server`.
 Import, prearchive, archive, schema and search live in their own modules.
 """

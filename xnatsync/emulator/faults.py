@@ -25,6 +25,21 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
                                            default 1000; §12; `sessions`)
             | "token-lifetime=" SECONDS    alias tokens issued from now on expire after SECONDS
                                            (XNAT's aliasTokenTimeout, default 2 days; §2.3)
+            | "stream=" RATE               per-TCP-connection bandwidth cap, each direction, on
+                                           every byte (bodies, listings, uploads, imports); RATE
+                                           is bytes/s: `25MB/s`, `512K`, `1G`, `1000000` (K, M, G
+                                           = powers of 1024); off by default. Only a SPEC given
+                                           at start puts the shaping proxy on the port
+                                           (`pacing`); later changes apply to new connections
+            | "time:" CLASS "=" SECONDS    server time per request of a route class (`routeclass`:
+                                           listing, file, zip wait before answering; put, import,
+                                           other after the request was applied); none by default
+            | "outage" [":" MODE] "=" START "+" DURATION
+                                           MODE `refuse` (default: the port is closed, open
+                                           connections are dropped) or `503` (every request gets
+                                           503) from START to START+DURATION seconds after the
+                                           emulator started listening; data is kept. Tests use
+                                           `Emulator.outage()` / `Emulator.end_outage()`
             | FAULT "=" RATE               apply FAULT to this fraction of matching requests
     FAULT  := KIND [":" ARG] ["@" AT]      AT: byte offset ("@1000") or fraction ("@0.5")
     ON_OFF := "1" | "0" | "on" | "off" | "true" | "false" | "yes" | "no"
@@ -50,9 +65,27 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
     slow            bytes/s (65536)        send the body at that rate
     corrupt         -                      same length, one byte flipped at a seeded offset
     resize          delta bytes (+16)      body and Content-Length differ from the listing
-    drop            -                      run the handler (e.g. store an upload), then RST
-                                           without answering
+    drop            -                      run the handler (e.g. store an upload or apply an
+                                           import), then RST without answering
+    busy-processing status (400/409)       "Session processing in progress: T.  Concurrent
+                                           modification is discouraged." (XNAT 1.9.2.1)
+    busy-concurrent status (400/409)       "Session processing may already be in progress: T.
+                                           Concurrent modification is discouraged." (older)
+    busy-duplicate  status (400/423)       "Duplicate archive attempt.  Prearchive session
+                                           already archiving."
+    busy-in-use     status (400/423)       "Duplicate archive attempt.  Destination session in
+                                           use."
+                                           busy-*: the body is read, nothing is applied; the
+                                           status is 400 on /services/import, the archiver's
+                                           409/423 on /services/archive, or ARG (`costs`)
+    applied         status (500)           run the handler (the import/upload IS applied), then
+                                           answer that status (500, 502, 504 …) instead
 
+Import faults (xnat-api §12) go on `POST /services/import` or `/services/archive` through a
+script (`faults.script("POST", "*/services/import", ["busy-in-use", "ok"])`) or rates with
+``methods=POST,paths=*/services/import``; `drop` there means "applied, then the connection reset".
+
+Example: ``stream=25MB/s,time:listing=0.05,time:import=2,outage:503=60+30``.
 Example: ``seed=7,paths=*/files/*|*/resources/*/files,reset=0.05,503=0.02,stall:2@0.3=0.01``.
 
 Rates draw a uniform number from BLAKE2(seed, method, path, n) where n counts earlier matching
@@ -73,13 +106,24 @@ import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
 
+from xnatsync.emulator.costs import (
+    BUSY_MESSAGES,
+    OutageSchedule,
+    parse_outage,
+    parse_rate,
+    parse_seconds,
+)
+from xnatsync.emulator.routeclass import CLASSES, route_class
+
 BODY_KINDS = frozenset(
     {"reset", "truncate", "chunked-cut", "chunked-short", "cut", "stall", "slow", "corrupt",
      "resize", "drop", "login-page"}
 )  # fmt: skip
 PRE_KINDS = frozenset({"latency", "error", "429", "expire", "redirect-login"})
+IMPORT_KINDS = frozenset({*BUSY_MESSAGES, "applied"})
 _DEFAULT_ARG = {
-    "latency": 1.0, "error": 500.0, "429": 2.0, "stall": 5.0, "slow": 65536.0, "resize": 16.0
+    "latency": 1.0, "error": 500.0, "429": 2.0, "stall": 5.0, "slow": 65536.0, "resize": 16.0,
+    "applied": 500.0,
 }  # fmt: skip
 
 
@@ -120,7 +164,7 @@ def parse_fault(token: str) -> Fault:
         return Fault("error", float(kind), at, at_bytes)
     if kind == "json-cut":
         kind = "cut"
-    if kind not in BODY_KINDS | PRE_KINDS | {"ok"}:
+    if kind not in BODY_KINDS | PRE_KINDS | IMPORT_KINDS | {"ok"}:
         raise ValueError(f"unknown fault kind {kind!r}")
     arg = float(arg_text) if arg_text else _DEFAULT_ARG.get(kind, 0.0)
     return Fault(kind, arg, at, at_bytes)
@@ -229,6 +273,9 @@ class Faults:
         self.catalog_race = False
         self.sessions_per_user: int | None = None
         self.token_lifetime: float | None = None
+        self.stream_rate: float | None = None
+        self.server_time: dict[str, float] = {}
+        self.outages = OutageSchedule()
         self.rates: list[tuple[Fault, float]] = []
         self._scripts: list[_Script] = []
         self._seen: Counter[tuple[str, str]] = Counter()
@@ -238,7 +285,8 @@ class Faults:
         self.configure(spec)
 
     def configure(self, spec: str) -> None:
-        """Replace the rate settings with those of a SPEC string."""
+        """Replace the rate settings with those of a SPEC string (other switches keep their
+        values unless the SPEC sets them; outage windows are added to the schedule)."""
         self.rates = []
         for item in spec.replace(";", ",").split(","):
             if item.strip():
@@ -274,11 +322,27 @@ class Faults:
             self.sessions_per_user = int(_positive(value, int))
         elif name == "token-lifetime":
             self.token_lifetime = _positive(value, float)
+        elif name == "stream":
+            self.stream_rate = parse_rate(value)
+        elif name.startswith("time:"):
+            self._set_time(name.removeprefix("time:"), value)
+        elif name == "outage" or name.startswith("outage:"):
+            self.outages.add(parse_outage(name, value))
         else:
             rate = float(value)
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"rate {rate} outside [0, 1]")
             self.rates.append((parse_fault(name), rate))
+
+    def _set_time(self, route: str, value: str) -> None:
+        if route not in CLASSES:
+            raise ValueError(f"unknown route class {route!r} (one of {', '.join(CLASSES)})")
+        self.server_time[route] = parse_seconds(value)
+
+    def time_for(self, method: str, path: str, query: str = "") -> tuple[str, float]:
+        """The route class of a request and the server time the SPEC gives it (0: none)."""
+        route = route_class(method, path, query)
+        return route, self.server_time.get(route, 0.0)
 
     def script(self, method: str, glob: str, faults: list[str | Fault]) -> None:
         """Give the 1st, 2nd, … request matching method (`*` = any) and glob these faults."""
@@ -295,6 +359,9 @@ class Faults:
         self.catalog_race = False
         self.sessions_per_user = None
         self.token_lifetime = None
+        self.stream_rate = None
+        self.server_time = {}
+        self.outages.clear()
         self._watches.clear()
         self._catalog_reads.clear()
         self._catalog_holds.clear()

@@ -6,6 +6,13 @@ applies body faults (reset, truncation, stall, corruption …) by re-sending the
 itself. A handler that streams on its own (zip downloads) answers one body instead when the
 request carries a body fault (`BODY_FAULT_KEY`), so zips get every fault too.
 
+Costs of a loaded server (`costs`, `routeclass`): while a `503` outage is on, every request is
+answered 503 before anything else (and logged with fault `outage`); `time:CLASS` waits before the
+handler for reads (listing, file, zip) and after it for writes (put, import, other: the request
+is applied, then answered late). Import faults: `busy-*` read and discard the request body, then
+answer XNAT's refusal (`costs.busy_answer`) without running the handler; `applied:STATUS` runs
+the handler and replaces its answer with that status (unless the handler already streamed it).
+
 `ServedFile` is a `FileResponse` (sendfile) that ignores `Range` and conditional headers, as
 Restlet 1.1 does (xnat-api §4.1), unless the fault spec says `ranges=1`; it never substitutes a
 pre-compressed sibling file.
@@ -14,9 +21,11 @@ pre-compressed sibling file.
 from __future__ import annotations
 
 import asyncio
+import http
 import pathlib
 import socket
 import struct
+import time
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -31,10 +40,13 @@ from xnatsync.emulator.common import (
     Handler,
     error_page,
 )
+from xnatsync.emulator.costs import BUSY_MESSAGES, busy_answer
 from xnatsync.emulator.faults import BODY_KINDS, Fault, Faults, RequestRecord
 from xnatsync.emulator.settings import User
 
 CHUNK = 64 * 1024
+OUTAGE = Fault("outage", 503.0)
+_READ_CLASSES = frozenset({"listing", "file", "zip"})
 _IGNORED = ("Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since",
             "If-Unmodified-Since", "Accept-Encoding")  # fmt: skip
 _LOGIN_HTML = (
@@ -72,7 +84,8 @@ async def strip_range_headers(request: web.Request, response: web.StreamResponse
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Decide and apply a fault, and log the request whatever happens."""
     faults = request.app[FAULTS_KEY]
-    fault = faults.choose(request.method, request.path)
+    outage = faults.outages.mode() == "503"
+    fault = OUTAGE if outage else faults.choose(request.method, request.path)
     status = 500
     try:
         response = await _apply(request, handler, faults, fault)
@@ -84,8 +97,9 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     finally:
         user = request.get(USER_KEY)
         name = user.username if isinstance(user, User) else ""
+        said = "outage" if fault is OUTAGE else str(fault)
         record = RequestRecord(
-            request.method, request.path, request.query_string, status, name, str(fault)
+            request.method, request.path, request.query_string, status, name, said
         )
         request.app[LOG_KEY].add(record)
 
@@ -93,8 +107,15 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _apply(
     request: web.Request, handler: Handler, faults: Faults, fault: Fault
 ) -> web.StreamResponse:
+    if fault is OUTAGE:
+        return error_page(503, "Service Unavailable")
     if faults.delay and faults.matches_rates(request.method, request.path):
         await asyncio.sleep(faults.delay)
+    route, seconds = _server_time(request, faults)
+    if seconds and route in _READ_CLASSES:
+        await asyncio.sleep(seconds)
+    if fault.kind in BUSY_MESSAGES:
+        return await _busy(request, fault)
     if fault.kind == "latency":
         await asyncio.sleep(fault.arg)
     elif fault.kind == "error":
@@ -110,9 +131,39 @@ async def _apply(
     body_fault = fault.kind in BODY_KINDS
     request[BODY_FAULT_KEY] = body_fault or faults.watching(request.path)
     response = await handler(request)
+    if seconds and route not in _READ_CLASSES:
+        await asyncio.sleep(seconds)
+    if fault.kind == "applied" and not response.prepared:
+        return error_page(int(fault.arg), _phrase(int(fault.arg)))
     if request.method == "HEAD" or not request[BODY_FAULT_KEY]:
         return response
     return await _send_body(request, response, fault, faults)
+
+
+def _server_time(request: web.Request, faults: Faults) -> tuple[str, float]:
+    if not faults.server_time:
+        return "", 0.0
+    return faults.time_for(request.method, request.path, request.query_string)
+
+
+async def _busy(request: web.Request, fault: Fault) -> web.Response:
+    """XNAT's transient refusal, once the request body has been read; nothing is applied."""
+    await _discard_body(request)
+    stamp = time.strftime("%Y%m%d_%H%M%S")
+    return error_page(*busy_answer(fault.kind, request.path, fault.arg, stamp))
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Server Error"
+
+
+async def _discard_body(request: web.Request) -> None:
+    """Read the request body to its end (as XNAT does before it refuses an import)."""
+    async for _ in request.content.iter_chunked(CHUNK):
+        pass
 
 
 def _body_of(response: web.StreamResponse) -> bytes | None:

@@ -4,10 +4,16 @@ binds (127.0.0.1, port 0 by default) and yields an `Emulator` handle for tests a
 Without `config.root` the archive lives in a temporary directory removed on exit and metadata is
 never written; with a root, metadata is flushed while serving and saved on exit, so a restart
 with the same root serves the same archive.
+
+The public port is aiohttp's site, or, when the fault SPEC has `stream=RATE`, a `ShapingProxy`
+in front of a private loopback site. An `OutageKeeper` closes and re-opens it for `refuse`
+outages; `Emulator.outage()` / `Emulator.end_outage()` start and end one now.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import pathlib
 import shutil
 import tempfile
@@ -21,6 +27,8 @@ from aiohttp import web
 from xnatsync.emulator.app import build_app
 from xnatsync.emulator.auth import SESSIONS_KEY
 from xnatsync.emulator.faults import Faults, RequestLog
+from xnatsync.emulator.outage import Listener, OutageKeeper, SiteListener
+from xnatsync.emulator.pacing import ShapingProxy
 from xnatsync.emulator.seed import seed
 from xnatsync.emulator.sessions import Sessions
 from xnatsync.emulator.settings import EmulatorConfig
@@ -41,6 +49,19 @@ class Emulator:
     sessions: Sessions
     app: web.Application
     seed_seconds: float
+    keeper: OutageKeeper
+
+    async def outage(self, seconds: float | None = None, mode: str = "refuse") -> None:
+        """Start an outage now, for `seconds` (None: until `end_outage`). Returns once it holds:
+        for `refuse` the port is closed (connections refused, open ones dropped); for `503`
+        every request is answered 503. The data is kept."""
+        self.faults.outages.begin(seconds, mode)
+        await self.keeper.apply()
+
+    async def end_outage(self) -> None:
+        """End the outage under way now; returns once the port listens again."""
+        self.faults.outages.end()
+        await self.keeper.apply()
 
     def auth(self, username: str | None = None) -> dict[str, str]:
         """An `Authorization` header with a configured user's Basic credentials (default admin)."""
@@ -64,20 +85,47 @@ async def run_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Em
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, config.host, config.port)
-            await site.start()
-            host, port = runner.addresses[0][:2]
+            listener = await _listen(runner, config, faults)
+        except BaseException:
+            await runner.cleanup()
+            raise
+        keeper = OutageKeeper(faults.outages, listener)
+        faults.outages.restart()
+        await keeper.apply()  # an outage from time 0 holds before anyone can connect
+        watcher = asyncio.ensure_future(keeper.run())
+        try:
+            host, port = listener.address
             yield Emulator(
                 f"http://{host}:{port}", host, port, config, store, faults, log,
-                app[SESSIONS_KEY], app, seconds,
+                app[SESSIONS_KEY], app, seconds, keeper,
             )  # fmt: skip
         finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            keeper.close()
+            await listener.stop()
             await runner.cleanup()
             if config.root:
                 store.save()
     finally:
         if temporary is not None:
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+async def _listen(runner: web.AppRunner, config: EmulatorConfig, faults: Faults) -> Listener:
+    """Open the public port: the site itself, or a shaping proxy before a private site."""
+    if faults.stream_rate is None:
+        site = SiteListener(runner, config.host, config.port)
+        await site.start()
+        return site
+    inner = web.TCPSite(runner, "127.0.0.1", 0)
+    await inner.start()
+    proxy = ShapingProxy(
+        config.host, config.port, ("127.0.0.1", inner.port), lambda: faults.stream_rate
+    )
+    await proxy.start()
+    return proxy
 
 
 def _seed_volatile(store: Store, config: EmulatorConfig) -> float:
