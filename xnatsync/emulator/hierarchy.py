@@ -61,11 +61,32 @@ def object_answer(request: web.Request, item: dict[str, object], xml: str) -> we
     return web.Response(text=xml, content_type="text/xml")
 
 
-def fields_from(request: web.Request, names: frozenset[str]) -> dict[str, str]:
-    """Query parameters that set fields, by shortcut or XML path (last segment)."""
+def _own_elements(xsi_type: str) -> frozenset[str]:
+    """The elements (lower-case) whose XML paths set fields of a record of `xsi_type`: the type
+    itself and XNAT's abstract types above it."""
+    actual = xsi_type.lower()
+    if actual.endswith("scandata"):
+        above: tuple[str, ...] = ("xnat:imagescandata",)
+    elif actual.endswith("sessiondata"):
+        above = ("xnat:imagesessiondata", "xnat:subjectassessordata", "xnat:experimentdata")
+    elif actual in ("xnat:subjectdata", "xnat:projectdata"):
+        above = ()
+    else:  # an image assessor
+        above = ("xnat:imageassessordata", "xnat:deriveddata", "xnat:experimentdata")
+    return frozenset((actual, *above))
+
+
+def fields_from(request: web.Request, names: frozenset[str], xsi_type: str) -> dict[str, str]:
+    """Query parameters that set fields of a record of `xsi_type`: by shortcut, or by an XML
+    path of the record's own element or one above it (last segment). An XML path of another
+    data type's element (`xnat:ctScanData/note` on an MR scan) is ignored, not an error (RT
+    TestScans.testImplicitScanTypeChangeValidation: 200, nothing changes)."""
+    own = _own_elements(xsi_type)
     out = {}
     for key, value in request.query.items():
-        name = key.rsplit("/", 1)[-1]
+        element, _, name = key.rpartition("/")
+        if element and element.split("/", 1)[0].lower() not in own:
+            continue
         if name in names:
             out[name] = value
     return out
@@ -199,7 +220,7 @@ async def put_subject(request: web.Request) -> web.Response:
             store.relabel(subject, new_label)
         except ValueError:
             fail(409, f"Subject label {new_label} already exists in project {project.id}")
-    subject.fields.update(fields_from(request, SUBJECT_FIELDS))
+    subject.fields.update(fields_from(request, SUBJECT_FIELDS, "xnat:subjectData"))
     store.dirty = True
     return plain(subject.id, 201 if created else 200)
 
