@@ -16,6 +16,7 @@ from xnatsync.emulator import (
     files,
     hierarchy,
     importer,
+    reconstructions,
     resources,
     schema,
     sharing,
@@ -71,6 +72,7 @@ def build_app(
     app.on_response_prepare.append(strip_range_headers)
     for module in (auth, hierarchy, experiments, assessors, sharing, resources, files, upload):
         module.add_routes(app)
+    reconstructions.add_routes(app)
     importer.add_routes(app)
     schema.add_routes(app)
     return app

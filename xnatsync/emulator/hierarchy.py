@@ -69,7 +69,7 @@ def _own_elements(xsi_type: str) -> frozenset[str]:
         above: tuple[str, ...] = ("xnat:imagescandata",)
     elif actual.endswith("sessiondata"):
         above = ("xnat:imagesessiondata", "xnat:subjectassessordata", "xnat:experimentdata")
-    elif actual in ("xnat:subjectdata", "xnat:projectdata"):
+    elif actual in ("xnat:subjectdata", "xnat:projectdata", "xnat:reconstructedimagedata"):
         above = ()
     else:  # an image assessor
         above = ("xnat:imageassessordata", "xnat:deriveddata", "xnat:experimentdata")

@@ -2,8 +2,9 @@
 
 The document nests the archive as XNAT does (projects hold subjects and experiments, experiments
 hold scans and assessors, owners hold resources, resources hold file entries); the store's indexes
-are rebuilt from it on load. Documents written before assessors existed load unchanged (no
-`assessors` key, no `assessor` field on resources).
+are rebuilt from it on load. Documents written before assessors or reconstructions existed load
+unchanged (no `assessors`/`reconstructions` key, no `assessor`/`reconstruction` field on
+resources).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from xnatsync.emulator.records import (
     Experiment,
     FileEntry,
     Project,
+    ReconInputs,
+    Reconstruction,
     Resource,
     Scan,
     Subject,
@@ -59,6 +62,19 @@ def _owners(owners: Iterable[Scan | Assessor]) -> list[dict[str, Any]]:
     return [_flat(o, ("resources",)) | {"resources": _resources(o.resources)} for o in owners]
 
 
+def _recon(recon: Reconstruction) -> dict[str, Any]:
+    return _flat(recon, ("resources", "inputs")) | {
+        "resources": _resources(recon.resources),
+        "inputs": _resources(recon.inputs.resources),
+    }
+
+
+def _load_recon(store: Store, row: dict[str, Any]) -> Reconstruction:
+    resources = _load_resources(store, row.pop("resources"))
+    inputs = ReconInputs(row["id"], row["session"], _load_resources(store, row.pop("inputs")))
+    return Reconstruction(**row, resources=resources, inputs=inputs)
+
+
 def dump(store: Store) -> dict[str, Any]:
     """The whole archive as JSON-ready data."""
     return {
@@ -75,11 +91,12 @@ def dump(store: Store) -> dict[str, Any]:
             for s in store.subjects.values()
         ],
         "experiments": [
-            _flat(e, ("scans", "resources", "assessors"))
+            _flat(e, ("scans", "resources", "assessors", "reconstructions"))
             | {
                 "resources": _resources(e.resources),
                 "scans": _owners(e.scans.values()),
                 "assessors": _owners(e.assessors.values()),
+                "reconstructions": [_recon(r) for r in e.reconstructions.values()],
             }
             for e in store.experiments.values()
         ],
@@ -119,7 +136,9 @@ def load_into(store: Store, data: dict[str, Any]) -> None:
         resources = _load_resources(store, row.pop("resources"))
         scans = _load_owners(store, row.pop("scans"), Scan)
         assessors = _load_owners(store, row.pop("assessors", []), Assessor)
+        recons = [_load_recon(store, r) for r in row.pop("reconstructions", [])]
         experiment = Experiment(**row, scans=scans, resources=resources, assessors=assessors)
+        experiment.reconstructions = {r.id: r for r in recons}
         store.experiments[experiment.id] = experiment
         store.projects[experiment.project].experiments.append(experiment.id)
     store.index()

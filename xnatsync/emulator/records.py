@@ -1,5 +1,6 @@
 """The emulator's archive records: project → subject → experiment → scan → resource → file,
-and image assessors (derived data) of an experiment with their OUT resources.
+image assessors (derived data) of an experiment with their OUT resources, and reconstructions
+of an experiment with their OUT and IN resources.
 
 Plain mutable dataclasses owned by `store.Store`, which keeps the indexes consistent; nothing
 here does I/O. Timestamps are strings in XNAT's Java `Timestamp.toString()` form.
@@ -37,12 +38,13 @@ class Resource:
 
     id: int
     label: str
-    level: str  # "project" | "subject" | "experiment" | "scan" | "assessor"
+    level: str  # "project" | "subject" | "experiment" | "scan" | "assessor" | "recon" | "recon_in"
     project: str
     subject: str = ""  # subject accession ID (subject level)
     experiment: str = ""  # experiment accession ID (experiment, scan and assessor levels)
     scan: str = ""  # scan ID (scan level)
     assessor: str = ""  # assessor accession ID (assessor level)
+    reconstruction: str = ""  # reconstruction ID (recon and recon_in levels)
     format: str = ""
     content: str = ""
     tags: str = ""
@@ -91,6 +93,30 @@ class Assessor:
     resources: dict[str, Resource] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class ReconInputs:
+    """The IN resources of a reconstruction (what it was built from), addressed as
+    `…/reconstructions/{R}/in/resources`; `reconstruction` is its ID."""
+
+    reconstruction: str
+    session: str
+    resources: dict[str, Resource] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Reconstruction:
+    """An `xnat:reconstructedImageData` of the session `session`; `id` is the ID given at PUT
+    (unique within its session), `resources` its OUT resources, `inputs` its IN resources."""
+
+    id: str
+    session: str
+    type: str = ""
+    base_scan_type: str = ""
+    insert_date: str = ""
+    resources: dict[str, Resource] = field(default_factory=dict)
+    inputs: ReconInputs = field(default_factory=lambda: ReconInputs("", ""))
+
+
 class Shareable:
     """Project membership of records that can be shared into other projects (xnat-api §1.4):
     subjects and experiments. `project` is the primary project; `shares` maps each project the
@@ -129,6 +155,7 @@ class Experiment(Shareable):
     resources: dict[str, Resource] = field(default_factory=dict)
     shares: dict[str, str] = field(default_factory=dict)  # project shared into → label there
     assessors: dict[str, Assessor] = field(default_factory=dict)  # by accession ID
+    reconstructions: dict[str, Reconstruction] = field(default_factory=dict)  # by ID
 
 
 @dataclass(slots=True)
@@ -169,4 +196,4 @@ class Project:
     resources: dict[str, Resource] = field(default_factory=dict)
 
 
-Owner = Project | Subject | Experiment | Scan | Assessor
+Owner = Project | Subject | Experiment | Scan | Assessor | Reconstruction | ReconInputs

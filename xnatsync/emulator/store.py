@@ -1,4 +1,5 @@
 """The emulator's archive: in-memory records with dict indexes, file bytes on disk.
+(Reconstructions are created by `reconstructions.ensure_reconstruction`.)
 
 Invariants: every lookup is a dict access (no scans over the archive per request; an assessor
 label is looked up among its own session's assessors); listing one session's files is O(files in
@@ -23,6 +24,8 @@ from xnatsync.emulator.records import (
     FileEntry,
     Owner,
     Project,
+    ReconInputs,
+    Reconstruction,
     Resource,
     Scan,
     Subject,
@@ -117,6 +120,9 @@ class Store:
             return experiment.scans[resource.scan]
         if resource.level == "assessor":
             return experiment.assessors[resource.assessor]
+        if resource.level in ("recon", "recon_in"):
+            recon = experiment.reconstructions[resource.reconstruction]
+            return recon if resource.level == "recon" else recon.inputs
         return experiment
 
     def file_path(self, resource: Resource, relpath: str) -> pathlib.Path:
@@ -293,6 +299,13 @@ class Store:
         elif isinstance(owner, Assessor):
             resource.level, resource.project = "assessor", owner.project
             resource.experiment, resource.assessor = owner.session, owner.id
+        elif isinstance(owner, Reconstruction | ReconInputs):
+            inputs = isinstance(owner, ReconInputs)
+            resource.level = "recon_in" if inputs else "recon"
+            resource.project = self.experiments[owner.session].project
+            resource.experiment = owner.session
+            recon = owner.reconstruction if isinstance(owner, ReconInputs) else owner.id
+            resource.reconstruction = recon
         else:
             experiment = self.experiments[owner.experiment]
             resource.level, resource.project = "scan", experiment.project
@@ -355,12 +368,21 @@ class Store:
         self.experiments[assessor.session].assessors.pop(assessor.id, None)
         self.dirty = True
 
+    def delete_reconstruction(self, recon: Reconstruction) -> None:
+        """Remove a reconstruction and its OUT and IN resources."""
+        self._delete_resources(recon)
+        self._delete_resources(recon.inputs)
+        self.experiments[recon.session].reconstructions.pop(recon.id, None)
+        self.dirty = True
+
     def delete_experiment(self, experiment: Experiment) -> None:
         """Remove an experiment with its scans, assessors and resources."""
         for scan in list(experiment.scans.values()):
             self.delete_scan(scan)
         for assessor in list(experiment.assessors.values()):
             self.delete_assessor(assessor)
+        for recon in list(experiment.reconstructions.values()):
+            self.delete_reconstruction(recon)
         self._delete_resources(experiment)
         self.labels.remove(experiment)
         self.experiments.pop(experiment.id, None)
