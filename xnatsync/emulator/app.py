@@ -12,6 +12,7 @@ from aiohttp.typedefs import Middleware
 from xnatsync.emulator import (
     assessors,
     auth,
+    catalogs,
     experiments,
     files,
     hierarchy,
@@ -73,6 +74,7 @@ def build_app(
     for module in (auth, hierarchy, experiments, assessors, sharing, resources, files, upload):
         module.add_routes(app)
     reconstructions.add_routes(app)
+    catalogs.add_routes(app)
     importer.add_routes(app)
     schema.add_routes(app)
     return app
