@@ -22,6 +22,7 @@ from xnatsync.emulator import (
     schema,
     sharing,
     upload,
+    usercache,
 )
 from xnatsync.emulator.common import CONFIG_KEY, FAULTS_KEY, LOG_KEY, STORE_KEY, Handler
 from xnatsync.emulator.faults import Faults, RequestLog
@@ -75,6 +76,7 @@ def build_app(
         module.add_routes(app)
     reconstructions.add_routes(app)
     catalogs.add_routes(app)
+    usercache.add_routes(app)
     importer.add_routes(app)
     schema.add_routes(app)
     return app
