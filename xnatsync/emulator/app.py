@@ -23,6 +23,7 @@ from xnatsync.emulator import (
     sharing,
     upload,
     usercache,
+    xapi_download,
 )
 from xnatsync.emulator.common import CONFIG_KEY, FAULTS_KEY, LOG_KEY, STORE_KEY, Handler
 from xnatsync.emulator.faults import Faults, RequestLog
@@ -77,6 +78,7 @@ def build_app(
     reconstructions.add_routes(app)
     catalogs.add_routes(app)
     usercache.add_routes(app)
+    xapi_download.add_routes(app)
     importer.add_routes(app)
     schema.add_routes(app)
     return app
