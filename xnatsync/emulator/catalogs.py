@@ -8,7 +8,8 @@ request paths). Every resource of the named item (and of everything below it) is
 the one resource the path names. Operations: `append` (catalog files present on disk but not
 in the catalog), `checksum` (compute missing digests), `delete` (drop entries whose bytes are
 gone), `populateStats` (counts and sizes; always live here); none given = all. Answers (XNAT's
-RefreshCatalog and DefaultCatalogService): 200 with an empty body; a path that names no item →
+RefreshCatalog and DefaultCatalogService; under `/data` and `/REST`, not `/data/archive`): 200
+with an empty body; a path that names no item →
 400 "Cannot locate archivable item securing {path}"; an item the user may not edit → 403
 (404 if they cannot read it); an unknown operation → 400 naming it.
 """
@@ -22,7 +23,6 @@ from aiohttp import web
 
 from xnatsync.emulator.blobs import md5_of_path
 from xnatsync.emulator.common import (
-    add_data_route,
     can_edit,
     can_read,
     fail,
@@ -34,6 +34,7 @@ from xnatsync.emulator.common import (
 from xnatsync.emulator.records import Experiment, Owner, Project, Resource
 from xnatsync.emulator.resolve import select_scans
 from xnatsync.emulator.store import Store
+from xnatsync.emulator.usercache import add_unarchived_route
 
 OPERATIONS = ("append", "checksum", "delete", "populateStats")
 _CHILD_KINDS = ("scans", "assessors", "reconstructions")
@@ -175,6 +176,6 @@ async def refresh_xapi(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the refresh service and its XAPI twin."""
-    add_data_route(app, "POST", "/services/refresh/catalog", refresh_service)
+    add_unarchived_route(app, "POST", "/services/refresh/catalog", refresh_service)
     app.router.add_put("/xapi/archive/catalogs/refresh", refresh_xapi)
     app.router.add_put("/xapi/archive/catalogs/refresh/{operations}", refresh_xapi)

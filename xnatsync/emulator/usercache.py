@@ -196,7 +196,9 @@ async def delete_files(request: web.Request) -> web.Response:
     return plain("")
 
 
-def _route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+def add_unarchived_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
+    """Register `path` under `/data` and `/REST` only: XNAT attaches the user cache and the
+    services with `attachURI`, not `attachArchiveURI`, so `/data/archive/…` does not reach them."""
     for prefix in (p for p in PREFIXES if p != "/data/archive"):
         if method == "GET":
             app.router.add_get(prefix + path, handler, allow_head=True)
@@ -207,6 +209,7 @@ def _route(app: web.Application, method: str, path: str, handler: Handler) -> No
 def add_routes(app: web.Application) -> None:
     """Register the user cache routes under `/data` and `/REST`."""
     folder, files = f"{_BASE}/{{folder}}", f"{_BASE}/{{folder}}/files"
+    _route = add_unarchived_route
     _route(app, "GET", _BASE, list_folders)
     _route(app, "PUT", folder, create_folder)
     _route(app, "DELETE", folder, delete_folder)
