@@ -119,6 +119,7 @@ async def seed(admin: aiohttp.ClientSession) -> Seed:
         ("/data/projects/DEMO/subjects/DEMO01/resources/SUBJ/files/subject.txt", b"subject"),
         (f"{base}/reconstructions/R1/out/resources/OUT/files/out.txt", b"recon out"),
         (f"{base}/reconstructions/R1/in/resources/IN/files/in.txt", b"recon in"),
+        (f"{base}/assessors/{aid}/in/resources/SRC/files/source.txt", b"assessor in"),
     ):
         if "reconstructions" in path:
             await call(admin, "PUT", f"{base}/reconstructions/R1?type=T1")
@@ -155,6 +156,7 @@ def _owners(s: Seed) -> list[Owner]:
         for assessor in (f"{base}/assessors/{s.aid}", f"{base}/assessors/DEMO01_MR1_QC"):
             for side in ("", "/out"):
                 out.append(Owner(assessor + side, "QC", "report.txt", s.report))
+            out.append(Owner(f"{assessor}/in", "SRC", "source.txt", b"assessor in"))
         for side in ("", "/out"):
             out.append(Owner(f"{base}/reconstructions/R1{side}", "OUT", "out.txt", b"recon out"))
         out.append(Owner(f"{base}/reconstructions/R1/in", "IN", "in.txt", b"recon in"))

@@ -2,8 +2,8 @@
 listing, single object, PUT create / update, DELETE (xnat-api §3.5, §4.5, §9), under each
 session path form (`/experiments/{E}`, `/projects/{P}/experiments/{E}`,
 `/projects/{P}/subjects/{S}/experiments/{E}`). Resource, file, upload and zip routes at assessor
-level are registered with the other owners (`resources.OWNER_BASES`); only OUT resources are
-emulated, IN resources (`…/assessors/{A}/in/…`) are not.
+level are registered with the other owners (`resources.OWNER_BASES`): OUT resources under
+`…/assessors/{A}[/out]`, IN resources under `…/assessors/{A}/in`.
 
 Answers: PUT 201 + bare accession ID when created, 200 + ID when it existed (its fields
 updated; a `label=` naming an existing assessor of the session addresses that one); creating

@@ -31,7 +31,14 @@ from xnatsync.emulator.common import (
     store_of,
     user_of,
 )
-from xnatsync.emulator.records import Experiment, Owner, Project, Resource
+from xnatsync.emulator.records import (
+    Assessor,
+    Experiment,
+    Owner,
+    Project,
+    Reconstruction,
+    Resource,
+)
 from xnatsync.emulator.resolve import select_scans
 from xnatsync.emulator.store import Store
 from xnatsync.emulator.usercache import add_unarchived_route
@@ -52,20 +59,25 @@ def _below_experiment(store: Store, experiment: Experiment, rest: list[str]) -> 
     """The owners a path names below a session (itself and everything under it if nothing)."""
     if not rest:
         owners: list[Owner] = [experiment, *experiment.scans.values()]
-        owners += experiment.assessors.values()
-        for recon in experiment.reconstructions.values():
-            owners += [recon, recon.inputs]
+        derived: list[Assessor | Reconstruction] = [*experiment.assessors.values()]
+        derived += experiment.reconstructions.values()
+        for record in derived:
+            owners += [record, record.inputs]
         return owners
     kind, key = rest[0], rest[1] if len(rest) > 1 else ""
     if kind == "scans":
         return list(select_scans(experiment, key))
+    found: Assessor | Reconstruction | None = None
     if kind == "assessors":
-        assessor = store.assessor(experiment, key)
-        return [assessor] if assessor else []
-    if kind == "reconstructions" and key in experiment.reconstructions:
-        recon = experiment.reconstructions[key]
-        return [recon.inputs] if rest[2:3] == ["in"] else [recon, recon.inputs]
-    return []
+        found = store.assessor(experiment, key)
+    elif kind == "reconstructions":
+        found = experiment.reconstructions.get(key)
+    if found is None:
+        return []
+    side = rest[2:3]
+    return (
+        [found.inputs] if side == ["in"] else [found] if side == ["out"] else [found, found.inputs]
+    )
 
 
 def locate(store: Store, path: str) -> tuple[Project, list[Owner], str] | None:

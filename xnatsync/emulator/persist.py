@@ -18,7 +18,6 @@ from xnatsync.emulator.records import (
     Experiment,
     FileEntry,
     Project,
-    ReconInputs,
     Reconstruction,
     Resource,
     Scan,
@@ -58,8 +57,14 @@ def _resources(resources: dict[str, Resource]) -> list[dict[str, Any]]:
 
 
 def _owners(owners: Iterable[Scan | Assessor]) -> list[dict[str, Any]]:
-    """Scans or assessors of an experiment, each with its resources."""
-    return [_flat(o, ("resources",)) | {"resources": _resources(o.resources)} for o in owners]
+    """Scans or assessors of an experiment, each with its resources (assessors: and inputs)."""
+    out = []
+    for o in owners:
+        row = _flat(o, ("resources", "inputs")) | {"resources": _resources(o.resources)}
+        if isinstance(o, Assessor):
+            row["inputs"] = _resources(o.inputs.resources)
+        out.append(row)
+    return out
 
 
 def _recon(recon: Reconstruction) -> dict[str, Any]:
@@ -71,8 +76,10 @@ def _recon(recon: Reconstruction) -> dict[str, Any]:
 
 def _load_recon(store: Store, row: dict[str, Any]) -> Reconstruction:
     resources = _load_resources(store, row.pop("resources"))
-    inputs = ReconInputs(row["id"], row["session"], _load_resources(store, row.pop("inputs")))
-    return Reconstruction(**row, resources=resources, inputs=inputs)
+    inputs = _load_resources(store, row.pop("inputs"))
+    recon = Reconstruction(**row, resources=resources)
+    recon.inputs.resources = inputs
+    return recon
 
 
 def dump(store: Store) -> dict[str, Any]:
@@ -117,7 +124,11 @@ def _load_owners(store: Store, rows: list[dict[str, Any]], kind: type[_Child]) -
     out: dict[str, _Child] = {}
     for row in rows:
         resources = _load_resources(store, row.pop("resources"))
-        out[row["id"]] = kind(**row, resources=resources)
+        inputs = _load_resources(store, row.pop("inputs", []))
+        record = kind(**row, resources=resources)
+        if isinstance(record, Assessor):
+            record.inputs.resources = inputs
+        out[row["id"]] = record
     return out
 
 

@@ -34,7 +34,6 @@ def ensure_reconstruction(store: Store, session: Experiment, recon_id: str) -> R
     found = session.reconstructions.get(recon_id)
     if found is None:
         found = Reconstruction(recon_id, session.id, insert_date=now_stamp())
-        found.inputs.reconstruction, found.inputs.session = recon_id, session.id
         session.reconstructions[recon_id] = found
         store.dirty = True
     return found

@@ -140,6 +140,7 @@ RECON_XSI = "xnat:reconstructedImageData"
 _CATEGORIES = {
     "scan": "scans",
     "assessor": "assessors",
+    "assessor_in": "assessors",
     "recon": "reconstructions",
     "recon_in": "reconstructions",
 }
@@ -150,7 +151,7 @@ def resource_row(resource: Resource, cat_desc: str = "") -> dict[str, str]:
     assessor's xsiType or the reconstruction's type for their resources."""
     recon = resource.reconstruction
     owner_ids = {"scan": resource.scan, "assessor": resource.assessor, "recon": recon}
-    owner_ids["recon_in"] = recon
+    owner_ids["recon_in"], owner_ids["assessor_in"] = recon, resource.assessor
     return {
         "xnat_abstractresource_id": str(resource.id),
         "label": resource.label,
@@ -172,7 +173,10 @@ def below_session(resource: Resource, assessor_type: str = "out") -> str:
     if resource.level == "scan":
         return f"/scans/{resource.scan}"
     if resource.level == "assessor":
-        return f"/assessors/{resource.assessor}" + (f"/{assessor_type}" if assessor_type else "")
+        side = "out" if assessor_type else ""  # `in` paths never name an OUT resource
+        return f"/assessors/{resource.assessor}" + (f"/{side}" if side else "")
+    if resource.level == "assessor_in":
+        return f"/assessors/{resource.assessor}/in"
     if resource.level in ("recon", "recon_in"):
         side = "in" if resource.level == "recon_in" else "out"
         return f"/reconstructions/{resource.reconstruction}/{side}"  # as XNAT's resource_path

@@ -34,8 +34,8 @@ from xnatsync.emulator.store import Store
 @dataclass(slots=True)
 class Ctx:
     """The records a path names; `scans` is None when no scans segment is in the path;
-    `assessor_type` is `out` when the path names an assessor's OUT resources explicitly;
-    `recon_type` is `in` when the path names a reconstruction's IN resources."""
+    `assessor_type` and `recon_type` are `in` or `out` when the path names that side of an
+    assessor's or a reconstruction's resources explicitly."""
 
     project: Project
     subject: Subject | None = None
@@ -48,10 +48,10 @@ class Ctx:
     recon_type: str = ""
 
     def owner(self) -> Owner:
-        """The single innermost record: the assessor, else the reconstruction (its IN side for
+        """The single innermost record: the assessor or the reconstruction (their IN side for
         `…/in`), else the first selected scan, else the session, subject or project."""
         if self.assessor is not None:
-            return self.assessor
+            return self.assessor.inputs if self.assessor_type == "in" else self.assessor
         if self.reconstruction is not None:
             recon = self.reconstruction
             return recon.inputs if self.recon_type == "in" else recon

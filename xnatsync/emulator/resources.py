@@ -4,10 +4,8 @@ OUT and every assessor's), get
 (catalog XML / JSON), PUT create (409 if the label exists), DELETE (xnat-api §3.5, §4.5, §4.6).
 
 Also the table of owner paths every resource and file route is registered under (§9). An
-assessor's resources are its OUT resources, under `…/assessors/{A}` and `…/assessors/{A}/out`;
-its IN resources (`…/assessors/{A}/in`) are not emulated. A reconstruction's OUT resources are
-under `…/reconstructions/{R}` and `…/reconstructions/{R}/out`, its IN resources under
-`…/reconstructions/{R}/in`.
+assessor's or reconstruction's OUT resources are under `…/assessors/{A}` (`…/reconstructions/
+{R}`) and `…/out` below it, its IN resources under `…/in`.
 """
 
 from __future__ import annotations
@@ -19,8 +17,8 @@ from aiohttp import web
 from xnatsync.emulator.common import add_data_route, fail, flag, plain, result_set, store_of
 from xnatsync.emulator.records import (
     Assessor,
+    Inputs,
     Owner,
-    ReconInputs,
     Reconstruction,
     Resource,
     Scan,
@@ -46,7 +44,7 @@ OWNER_BASES = (
     "/experiments/{experiment}/scans/{scans}",
     "/projects/{project}/subjects/{subject}/experiments/{experiment}/scans/{scans}",
     *ASSESSORS,
-    *(base + "/{assessor_type:out}" for base in ASSESSORS),
+    *(base + "/{assessor_type:in|out}" for base in ASSESSORS),
     *RECONSTRUCTIONS,
     *(base + "/{recon_type:in|out}" for base in RECONSTRUCTIONS),
 )
@@ -79,8 +77,10 @@ def cat_desc(request: web.Request, resource: Resource) -> str:
     """A resource's `cat_desc`: the scan or reconstruction type, or the assessor's xsiType
     ("" otherwise)."""
     owner = store_of(request).owner_of(resource)
-    if isinstance(owner, ReconInputs):
-        owner = store_of(request).experiments[owner.session].reconstructions[owner.reconstruction]
+    if isinstance(owner, Inputs):
+        session = store_of(request).experiments[owner.session]
+        kind = session.assessors if owner.kind == "assessor" else session.reconstructions
+        owner = kind[owner.of]
     if isinstance(owner, Scan | Reconstruction):
         return owner.type
     return owner.xsi_type if isinstance(owner, Assessor) else ""

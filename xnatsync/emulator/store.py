@@ -22,9 +22,9 @@ from xnatsync.emulator.records import (
     Assessor,
     Experiment,
     FileEntry,
+    Inputs,
     Owner,
     Project,
-    ReconInputs,
     Reconstruction,
     Resource,
     Scan,
@@ -118,8 +118,9 @@ class Store:
         experiment = self.experiments[resource.experiment]
         if resource.level == "scan":
             return experiment.scans[resource.scan]
-        if resource.level == "assessor":
-            return experiment.assessors[resource.assessor]
+        if resource.level in ("assessor", "assessor_in"):
+            assessor = experiment.assessors[resource.assessor]
+            return assessor if resource.level == "assessor" else assessor.inputs
         if resource.level in ("recon", "recon_in"):
             recon = experiment.reconstructions[resource.reconstruction]
             return recon if resource.level == "recon" else recon.inputs
@@ -299,13 +300,18 @@ class Store:
         elif isinstance(owner, Assessor):
             resource.level, resource.project = "assessor", owner.project
             resource.experiment, resource.assessor = owner.session, owner.id
-        elif isinstance(owner, Reconstruction | ReconInputs):
-            inputs = isinstance(owner, ReconInputs)
-            resource.level = "recon_in" if inputs else "recon"
+        elif isinstance(owner, Inputs):
+            resource.level = "assessor_in" if owner.kind == "assessor" else "recon_in"
             resource.project = self.experiments[owner.session].project
             resource.experiment = owner.session
-            recon = owner.reconstruction if isinstance(owner, ReconInputs) else owner.id
-            resource.reconstruction = recon
+            if owner.kind == "assessor":
+                resource.assessor = owner.of
+            else:
+                resource.reconstruction = owner.of
+        elif isinstance(owner, Reconstruction):
+            resource.level, resource.reconstruction = "recon", owner.id
+            resource.project = self.experiments[owner.session].project
+            resource.experiment = owner.session
         else:
             experiment = self.experiments[owner.experiment]
             resource.level, resource.project = "scan", experiment.project
@@ -363,8 +369,9 @@ class Store:
         self.experiments[scan.experiment].scans.pop(scan.id, None)
 
     def delete_assessor(self, assessor: Assessor) -> None:
-        """Remove an assessor and its resources."""
+        """Remove an assessor and its OUT and IN resources."""
         self._delete_resources(assessor)
+        self._delete_resources(assessor.inputs)
         self.experiments[assessor.session].assessors.pop(assessor.id, None)
         self.dirty = True
 
