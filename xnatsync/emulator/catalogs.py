@@ -7,11 +7,12 @@ A path names an archive item the XNAT way: `/archive/projects/{P}[/subjects/{S}[
 request paths). Every resource of the named item (and of everything below it) is refreshed, or
 the one resource the path names. Operations: `append` (catalog files present on disk but not
 in the catalog), `checksum` (compute missing digests), `delete` (drop entries whose bytes are
-gone), `populateStats` (counts and sizes; always live here); none given = all. Answers (XNAT's
-RefreshCatalog and DefaultCatalogService; under `/data` and `/REST`, not `/data/archive`): 200
-with an empty body; a path that names no item →
-400 "Cannot locate archivable item securing {path}"; an item the user may not edit → 403
-(404 if they cannot read it); an unknown operation → 400 naming it.
+gone), `populateStats` (counts and sizes; always live here); none given = all.
+
+Answers (XNAT's RefreshCatalog and DefaultCatalogService; under `/data` and `/REST`, not
+`/data/archive`): 200 with an empty body; a path that names no item → 400 "Cannot locate
+archivable item securing {path}"; an item the user may not edit → 403 (404 if they cannot read
+it); an unknown operation → 400 naming it.
 """
 
 from __future__ import annotations
