@@ -1,7 +1,8 @@
 """JSON form of the emulator's records: `dump(store)` and `load_into(store, data)`.
 
 The document nests the archive as XNAT does (projects hold subjects and experiments, experiments
-hold scans and assessors, owners hold resources, resources hold file entries); the store's indexes
+hold scans, assessors and reconstructions, owners hold resources (assessors and reconstructions
+also `inputs`, their IN resources), resources hold file entries); the store's indexes
 are rebuilt from it on load. Documents written before assessors or reconstructions existed load
 unchanged (no `assessors`/`reconstructions` key, no `assessor`/`reconstruction` field on
 resources).
@@ -76,7 +77,7 @@ def _recon(recon: Reconstruction) -> dict[str, Any]:
 
 def _load_recon(store: Store, row: dict[str, Any]) -> Reconstruction:
     resources = _load_resources(store, row.pop("resources"))
-    inputs = _load_resources(store, row.pop("inputs"))
+    inputs = _load_resources(store, row.pop("inputs", []))
     recon = Reconstruction(**row, resources=resources)
     recon.inputs.resources = inputs
     return recon
