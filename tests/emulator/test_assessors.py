@@ -198,7 +198,12 @@ async def test_resources_at_assessor_level(admin: aiohttp.ClientSession) -> None
     assert [r["label"] for r in await rows(admin, f"{QC}/resources")] == ["QC", "FS"]
     assert await call(admin, "DELETE", f"{QC}/out/resources/FS") == (200, "")
     assert [r["label"] for r in await rows(admin, f"{QC}/out/resources")] == ["QC"]
-    assert (await call(admin, "GET", f"{QC}/in/resources"))[0] == 404  # IN: not emulated
+    # IN resources are a side of their own: empty at first, apart from the OUT ones
+    assert await rows(admin, f"{QC}/in/resources") == []
+    assert await call(admin, "PUT", f"{QC}/in/resources/SRC") == (200, "")
+    [src] = await rows(admin, f"{QC}/in/resources")
+    assert (src["label"], src["category"], src["cat_id"]) == ("SRC", "assessors", aid)
+    assert [r["label"] for r in await rows(admin, f"{QC}/resources")] == ["QC"]
 
 
 async def test_upload_download_and_delete_files(admin: aiohttp.ClientSession) -> None:
@@ -427,3 +432,20 @@ def test_metadata_from_before_assessors_loads(tmp_path: Path) -> None:
 
 def _client(emu: Emulator) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(emu.url, headers=emu.auth())
+
+
+async def test_in_resources_survive_a_restart(admin: aiohttp.ClientSession, emu: Emulator) -> None:
+    _, aid = await _ids(admin)
+    put = f"{QC}/in/resources/SRC/files/source.txt"
+    status, _ = await call(
+        admin, "PUT", put, data=b"input", headers={"Content-Type": "application/octet-stream"}
+    )
+    assert status == 200
+    emu.store.save()
+    reloaded = Store.open(emu.store.root)
+    assessor = next(
+        a for e in reloaded.experiments.values() for a in e.assessors.values() if a.id == aid
+    )
+    assert list(assessor.inputs.resources) == ["SRC"]
+    assert reloaded.owner_of(assessor.inputs.resources["SRC"]) is assessor.inputs
+    assert list(assessor.resources) == ["QC"]

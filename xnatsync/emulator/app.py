@@ -12,16 +12,20 @@ from aiohttp.typedefs import Middleware
 from xnatsync.emulator import (
     assessors,
     auth,
+    catalog_refresh,
     experiments,
     files,
     hierarchy,
     importer,
+    reconstructions,
     resources,
     saved_search,
     schema,
     search_routes,
     sharing,
     upload,
+    usercache,
+    xapi_download,
 )
 from xnatsync.emulator.common import CONFIG_KEY, FAULTS_KEY, LOG_KEY, STORE_KEY, Handler
 from xnatsync.emulator.faults import Faults, RequestLog
@@ -73,6 +77,10 @@ def build_app(
     app.on_response_prepare.append(strip_range_headers)
     for module in (auth, hierarchy, experiments, assessors, sharing, resources, files, upload):
         module.add_routes(app)
+    reconstructions.add_routes(app)
+    catalog_refresh.add_routes(app)
+    usercache.add_routes(app)
+    xapi_download.add_routes(app)
     importer.add_routes(app)
     schema.add_routes(app)
     saved_search.add_routes(app)

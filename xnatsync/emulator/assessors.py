@@ -2,8 +2,8 @@
 listing, single object, PUT create / update, DELETE (xnat-api §3.5, §4.5, §9), under each
 session path form (`/experiments/{E}`, `/projects/{P}/experiments/{E}`,
 `/projects/{P}/subjects/{S}/experiments/{E}`). Resource, file, upload and zip routes at assessor
-level are registered with the other owners (`resources.OWNER_BASES`); only OUT resources are
-emulated, IN resources (`…/assessors/{A}/in/…`) are not.
+level are registered with the other owners (`resources.OWNER_BASES`): OUT resources under
+`…/assessors/{A}[/out]`, IN resources under `…/assessors/{A}/in`.
 
 Answers: PUT 201 + bare accession ID when created, 200 + ID when it existed (its fields
 updated; a `label=` naming an existing assessor of the session addresses that one); creating
@@ -83,11 +83,11 @@ async def put_assessor(request: web.Request) -> web.Response:
     session = _session(resolve(request, write=True, children=False))
     key = request.match_info["assessor"]
     label = query.get("label") or key
-    fields = fields_from(request, ASSESSOR_FIELDS) | date_from(request)
     # as XNAT does, a `label=` naming an existing assessor finds that one
     existing = store.assessor(session, key) or store.assessor(session, label)
+    xsi_type = existing.xsi_type if existing else _creatable(query.get("xsiType", ""))
+    fields = fields_from(request, ASSESSOR_FIELDS, xsi_type) | date_from(request)
     if existing is None:
-        xsi_type = _creatable(query.get("xsiType", ""))
         fields["insert_user"] = user_of(request).username
         created, _ = store.ensure_assessor(session, label, xsi_type, **fields)
         return plain(created.id, 201)

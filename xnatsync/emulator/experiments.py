@@ -3,7 +3,9 @@
 
 Answers: experiment PUT 201 + bare accession ID when created, 200 + ID otherwise (409 if the
 label lives in another project's primary space); scan PUT 200 (400 for a new scan without a
-scan `xsiType`, 409 when changing an existing scan's `xsiType`); DELETEs 200.
+scan `xsiType`, 409 when changing an existing scan's `xsiType`); DELETEs 200. Fields are set by
+shortcut or by an XML path of the record's own type (or a type above it); an XML path of another
+type is ignored (`hierarchy.fields_from`).
 """
 
 from __future__ import annotations
@@ -188,10 +190,10 @@ async def put_experiment(request: web.Request) -> web.Response:
             fail(409, "Project must be modified through separate URI.")
     else:
         resolve(request, write=True, children=False)
-    fields = fields_from(request, EXPERIMENT_FIELDS) | date_from(request)
+    xsi = existing.xsi_type if existing else request.query.get("xsiType", "xnat:mrSessionData")
+    fields = fields_from(request, EXPERIMENT_FIELDS, xsi) | date_from(request)
     if existing is None:
         assert project is not None
-        xsi = request.query.get("xsiType", "xnat:mrSessionData")
         experiment, _ = store.ensure_experiment(
             project.id,
             info["subject"],
@@ -253,14 +255,15 @@ async def put_scan(request: web.Request) -> web.Response:
         fail(400, "Multiple scan modalities match the specified xsiType.")
     if scan is not None and xsi and xsi != scan.xsi_type:
         fail(409, "Specified xsiType differs from existing xsiType")
-    query = request.query
+    xsi = scan.xsi_type if scan is not None else xsi
+    fields = fields_from(request, SCAN_FIELDS | {"type", "series_description"}, xsi)
     store_of(request).ensure_scan(
         experiment.id,
         scan_id,
-        xsi or "xnat:mrScanData",
-        query.get("type", ""),
-        query.get("series_description", ""),
-        **fields_from(request, SCAN_FIELDS),
+        xsi,
+        fields.pop("type", ""),
+        fields.pop("series_description", ""),
+        **fields,
     )
     return plain("")
 

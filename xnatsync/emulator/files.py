@@ -4,6 +4,15 @@
 
 Single files are served with sendfile through `faultwire.ServedFile`, which ignores `Range`;
 a missing file → 404 with an empty body.
+
+A file is also addressed through its container, without naming the resource:
+`{owner}/files/{path}` at every owner path (project, subject, session, scan, assessor; RT
+TestFileUpload.testScanUpload, testProjectResourceUpload, …). XNAT's FileList walks the owner's
+catalogs in database order (creation order here) and looks at the FIRST catalog only: the entry
+is served from it; if that catalog lacks the entry the answer is 404 (the walk stops), and only
+when the catalog lists it but its bytes are missing does the walk go on to the next catalog. So
+when two resources hold the same name the older resource's copy is served, and a file held only
+by a later resource is not reachable this way (use `…/resources/{R}/files/{path}`).
 """
 
 from __future__ import annotations
@@ -154,6 +163,38 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     raise halt(404, empty=True)
 
 
+def first_catalog_file(request: web.Request, resources: list[Resource], relpath: str) -> Selection:
+    """The entry a container-level `…/files/{path}` names, by XNAT's first-catalog rule (see the
+    module docstring); empty if there is none."""
+    store = store_of(request)
+    for resource in sorted(resources, key=lambda r: r.id):
+        entry = resource.files.get(relpath)
+        if entry is None:
+            return []
+        if store.file_path(resource, entry.relpath).is_file():
+            return [(resource, entry)]
+    return []
+
+
+async def get_owner_file(request: web.Request) -> web.StreamResponse:
+    """GET/HEAD {owner}/files/{path}: a file of one of the owner's resources (first catalog
+    rule); a trailing `/` lists (or zips) that folder across all the owner's resources."""
+    ctx = resolve(request)
+    every = flag(request, "all")
+    resources = [r for owner in owners(ctx, every=every) for r in owner.resources.values()]
+    relpath = request.match_info["path"]
+    if relpath.endswith("/"):
+        return await _answer(
+            request, ctx, resources, _folder(request, _entries(resources), relpath)
+        )
+    found = first_catalog_file(request, resources, relpath.strip("/"))
+    if found:
+        return serve_file(request, *found[0])
+    if flag(request, "accept-not-found"):
+        return web.Response(status=204)
+    raise halt(404, empty=True)
+
+
 async def delete_file(request: web.Request) -> web.Response:
     """DELETE …/resources/{R}/files/{path}: one file or every file under a folder."""
     ctx = resolve(request, write=True)
@@ -174,6 +215,7 @@ def add_routes(app: web.Application) -> None:
     """Register file listing, download and delete routes under every owner path."""
     for base in OWNER_BASES:
         add_data_route(app, "GET", base + "/files", list_owner_files)
+        add_data_route(app, "GET", base + "/files/{path:.+}", get_owner_file)
         add_data_route(app, "GET", base + "/resources/{resource}/files", list_resource_files)
         add_data_route(app, "GET", base + "/resources/{resource}/files/{path:.+}", get_file)
         add_data_route(app, "DELETE", base + "/resources/{resource}/files/{path:.+}", delete_file)

@@ -1,7 +1,8 @@
 """Project and subject routes: list, get, PUT create/update/relabel, DELETE (§3.1, §3.2, §4.5,
 §4.6, §11.9–§11.11).
 
-Answers: project PUT 200 (409 on an ID/name/secondary_ID clash, 403 without edit rights);
+Answers: project PUT 200 (409 when its ID, title, secondary ID or an alias equals, ignoring case,
+any of another project's; 403 without edit rights);
 subject PUT 201 + bare accession ID when created, 200 + ID when it existed; DELETEs 200.
 """
 
@@ -60,11 +61,32 @@ def object_answer(request: web.Request, item: dict[str, object], xml: str) -> we
     return web.Response(text=xml, content_type="text/xml")
 
 
-def fields_from(request: web.Request, names: frozenset[str]) -> dict[str, str]:
-    """Query parameters that set fields, by shortcut or XML path (last segment)."""
+def _own_elements(xsi_type: str) -> frozenset[str]:
+    """The elements (lower-case) whose XML paths set fields of a record of `xsi_type`: the type
+    itself and XNAT's abstract types above it."""
+    actual = xsi_type.lower()
+    if actual.endswith("scandata"):
+        above: tuple[str, ...] = ("xnat:imagescandata",)
+    elif actual.endswith("sessiondata"):
+        above = ("xnat:imagesessiondata", "xnat:subjectassessordata", "xnat:experimentdata")
+    elif actual in ("xnat:subjectdata", "xnat:projectdata", "xnat:reconstructedimagedata"):
+        above = ()
+    else:  # an image assessor
+        above = ("xnat:imageassessordata", "xnat:deriveddata", "xnat:experimentdata")
+    return frozenset((actual, *above))
+
+
+def fields_from(request: web.Request, names: frozenset[str], xsi_type: str) -> dict[str, str]:
+    """Query parameters that set fields of a record of `xsi_type`: by shortcut, or by an XML
+    path of the record's own element or one above it (last segment). An XML path of another
+    data type's element (`xnat:ctScanData/note` on an MR scan) is ignored, not an error (RT
+    TestScans.testImplicitScanTypeChangeValidation: 200, nothing changes)."""
+    own = _own_elements(xsi_type)
     out = {}
     for key, value in request.query.items():
-        name = key.rsplit("/", 1)[-1]
+        element, _, name = key.rpartition("/")
+        if element and element.split("/", 1)[0].lower() not in own:
+            continue
         if name in names:
             out[name] = value
     return out
@@ -84,27 +106,39 @@ async def get_project(request: web.Request) -> web.Response:
     return object_answer(request, project_item(project), simple_xml("xnat:Project", row))
 
 
-def _clash(projects: list[Project], project_id: str, name: str, secondary: str) -> bool:
-    for other in projects:
-        if other.id == project_id:
-            continue
-        if name and other.name.lower() == name.lower():
-            return True
-        if secondary and other.secondary_id.lower() == secondary.lower():
-            return True
-    return False
+def _identities(project: Project) -> set[str]:
+    """What names a project, lower-cased: its ID, title, secondary ID and aliases."""
+    names = [project.id, project.name, project.secondary_id, *project.aliases]
+    return {n.lower() for n in names if n}
+
+
+def _clash(projects: list[Project], itself: Project | None, wanted: list[str]) -> bool:
+    """Whether any wanted ID/title/secondary ID/alias names another project, ignoring case
+    (RT TestProjectValidation: all sixteen crossings of ID, title, secondary ID and alias)."""
+    taken = set().union(*(_identities(p) for p in projects if p is not itself))
+    return any(w.lower() in taken for w in wanted if w)
 
 
 async def put_project(request: web.Request) -> web.Response:
-    """PUT /data/projects/{P}?name=&secondary_ID=&accessibility=&description=&alias=."""
+    """PUT /data/projects/{P}?name=&secondary_ID=&accessibility=&description=&alias=.
+
+    The URL names an existing project only by its exact ID; any other key (an alias, the ID in
+    another case) asks for a new project with that ID, which then clashes (409). A user who may
+    not edit an existing project → 403 (409 if they cannot see it). Any ID, title, secondary ID
+    or alias equal (ignoring case) to one of another project's → 409 "Requested new project
+    conflicts…" (XNAT's ProjectResource.handlePut → validateProjectFields → 409).
+    """
     store, user = store_of(request), user_of(request)
     key, query = request.match_info["project"], request.query
-    project = store.project(key)
+    project = store.projects.get(key)
     name, secondary = query.get("name", ""), query.get("secondary_ID", "")
+    aliases = [a for a in query.get("alias", "").split(",") if a]
     if project is not None and not can_edit(user, project):
+        # a project the user cannot even see is, to XNAT, a new project whose ID clashes
         fail(403 if can_see(user, project) else 409, "Requested new project conflicts")
-    if _clash(list(store.projects.values()), project.id if project else key, name, secondary):
-        fail(409, "Requested new project conflicts with an existing project")
+    wanted = [project.id if project else key, name, secondary, *aliases]
+    if _clash(list(store.projects.values()), project, wanted):
+        fail(409, "Requested new project conflicts with existing projects")
     access = query.get("accessibility", "")
     if access and access not in ACCESSIBILITY:
         fail(400, f"Invalid accessibility {access}")
@@ -115,8 +149,9 @@ async def put_project(request: web.Request) -> web.Response:
         project.secondary_id = secondary or project.secondary_id
         project.accessibility = access or project.accessibility
     project.description = query.get("description", project.description)
-    if query.get("alias") and store.project(query["alias"]) is None:
-        store.add_alias(project, query["alias"])
+    for alias in aliases:
+        if alias.lower() not in _identities(project):
+            store.add_alias(project, alias)
     store.dirty = True
     return plain("")
 
@@ -185,7 +220,7 @@ async def put_subject(request: web.Request) -> web.Response:
             store.relabel(subject, new_label)
         except ValueError:
             fail(409, f"Subject label {new_label} already exists in project {project.id}")
-    subject.fields.update(fields_from(request, SUBJECT_FIELDS))
+    subject.fields.update(fields_from(request, SUBJECT_FIELDS, "xnat:subjectData"))
     store.dirty = True
     return plain(subject.id, 201 if created else 200)
 

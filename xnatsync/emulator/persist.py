@@ -1,10 +1,12 @@
 """JSON form of the emulator's records: `dump(store)` and `load_into(store, data)`.
 
 The document nests the archive as XNAT does (projects hold subjects and experiments, experiments
-hold scans and assessors, owners hold resources, resources hold file entries); the store's indexes
-are rebuilt from it on load. Documents written before assessors existed load unchanged (no
-`assessors` key, no `assessor` field on resources), and so do documents written before stored
-searches were kept (no `saved_searches` key).
+hold scans, assessors and reconstructions, owners hold resources (assessors and reconstructions
+also `inputs`, their IN resources), resources hold file entries); the store's indexes
+are rebuilt from it on load. Documents written before assessors or reconstructions existed load
+unchanged (no `assessors`/`reconstructions` key, no `assessor`/`reconstruction` field on
+resources), and so do documents written before stored searches were kept (no
+`saved_searches` key).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from xnatsync.emulator.records import (
     Experiment,
     FileEntry,
     Project,
+    Reconstruction,
     Resource,
     Scan,
     Subject,
@@ -58,8 +61,29 @@ def _resources(resources: dict[str, Resource]) -> list[dict[str, Any]]:
 
 
 def _owners(owners: Iterable[Scan | Assessor]) -> list[dict[str, Any]]:
-    """Scans or assessors of an experiment, each with its resources."""
-    return [_flat(o, ("resources",)) | {"resources": _resources(o.resources)} for o in owners]
+    """Scans or assessors of an experiment, each with its resources (assessors: and inputs)."""
+    out = []
+    for o in owners:
+        row = _flat(o, ("resources", "inputs")) | {"resources": _resources(o.resources)}
+        if isinstance(o, Assessor):
+            row["inputs"] = _resources(o.inputs.resources)
+        out.append(row)
+    return out
+
+
+def _recon(recon: Reconstruction) -> dict[str, Any]:
+    return _flat(recon, ("resources", "inputs")) | {
+        "resources": _resources(recon.resources),
+        "inputs": _resources(recon.inputs.resources),
+    }
+
+
+def _load_recon(store: Store, row: dict[str, Any]) -> Reconstruction:
+    resources = _load_resources(store, row.pop("resources"))
+    inputs = _load_resources(store, row.pop("inputs", []))
+    recon = Reconstruction(**row, resources=resources)
+    recon.inputs.resources = inputs
+    return recon
 
 
 def dump(store: Store) -> dict[str, Any]:
@@ -78,11 +102,12 @@ def dump(store: Store) -> dict[str, Any]:
             for s in store.subjects.values()
         ],
         "experiments": [
-            _flat(e, ("scans", "resources", "assessors"))
+            _flat(e, ("scans", "resources", "assessors", "reconstructions"))
             | {
                 "resources": _resources(e.resources),
                 "scans": _owners(e.scans.values()),
                 "assessors": _owners(e.assessors.values()),
+                "reconstructions": [_recon(r) for r in e.reconstructions.values()],
             }
             for e in store.experiments.values()
         ],
@@ -104,7 +129,11 @@ def _load_owners(store: Store, rows: list[dict[str, Any]], kind: type[_Child]) -
     out: dict[str, _Child] = {}
     for row in rows:
         resources = _load_resources(store, row.pop("resources"))
-        out[row["id"]] = kind(**row, resources=resources)
+        inputs = _load_resources(store, row.pop("inputs", []))
+        record = kind(**row, resources=resources)
+        if isinstance(record, Assessor):
+            record.inputs.resources = inputs
+        out[row["id"]] = record
     return out
 
 
@@ -123,7 +152,9 @@ def load_into(store: Store, data: dict[str, Any]) -> None:
         resources = _load_resources(store, row.pop("resources"))
         scans = _load_owners(store, row.pop("scans"), Scan)
         assessors = _load_owners(store, row.pop("assessors", []), Assessor)
+        recons = [_load_recon(store, r) for r in row.pop("reconstructions", [])]
         experiment = Experiment(**row, scans=scans, resources=resources, assessors=assessors)
+        experiment.reconstructions = {r.id: r for r in recons}
         store.experiments[experiment.id] = experiment
         store.projects[experiment.project].experiments.append(experiment.id)
     for row in data.get("saved_searches", []):

@@ -1,5 +1,6 @@
 """The emulator's archive records: project → subject → experiment → scan → resource → file,
-and image assessors (derived data) of an experiment with their OUT resources.
+and image assessors (derived data) and reconstructions of an experiment, each with its OUT and
+IN resources.
 
 Plain mutable dataclasses owned by `store.Store`, which keeps the indexes consistent; nothing
 here does I/O. Timestamps are strings in XNAT's Java `Timestamp.toString()` form.
@@ -37,12 +38,14 @@ class Resource:
 
     id: int
     label: str
-    level: str  # "project" | "subject" | "experiment" | "scan" | "assessor"
+    # project | subject | experiment | scan | assessor | assessor_in | recon | recon_in
+    level: str
     project: str
     subject: str = ""  # subject accession ID (subject level)
     experiment: str = ""  # experiment accession ID (experiment, scan and assessor levels)
     scan: str = ""  # scan ID (scan level)
-    assessor: str = ""  # assessor accession ID (assessor level)
+    assessor: str = ""  # assessor accession ID (assessor and assessor_in levels)
+    reconstruction: str = ""  # reconstruction ID (recon and recon_in levels)
     format: str = ""
     content: str = ""
     tags: str = ""
@@ -73,10 +76,22 @@ class Scan:
 
 
 @dataclass(slots=True)
+class Inputs:
+    """The IN resources of an assessor or a reconstruction (what it was derived from),
+    addressed as `…/assessors/{A}/in/resources` or `…/reconstructions/{R}/in/resources`;
+    `kind` is "assessor" or "reconstruction", `of` that record's ID."""
+
+    kind: str
+    of: str
+    session: str
+    resources: dict[str, Resource] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
 class Assessor:
     """An image assessor (derived data such as QC or FreeSurfer outputs) of the session
     `session`; `id` is an accession ID drawn from the experiments' counter, `project` the
-    session's primary project, `resources` its OUT resources (IN resources are not emulated)."""
+    session's primary project, `resources` its OUT resources, `inputs` its IN resources."""
 
     id: str
     label: str
@@ -89,6 +104,27 @@ class Assessor:
     last_modified: str = ""
     fields: dict[str, str] = field(default_factory=dict)
     resources: dict[str, Resource] = field(default_factory=dict)
+    inputs: Inputs = field(default_factory=lambda: Inputs("assessor", "", ""))
+
+    def __post_init__(self) -> None:
+        self.inputs.of, self.inputs.session = self.id, self.session
+
+
+@dataclass(slots=True)
+class Reconstruction:
+    """An `xnat:reconstructedImageData` of the session `session`; `id` is the ID given at PUT
+    (unique within its session), `resources` its OUT resources, `inputs` its IN resources."""
+
+    id: str
+    session: str
+    type: str = ""
+    base_scan_type: str = ""
+    insert_date: str = ""
+    resources: dict[str, Resource] = field(default_factory=dict)
+    inputs: Inputs = field(default_factory=lambda: Inputs("reconstruction", "", ""))
+
+    def __post_init__(self) -> None:
+        self.inputs.of, self.inputs.session = self.id, self.session
 
 
 class Shareable:
@@ -129,6 +165,7 @@ class Experiment(Shareable):
     resources: dict[str, Resource] = field(default_factory=dict)
     shares: dict[str, str] = field(default_factory=dict)  # project shared into → label there
     assessors: dict[str, Assessor] = field(default_factory=dict)  # by accession ID
+    reconstructions: dict[str, Reconstruction] = field(default_factory=dict)  # by ID
 
 
 @dataclass(slots=True)
@@ -169,4 +206,4 @@ class Project:
     resources: dict[str, Resource] = field(default_factory=dict)
 
 
-Owner = Project | Subject | Experiment | Scan | Assessor
+Owner = Project | Subject | Experiment | Scan | Assessor | Reconstruction | Inputs

@@ -14,6 +14,7 @@ from xnatsync.emulator.records import (
     Experiment,
     FileEntry,
     Project,
+    Reconstruction,
     Resource,
     Scan,
     Subject,
@@ -135,13 +136,22 @@ def assessor_row(assessor: Assessor, session: Experiment) -> dict[str, str]:
     return row
 
 
-_CATEGORIES = {"scan": "scans", "assessor": "assessors"}
+RECON_XSI = "xnat:reconstructedImageData"
+_CATEGORIES = {
+    "scan": "scans",
+    "assessor": "assessors",
+    "assessor_in": "assessors",
+    "recon": "reconstructions",
+    "recon_in": "reconstructions",
+}
 
 
 def resource_row(resource: Resource, cat_desc: str = "") -> dict[str, str]:
-    """A resources-listing row (no URI column, §3.5); `cat_desc` is the scan type or the
-    assessor's xsiType for their resources."""
-    owner_ids = {"scan": resource.scan, "assessor": resource.assessor}
+    """A resources-listing row (no URI column, §3.5); `cat_desc` is the scan type, the
+    assessor's xsiType or the reconstruction's type for their resources."""
+    recon = resource.reconstruction
+    owner_ids = {"scan": resource.scan, "assessor": resource.assessor, "recon": recon}
+    owner_ids["recon_in"], owner_ids["assessor_in"] = recon, resource.assessor
     return {
         "xnat_abstractresource_id": str(resource.id),
         "label": resource.label,
@@ -163,7 +173,13 @@ def below_session(resource: Resource, assessor_type: str = "out") -> str:
     if resource.level == "scan":
         return f"/scans/{resource.scan}"
     if resource.level == "assessor":
-        return f"/assessors/{resource.assessor}" + (f"/{assessor_type}" if assessor_type else "")
+        side = "out" if assessor_type else ""  # `in` paths never name an OUT resource
+        return f"/assessors/{resource.assessor}" + (f"/{side}" if side else "")
+    if resource.level == "assessor_in":
+        return f"/assessors/{resource.assessor}/in"
+    if resource.level in ("recon", "recon_in"):
+        side = "in" if resource.level == "recon_in" else "out"
+        return f"/reconstructions/{resource.reconstruction}/{side}"  # as XNAT's resource_path
     return ""
 
 
@@ -219,6 +235,19 @@ def _shares(xsi_type: str, shares: dict[str, str]) -> list[dict[str, Any]]:
 
 def _child(field: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"field": field, "items": items}] if items else []
+
+
+def recon_item(recon: Reconstruction) -> dict[str, Any]:
+    """One reconstruction as an item: its fields, OUT (`out/file`) and IN (`in/file`) resources."""
+    fields = {
+        "ID": recon.id,
+        "type": recon.type,
+        "baseScanType": recon.base_scan_type,
+        "image_session_ID": recon.session,
+    }
+    children = _child("out/file", _resource_items(recon.resources))
+    children += _child("in/file", _resource_items(recon.inputs.resources))
+    return {"items": [_item(RECON_XSI, fields, children)]}
 
 
 def project_item(project: Project) -> dict[str, Any]:

@@ -5,8 +5,8 @@ user who cannot edit → 403, except on an existing subject or session the user 
 which → 404. Projects match by ID or alias, subjects and experiments by label (with a project in
 the path) or accession ID, scans by ID, type, `ALL`/`*` or comma lists, assessors by accession ID
 or by label within their session (with or without a project in the path; XNAT needs one for
-labels), resources by label or numeric id. An assessor is read and written with its session's
-permissions.
+labels), reconstructions by ID within their session, resources by label or numeric id. An
+assessor or reconstruction is read and written with its session's permissions.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from xnatsync.emulator.records import (
     Experiment,
     Owner,
     Project,
+    Reconstruction,
     Resource,
     Scan,
     Subject,
@@ -33,7 +34,8 @@ from xnatsync.emulator.store import Store
 @dataclass(slots=True)
 class Ctx:
     """The records a path names; `scans` is None when no scans segment is in the path;
-    `assessor_type` is `out` when the path names an assessor's OUT resources explicitly."""
+    `assessor_type` and `recon_type` are `in` or `out` when the path names that side of an
+    assessor's or a reconstruction's resources explicitly."""
 
     project: Project
     subject: Subject | None = None
@@ -42,12 +44,17 @@ class Ctx:
     subject_in_path: bool = False
     assessor: Assessor | None = None
     assessor_type: str = ""
+    reconstruction: Reconstruction | None = None
+    recon_type: str = ""
 
     def owner(self) -> Owner:
-        """The single innermost record: the assessor, else the first selected scan, else the
-        session, subject or project."""
+        """The single innermost record: the assessor or the reconstruction (their IN side for
+        `…/in`), else the first selected scan, else the session, subject or project."""
         if self.assessor is not None:
-            return self.assessor
+            return self.assessor.inputs if self.assessor_type == "in" else self.assessor
+        if self.reconstruction is not None:
+            recon = self.reconstruction
+            return recon.inputs if self.recon_type == "in" else recon
         if self.scans:
             return self.scans[0]
         return self.experiment or self.subject or self.project
@@ -107,6 +114,11 @@ def _children(store: Store, ctx: Ctx, experiment: Experiment, info: Mapping[str,
         if ctx.assessor is None:
             fail(404, "Unable to find the specified experiment.")
         ctx.assessor_type = info.get("assessor_type", "")
+    if "reconstruction" in info:
+        ctx.reconstruction = experiment.reconstructions.get(info["reconstruction"])
+        if ctx.reconstruction is None:
+            fail(404, "Unable to find the specified reconstruction.")
+        ctx.recon_type = info.get("recon_type", "")
 
 
 def _home(store: Store, user: User, record: Subject | Experiment) -> Project:

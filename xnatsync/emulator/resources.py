@@ -1,10 +1,11 @@
-"""Resource routes at project, subject, experiment, scan and assessor level: list (with
-`all=true` at experiment level: the session's own, every scan's and every assessor's), get
+"""Resource routes at project, subject, experiment, scan, assessor and reconstruction level: list
+(with `all=true` at experiment level: the session's own, every scan's, every reconstruction's
+OUT and every assessor's), get
 (catalog XML / JSON), PUT create (409 if the label exists), DELETE (xnat-api §3.5, §4.5, §4.6).
 
 Also the table of owner paths every resource and file route is registered under (§9). An
-assessor's resources are its OUT resources, under `…/assessors/{A}` and `…/assessors/{A}/out`;
-its IN resources (`…/assessors/{A}/in`) are not emulated.
+assessor's or reconstruction's OUT resources are under `…/assessors/{A}` (`…/reconstructions/
+{R}`) and `…/out` below it, its IN resources under `…/in`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,14 @@ from xml.sax.saxutils import escape, quoteattr
 from aiohttp import web
 
 from xnatsync.emulator.common import add_data_route, fail, flag, plain, result_set, store_of
-from xnatsync.emulator.records import Assessor, Owner, Resource, Scan
+from xnatsync.emulator.records import (
+    Assessor,
+    Inputs,
+    Owner,
+    Reconstruction,
+    Resource,
+    Scan,
+)
 from xnatsync.emulator.render import resource_row
 from xnatsync.emulator.resolve import Ctx, resolve, select_resources
 
@@ -24,6 +32,10 @@ _EXPERIMENTS = (
     "/projects/{project}/subjects/{subject}/experiments/{experiment}",
 )
 ASSESSORS = tuple(base + "/assessors/{assessor}" for base in _EXPERIMENTS)
+# XNAT routes reconstructions only under these two session paths (XNATApplication)
+RECONSTRUCTIONS = tuple(
+    base + "/reconstructions/{reconstruction}" for base in (_EXPERIMENTS[0], _EXPERIMENTS[2])
+)
 OWNER_BASES = (
     "/projects/{project}",
     "/projects/{project}/subjects/{subject}",
@@ -32,22 +44,25 @@ OWNER_BASES = (
     "/experiments/{experiment}/scans/{scans}",
     "/projects/{project}/subjects/{subject}/experiments/{experiment}/scans/{scans}",
     *ASSESSORS,
-    *(base + "/{assessor_type:out}" for base in ASSESSORS),
+    *(base + "/{assessor_type:in|out}" for base in ASSESSORS),
+    *RECONSTRUCTIONS,
+    *(base + "/{recon_type:in|out}" for base in RECONSTRUCTIONS),
 )
 
 
 def owners(ctx: Ctx, *, every: bool = False) -> list[Owner]:
-    """The records whose resources a path addresses (`every`: a session, all its scans and all
-    its assessors)."""
-    if ctx.assessor is not None:
-        return [ctx.assessor]
+    """The records whose resources a path addresses (`every`: a session, all its scans, all its
+    assessors and all its reconstructions' OUT resources, as XNAT's `all=true` query)."""
+    if ctx.assessor is not None or ctx.reconstruction is not None:
+        return [ctx.owner()]
     if ctx.scans is not None:
         return list(ctx.scans)
     if ctx.experiment is not None:
         if not every:
             return [ctx.experiment]
         experiment = ctx.experiment
-        return [experiment, *experiment.scans.values(), *experiment.assessors.values()]
+        recons = experiment.reconstructions.values()
+        return [experiment, *experiment.scans.values(), *recons, *experiment.assessors.values()]
     return [ctx.subject or ctx.project]
 
 
@@ -59,9 +74,14 @@ def single_owner(ctx: Ctx) -> Owner:
 
 
 def cat_desc(request: web.Request, resource: Resource) -> str:
-    """A resource's `cat_desc`: the scan type, or the assessor's xsiType ("" otherwise)."""
+    """A resource's `cat_desc`: the scan or reconstruction type, or the assessor's xsiType
+    ("" otherwise)."""
     owner = store_of(request).owner_of(resource)
-    if isinstance(owner, Scan):
+    if isinstance(owner, Inputs):
+        session = store_of(request).experiments[owner.session]
+        kind = session.assessors if owner.kind == "assessor" else session.reconstructions
+        owner = kind[owner.of]
+    if isinstance(owner, Scan | Reconstruction):
         return owner.type
     return owner.xsi_type if isinstance(owner, Assessor) else ""
 

@@ -1,4 +1,6 @@
-"""The emulator's archive: in-memory records with dict indexes, file bytes on disk.
+"""The emulator's archive: in-memory records with dict indexes, file bytes on disk. Lookups and
+creation live here; removal, relabelling, sharing and `owner_of` in `edits.Edits` (mixed in);
+reconstructions are created by `reconstructions.ensure_reconstruction`.
 
 Invariants: every lookup is a dict access (no scans over the archive per request; an assessor
 label is looked up among its own session's assessors); listing one session's files is O(files in
@@ -16,13 +18,16 @@ import time
 
 from xnatsync.emulator import persist
 from xnatsync.emulator.blobs import Blobs, safe_relpath
+from xnatsync.emulator.edits import Edits
 from xnatsync.emulator.labels import Labels
 from xnatsync.emulator.records import (
     Assessor,
     Experiment,
     FileEntry,
+    Inputs,
     Owner,
     Project,
+    Reconstruction,
     Resource,
     Scan,
     Subject,
@@ -33,7 +38,7 @@ from xnatsync.emulator.stored_search import StoredSearch
 METADATA = "metadata.json"
 
 
-class Store:
+class Store(Edits):
     """All archive state of one emulator. Mutators mark the store dirty; `save()` persists."""
 
     def __init__(self, root: pathlib.Path, site_id: str = "XNAT") -> None:
@@ -107,19 +112,6 @@ class Store:
             if candidate is not None and owner.resources.get(candidate.label) is candidate:
                 found = candidate
         return found
-
-    def owner_of(self, resource: Resource) -> Owner:
-        """The project, subject, experiment, scan or assessor a resource belongs to."""
-        if resource.level == "project":
-            return self.projects[resource.project]
-        if resource.level == "subject":
-            return self.subjects[resource.subject]
-        experiment = self.experiments[resource.experiment]
-        if resource.level == "scan":
-            return experiment.scans[resource.scan]
-        if resource.level == "assessor":
-            return experiment.assessors[resource.assessor]
-        return experiment
 
     def file_path(self, resource: Resource, relpath: str) -> pathlib.Path:
         """Where the bytes of a catalog entry live."""
@@ -295,6 +287,18 @@ class Store:
         elif isinstance(owner, Assessor):
             resource.level, resource.project = "assessor", owner.project
             resource.experiment, resource.assessor = owner.session, owner.id
+        elif isinstance(owner, Inputs):
+            resource.level = "assessor_in" if owner.kind == "assessor" else "recon_in"
+            resource.project = self.experiments[owner.session].project
+            resource.experiment = owner.session
+            if owner.kind == "assessor":
+                resource.assessor = owner.of
+            else:
+                resource.reconstruction = owner.of
+        elif isinstance(owner, Reconstruction):
+            resource.level, resource.reconstruction = "recon", owner.id
+            resource.project = self.experiments[owner.session].project
+            resource.experiment = owner.session
         else:
             experiment = self.experiments[owner.experiment]
             resource.level, resource.project = "scan", experiment.project
@@ -325,90 +329,6 @@ class Store:
         resource.files[relpath] = entry
         self.dirty = True
         return True
-
-    # --- removal and relabelling ---------------------------------------------------------
-
-    def remove_files(self, resource: Resource, relpaths: list[str]) -> None:
-        """Drop catalog entries and their bytes."""
-        for relpath in relpaths:
-            resource.files.pop(relpath, None)
-            self.blobs.remove(resource, relpath)
-        self.dirty = True
-
-    def delete_resource(self, resource: Resource) -> None:
-        """Remove a resource, its catalog and its bytes."""
-        self.owner_of(resource).resources.pop(resource.label, None)
-        self.resources.pop(resource.id, None)
-        self.blobs.remove_resource(resource)
-        self.dirty = True
-
-    def _delete_resources(self, owner: Owner) -> None:
-        for resource in list(owner.resources.values()):
-            self.delete_resource(resource)
-
-    def delete_scan(self, scan: Scan) -> None:
-        """Remove a scan and its resources."""
-        self._delete_resources(scan)
-        self.experiments[scan.experiment].scans.pop(scan.id, None)
-
-    def delete_assessor(self, assessor: Assessor) -> None:
-        """Remove an assessor and its resources."""
-        self._delete_resources(assessor)
-        self.experiments[assessor.session].assessors.pop(assessor.id, None)
-        self.dirty = True
-
-    def delete_experiment(self, experiment: Experiment) -> None:
-        """Remove an experiment with its scans, assessors and resources."""
-        for scan in list(experiment.scans.values()):
-            self.delete_scan(scan)
-        for assessor in list(experiment.assessors.values()):
-            self.delete_assessor(assessor)
-        self._delete_resources(experiment)
-        self.labels.remove(experiment)
-        self.experiments.pop(experiment.id, None)
-        self.subjects[experiment.subject].experiments.remove(experiment.id)
-        self.projects[experiment.project].experiments.remove(experiment.id)
-
-    def delete_subject(self, subject: Subject) -> None:
-        """Remove a subject with its experiments and resources."""
-        for eid in list(subject.experiments):
-            self.delete_experiment(self.experiments[eid])
-        self._delete_resources(subject)
-        self.labels.remove(subject)
-        self.subjects.pop(subject.id, None)
-        self.projects[subject.project].subjects.remove(subject.id)
-
-    def delete_project(self, project: Project) -> None:
-        """Remove a project and everything in it."""
-        for sid in list(project.subjects):
-            self.delete_subject(self.subjects[sid])
-        self._delete_resources(project)
-        for sid in list(self.labels.shared_subjects.get(project.id, {})):
-            self.unshare(self.subjects[sid], project.id)
-        for eid in list(self.labels.shared_experiments.get(project.id, {})):
-            self.unshare(self.experiments[eid], project.id)
-        for alias in project.aliases:
-            self.labels.aliases.pop(alias, None)
-        self.projects.pop(project.id, None)
-        self.dirty = True
-
-    def relabel(self, record: Subject | Experiment, label: str) -> None:
-        """Give a subject or experiment a new label (`ValueError` if taken in its project)."""
-        self.labels.relabel(record, label)
-        record.last_modified = now_stamp()
-        self.dirty = True
-
-    # --- sharing (xnat-api §1.4) -----------------------------------------------------------
-
-    def share(self, record: Subject | Experiment, project: Project, label: str = "") -> None:
-        """Share a subject or experiment into `project` (see `Labels.share`)."""
-        self.labels.share(record, project, label)
-        self.dirty = True
-
-    def unshare(self, record: Subject | Experiment, project_id: str) -> None:
-        """Take a record out of a project it is shared into (`KeyError` if it is not)."""
-        self.labels.unshare(record, project_id)
-        self.dirty = True
 
     def _shareables(self) -> list[Subject | Experiment]:
         return [*self.subjects.values(), *self.experiments.values()]
