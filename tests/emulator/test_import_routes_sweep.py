@@ -1,5 +1,6 @@
 """Every import, prearchive, archive and status route of xnat-api §9 answers as the spec says,
-under `/data`, `/data/archive` and `/REST`, and none falls through to aiohttp's bare 404."""
+under `/data` and `/REST`, and none falls through to aiohttp's bare 404. XNAT attaches these
+routes without the `/data/archive` alias (XNATApplication's attachURI): there they are 404."""
 
 from __future__ import annotations
 
@@ -10,22 +11,22 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.emulator.emuhelp import rows
+from tests.emulator.emuhelp import call, rows
+from xnatsync.emulator.common import UNROUTED
 from xnatsync.emulator.dicom_synth import InstanceSpec, study_zip
 from xnatsync.emulator.server import Emulator
 
-BARE_404 = "404: Not Found"
 SPEC = InstanceSpec(patient_name="Sweep^One", patient_id="SW1", study_key="sweep-1")
 
 
 async def _send(
     client: aiohttp.ClientSession, method: str, path: str, **kwargs: Any
 ) -> tuple[int, str, str, bytes]:
-    """One request: status, content type, text (if decodable) and raw body; never a bare 404."""
+    """One request: status, content type, text (if decodable) and raw body; never unrouted."""
     async with client.request(method, path, allow_redirects=False, **kwargs) as response:
         body = await response.read()
         text = body.decode("utf-8", "replace")
-        assert text != BARE_404, f"{method} {path} is not routed"
+        assert UNROUTED not in text, f"{method} {path} is not routed"
         if response.status == 404:
             assert "<h3>" in text or text == "", f"{method} {path}: {text[:80]}"
         return response.status, response.content_type, text, body
@@ -47,7 +48,7 @@ async def session_url(emu: Emulator, admin: aiohttp.ClientSession) -> str:
     return text.strip().removeprefix("/data")
 
 
-@pytest.mark.parametrize("prefix", ["/data", "/data/archive", "/REST"])
+@pytest.mark.parametrize("prefix", ["/data", "/REST"])
 async def test_prearchive_reads(
     admin: aiohttp.ClientSession, session_url: str, prefix: str
 ) -> None:
@@ -134,7 +135,7 @@ async def test_import_archive_and_validate_services(
     )
     assert missing[0] == 404
     status, _, text, _ = await _send(
-        admin, "POST", "/data/archive/services/archive", params={"src": session_url}
+        admin, "POST", "/REST/services/archive", params={"src": session_url}
     )
     assert (status, text) == (
         200,
@@ -166,7 +167,7 @@ async def test_status_queue_routes(admin: aiohttp.ClientSession) -> None:
     )
     assert posted[0] == 200
     assert (await _send(admin, "POST", "/data/status/tx1", data={"status": "NOPE"}))[0] == 400
-    async with admin.get("/data/archive/status/tx1", params={"format": "json"}) as response:
+    async with admin.get("/REST/status/tx1", params={"format": "json"}) as response:
         assert (await response.json()) == {
             "msgs": [[{"status": "PROCESSING", "msg": "half way", "terminal": False}]]
         }
@@ -176,3 +177,16 @@ async def test_status_queue_routes(admin: aiohttp.ClientSession) -> None:
     assert (await _send(admin, "GET", "/data/status/tx1", params={"format": "json"}))[2] == (
         '{"msgs": [[]]}'
     )
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/prearchive", "/prearchive/projects/SWP", "/services/import", "/services/archive",
+     "/services/validate-archive", "/services/prearchive/delete", "/status/tx1"],
+)  # fmt: skip
+async def test_services_and_prearchive_are_not_under_data_archive(
+    admin: aiohttp.ClientSession, path: str
+) -> None:
+    for method in ("GET", "POST"):
+        status, text = await call(admin, method, "/data/archive" + path)
+        assert (status, UNROUTED in text) == (404, True)  # Restlet's page, as XNAT answers

@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from tests.emulator.emuhelp import call, rows
+from xnatsync.emulator.common import UNROUTED
 
 PREFIXES = ("/data", "/data/archive", "/REST")
 OCTET = {"Content-Type": "application/octet-stream"}
@@ -293,3 +294,15 @@ async def test_xapi_routes(admin: aiohttp.ClientSession, seed: Seed) -> None:
         admin, "PUT", "/xapi/archive/catalogs/refresh", data=paths, headers=headers
     )
     assert status == 200
+
+
+async def test_an_unrouted_path_gets_restlets_status_page(admin: aiohttp.ClientSession) -> None:
+    """XNAT answers a /data path no route matches with Restlet's 404 page (an HTML status
+    page, as every other error), and a known path with another method with 405."""
+    for path in ("/data/nothing/here", "/REST/projects/DEMO/experiments/DEMO01_MR1/scans"):
+        status, text = await call(admin, "GET", path)
+        assert (status, f"<h3>{UNROUTED}</h3>" in text) == (404, True)
+    status, text = await call(admin, "PATCH", "/data/projects")
+    assert (status, "<h3>Method Not Allowed</h3>" in text) == (405, True)
+    async with admin.get("/xapi/nothing") as response:  # not Restlet's: left to aiohttp
+        assert response.status == 404

@@ -215,7 +215,7 @@ async def test_stored_searches_persist_with_the_root(tmp_path: Path) -> None:
         assert "DEMO_CT" in await listed(s, all="true")
 
 
-@pytest.mark.parametrize("prefix", ["/data", "/data/archive", "/REST"])
+@pytest.mark.parametrize("prefix", ["/data", "/REST"])
 async def test_search_routes_answer_as_the_spec_says(
     admin: aiohttp.ClientSession, prefix: str
 ) -> None:

@@ -27,7 +27,14 @@ from xnatsync.emulator import (
     usercache,
     xapi_download,
 )
-from xnatsync.emulator.common import CONFIG_KEY, FAULTS_KEY, LOG_KEY, STORE_KEY, Handler
+from xnatsync.emulator.common import (
+    CONFIG_KEY,
+    FAULTS_KEY,
+    LOG_KEY,
+    STORE_KEY,
+    Handler,
+    unrouted_middleware,
+)
 from xnatsync.emulator.faults import Faults, RequestLog
 from xnatsync.emulator.faultwire import fault_middleware, strip_range_headers
 from xnatsync.emulator.sessions import Sessions
@@ -65,7 +72,12 @@ def build_app(
 ) -> web.Application:
     """The whole emulator as one `web.Application`; `persist=False` never writes metadata."""
     app = web.Application(
-        middlewares=[fault_middleware, _flusher(config.flush_interval), auth.auth_middleware],
+        middlewares=[
+            fault_middleware,
+            _flusher(config.flush_interval),
+            auth.auth_middleware,
+            unrouted_middleware,
+        ],
         client_max_size=1 << 30,
     )
     app[STORE_KEY] = store

@@ -1,8 +1,10 @@
 """Shared plumbing of the emulator's route modules: app keys, the current user, permissions,
 XNAT-shaped answers (ResultSet envelope, Restlet error page, uri-list) and route registration.
 
-Every `/data` route is registered under `/data`, `/data/archive` and `/REST` (§1.1); GET routes
-also answer HEAD. ResultSet cells are always strings (§1.3).
+Every `/data` route is registered under `/data` and `/REST`, and under `/data/archive` where
+XNAT attaches that alias (the archive's records, not services, search or prearchive; §1.1);
+GET routes also answer HEAD; an unrouted `/data` path gets Restlet's 404 status page.
+ResultSet cells are always strings (§1.3).
 """
 
 from __future__ import annotations
@@ -98,6 +100,25 @@ def halt(status: int, message: str = "", *, empty: bool = False) -> web.HTTPExce
     return cls(text=_ERROR_PAGE.format(message=escape(message)), content_type="text/html")
 
 
+UNROUTED = "The server has not found anything matching the request URI"
+"""Restlet's description of a 404 for a `/data` or `/REST` path no route matches."""
+
+
+@web.middleware
+async def unrouted_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A `/data` or `/REST` path no route matches gets Restlet's 404 status page (XNAT's
+    answer), not aiohttp's bare text; a known path with an unrouted method gets 405."""
+    missed = getattr(request.match_info, "http_exception", None)
+    if missed is not None and request.path.startswith(("/data/", "/REST/")):
+        if isinstance(missed, web.HTTPMethodNotAllowed):
+            raise web.HTTPMethodNotAllowed(
+                request.method, missed.allowed_methods, content_type="text/html",
+                text=_ERROR_PAGE.format(message="Method Not Allowed"),
+            )  # fmt: skip
+        raise halt(404, UNROUTED)
+    return await handler(request)
+
+
 def fail(status: int, message: str = "") -> NoReturn:
     """Raise `halt(status, message)`."""
     raise halt(status, message)
@@ -109,9 +130,23 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
     return default if value is None else value.lower() in ("true", "1", "yes")
 
 
+# Roots XNAT attaches without the `/archive` alias (XNATApplication's attachURI, not
+# attachArchiveURI): `/data/archive/search` and the like are 404 there.
+_NOT_UNDER_ARCHIVE = (
+    "/JSESSION", "/auth", "/search", "/prearchive", "/services", "/status", "/users",
+    "/user/cache", "/version", "/config", "/workflows",
+)  # fmt: skip
+
+
+def archive_alias(path: str) -> bool:
+    """Whether XNAT also routes `path` (as written after `/data`) under `/data/archive`."""
+    return not any(path == root or path.startswith(root + "/") for root in _NOT_UNDER_ARCHIVE)
+
+
 def add_data_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
-    """Register `path` (as written after `/data`) under `/data`, `/data/archive` and `/REST`."""
-    for prefix in PREFIXES:
+    """Register `path` (as written after `/data`) under `/data` and `/REST`, and under
+    `/data/archive` too where XNAT has that alias (`archive_alias`)."""
+    for prefix in PREFIXES if archive_alias(path) else ("/data", "/REST"):
         if method == "GET":
             app.router.add_get(prefix + path, handler, allow_head=True)
         else:
