@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import aiohttp
+import pytest
 
 from xnatsync.emulator.server import Emulator
 from xnatsync.emulator.sessions import PRUNE_EVERY, Sessions
@@ -232,3 +233,24 @@ def test_idle_sessions_are_pruned_as_new_ones_arrive() -> None:
     assert not sessions.exists(first.id)
     assert sessions.authenticate("a", "b") == User("a", "b")
     assert sessions.authenticate("a", "x") is None
+
+
+@pytest.mark.parametrize("prefix", ["/data", "/REST"])
+async def test_session_and_token_routes_answer_under_each_prefix(
+    emu: Emulator, prefix: str
+) -> None:
+    """§9's first line under /data and /REST; attached without the /archive alias in XNAT
+    (attachURI), so under /data/archive they are Restlet 404s, except the session count."""
+    async with aiohttp.ClientSession(emu.url, headers=emu.auth("user")) as user:
+        expected = [
+            ("GET", "/JSESSION", 200), ("GET", "/auth", 200),
+            ("GET", "/services/tokens/issue", 200), ("GET", "/user/user/sessions", 200),
+        ]  # fmt: skip
+        for method, path, status in expected:
+            async with user.request(method, prefix + path) as response:
+                assert response.status == status, (method, path)
+            async with user.request(method, "/data/archive" + path) as response:
+                archived = path.startswith("/user/")  # attachArchiveURI in XNATApplication
+                assert response.status == (200 if archived else 404), path
+        async with user.request("DELETE", prefix + "/JSESSION") as response:
+            assert response.status == 200
