@@ -35,8 +35,9 @@ from xnatsync.emulator.common import (
     Handler,
     unrouted_middleware,
 )
-from xnatsync.emulator.faults import Faults, RequestLog
+from xnatsync.emulator.faults import Faults
 from xnatsync.emulator.faultwire import fault_middleware, strip_range_headers
+from xnatsync.emulator.requestlog import RequestLog
 from xnatsync.emulator.sessions import Sessions
 from xnatsync.emulator.settings import EmulatorConfig
 from xnatsync.emulator.store import Store

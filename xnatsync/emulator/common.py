@@ -18,8 +18,9 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from xnatsync.emulator.faults import Faults, RequestLog
+from xnatsync.emulator.faults import Faults
 from xnatsync.emulator.records import Project
+from xnatsync.emulator.requestlog import RequestLog
 from xnatsync.emulator.settings import EmulatorConfig, User
 from xnatsync.emulator.store import Store
 

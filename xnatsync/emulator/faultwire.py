@@ -41,7 +41,8 @@ from xnatsync.emulator.common import (
     error_page,
 )
 from xnatsync.emulator.costs import BUSY_MESSAGES, busy_answer
-from xnatsync.emulator.faults import BODY_KINDS, Fault, Faults, RequestRecord
+from xnatsync.emulator.faults import BODY_KINDS, Fault, Faults
+from xnatsync.emulator.requestlog import RequestRecord
 from xnatsync.emulator.settings import User
 
 CHUNK = 64 * 1024

@@ -26,9 +26,10 @@ from aiohttp import web
 
 from xnatsync.emulator.app import build_app
 from xnatsync.emulator.auth import SESSIONS_KEY
-from xnatsync.emulator.faults import Faults, RequestLog
+from xnatsync.emulator.faults import Faults
 from xnatsync.emulator.outage import Listener, OutageKeeper, SiteListener
 from xnatsync.emulator.pacing import ShapingProxy
+from xnatsync.emulator.requestlog import RequestLog
 from xnatsync.emulator.seed import seed
 from xnatsync.emulator.sessions import Sessions
 from xnatsync.emulator.settings import EmulatorConfig
