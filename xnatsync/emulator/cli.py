@@ -29,22 +29,29 @@ from xnatsync.emulator.xnat_version import DEFAULT_VERSION, XnatVersion
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the emulator command."""
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
-    parser.add_argument("--port", type=int, default=8080, help="port (0 = any free port)")
+    parser.add_argument("--port", type=int, default=8080, help="port, 0 = any free (default 8080)")
     parser.add_argument("--root", type=pathlib.Path, help="archive directory (kept); default temp")
     parser.add_argument("--seed", choices=["demo", "synthetic"], help="seed data to create")
-    parser.add_argument("--user", default="admin", help="administrator name")
-    parser.add_argument("--password", default="admin", help="administrator password")
-    parser.add_argument("--faults", default="", help="fault SPEC (see xnatsync.emulator.faults)")
-    parser.add_argument("--session-timeout", type=float, default=900.0, help="idle seconds")
+    parser.add_argument("--user", default="admin", help="administrator name (default admin)")
+    parser.add_argument("--password", default="admin", help="its password (default admin)")
+    parser.add_argument(
+        "--faults", default="",
+        help="faults and server-cost switches, e.g. 'reset=0.05,stream=25MB/s,time:file=0.02' "
+        "(grammar: xnatsync/emulator/faults.py; default none)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--session-timeout", type=float, default=900.0, help="login session idle seconds (900)"
+    )
     parser.add_argument("--site-id", default="XNAT", help="site ID (accession prefix, realm)")
     parser.add_argument(
-        "--xnat-version", default=DEFAULT_VERSION, help="XNAT version to answer as (e.g. 1.7.6)"
-    )
+        "--xnat-version", default=DEFAULT_VERSION,
+        help=f"XNAT version to answer as, e.g. 1.7.6 (default {DEFAULT_VERSION})",
+    )  # fmt: skip
     parser.add_argument(
         "--session-idle-seconds",
         type=float,
         default=300.0,
-        help="idle seconds before a received prearchive session is built (XNAT: 5 minutes)",
+        help="idle seconds before a received prearchive session is built (default 300, XNAT's)",
     )
     synth = parser.add_argument_group("synthetic seed")
     synth.add_argument("--project", default="SYNTH")
