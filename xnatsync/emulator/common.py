@@ -243,7 +243,7 @@ def result_set(
     if fmt == "csv":
         return web.Response(text=_csv(rows), content_type="text/csv")
     if fmt == "xml":
-        return web.Response(text=_xml(rows, title), content_type="text/xml")
+        return web.Response(text=result_xml(rows, title), content_type="text/xml")
     if fmt == "html":
         return web.Response(text=_html(rows, title), content_type="text/html")
     envelope: dict[str, object] = {"Result": rows}
@@ -268,14 +268,16 @@ def _csv(rows: list[dict[str, str]]) -> str:
     return out.getvalue()
 
 
-def _xml(rows: list[dict[str, str]], title: str | None) -> str:
+def result_xml(rows: list[dict[str, str]], title: str | None, *, titled: bool = True) -> str:
+    """A ResultSet as XNAT's XML table (`titled=False`: no `Title` attribute, as searches)."""
     head = "".join(f"<column>{escape(c)}</column>" for c in _columns(rows))
     body = "".join(
         "<row>" + "".join(f"<cell>{escape(v)}</cell>" for v in r.values()) + "</row>" for r in rows
     )
+    title_attr = f'Title="{escape(title or "")}" ' if titled else ""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<ResultSet Title="{escape(title or "")}" TotalRecords="{len(rows)}"><results>'
+        f'<ResultSet {title_attr}TotalRecords="{len(rows)}"><results>'
         f"<columns>{head}</columns><rows>{body}</rows></results></ResultSet>"
     )
 

@@ -99,18 +99,6 @@ def _csv(rows: list[dict[str, str]]) -> str:
     return out.getvalue()
 
 
-def _xml(rows: list[dict[str, str]]) -> str:
-    head = "".join(f"<column>{escape(c)}</column>" for c in (list(rows[0]) if rows else []))
-    body = "".join(
-        "<row>" + "".join(f"<cell>{escape(v)}</cell>" for v in r.values()) + "</row>" for r in rows
-    )
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<ResultSet TotalRecords="{len(rows)}"><results><columns>{head}</columns>'
-        f"<rows>{body}</rows></results></ResultSet>"
-    )
-
-
 def _html(rows: list[dict[str, str]]) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in (list(rows[0]) if rows else []))
     body = "".join(
@@ -132,7 +120,9 @@ def answer(
     if fmt == "csv":
         return web.Response(text=_csv(rows), content_type="text/csv")
     if fmt == "xml":
-        return web.Response(text=_xml(rows), content_type="text/xml")
+        return web.Response(
+            text=common.result_xml(rows, None, titled=False), content_type="text/xml"
+        )
     if fmt == "html":
         return web.Response(text=_html(rows), content_type="text/html")
     if fmt != "json":
