@@ -67,6 +67,7 @@ ERROR_SNIPPET_BYTES = 2048
 NOT_XNAT = frozenset({400, 404, 405, 501})  # what a login POST to /data/JSESSION gets elsewhere
 
 T = TypeVar("T")
+Request = tuple[Mapping[str, str], Any]  # headers and an aiohttp payload, made per send
 log = logging.getLogger("xnatsync.xnat")
 
 
@@ -170,6 +171,7 @@ class XnatClient:
         url: URL,
         *,
         headers: Mapping[str, str] | None = None,
+        data: Any = None,
     ) -> aiohttp.ClientResponse:
         if self._http is None:
             raise RuntimeError("XnatClient used outside 'async with'")
@@ -178,7 +180,7 @@ class XnatClient:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", method, redact(str(url)))
         with transport_errors(method, url, self._timeouts):
-            return await self._http.request(method, url, headers=headers)
+            return await self._http.request(method, url, headers=headers, data=data)
 
     async def _fail(self, method: str, url: URL, response: aiohttp.ClientResponse) -> NoReturn:
         """Raise the typed error of a failed response (reading a short body for the message)."""
@@ -192,14 +194,19 @@ class XnatClient:
         )
         raise AssertionError(f"HTTP {response.status} is not an error status")
 
-    async def _open(self, method: str, url: URL) -> aiohttp.ClientResponse:
+    async def _open(
+        self, method: str, url: URL, body: Callable[[], Request] | None = None
+    ) -> aiohttp.ClientResponse:
         """A successful response with the session cookie; on 401 (or a redirect to the login
-        page, XNAT's other way of saying the session is gone) re-login once and resend."""
+        page, XNAT's other way of saying the session is gone) re-login once and resend. A
+        request body comes from ``body``, called afresh for each send."""
         self._auth.check()
         reauthenticated = False
         while True:
             generation = self._auth.generation
-            response = await self._send(method, url, headers=self._auth.cookie())
+            headers, data = body() if body is not None else ({}, None)
+            headers = {**self._auth.cookie(), **headers}
+            response = await self._send(method, url, headers=headers, data=data)
             if response.status != 401 and not sent_to_login(response, url):
                 break
             response.release()
@@ -216,8 +223,10 @@ class XnatClient:
             await self._fail(method, url, response)
         return response
 
-    async def _read(self, method: str, url: URL) -> bytes:
-        response = await self._open(method, url)
+    async def _read(
+        self, method: str, url: URL, body: Callable[[], Request] | None = None
+    ) -> bytes:
+        response = await self._open(method, url, body)
         try:
             with transport_errors(method, str(url), self._timeouts):
                 return await response.read()
@@ -394,6 +403,40 @@ class XnatClient:
         self, project: str, subject_id: str, subject_label: str
     ) -> list[RemoteFile]:
         return (await self.subject_listing(project, subject_id, subject_label)).files()
+
+    async def put_object(self, route: routes.Route) -> str:
+        """PUT that creates or updates an object from query parameters (a subject, session or
+        scan: xnat-api §4.5); idempotent, so retried like a listing. The answer's text (an
+        accession ID for subjects and sessions)."""
+        url = self._url(route.path, route.params)
+
+        async def attempt() -> str:
+            return (await self._read("PUT", url)).decode("utf-8", "replace").strip()
+
+        return await self._retrying(url, attempt)
+
+    async def upload(
+        self, route: routes.Route, size: int, chunks: Callable[[], AsyncIterator[bytes]]
+    ) -> str:
+        """PUT one file's bytes into a resource (xnat-api §4.4): in the body with a known
+        ``Content-Length`` (XNAT refuses chunked in-body uploads), or, for an empty file (which
+        XNAT refuses in-body), as a multipart part. ``chunks`` gives the bytes afresh for each
+        send (a re-login resends). Not retried here: after a failure the caller looks at the
+        resource before sending again. Returns the answer's text (``{"duplicates": …}`` when
+        the file existed and was not replaced)."""
+        inbody = {"inbody": "true"} if size else {}  # multipart with inbody=true is refused
+        url = self._url(route.path, {**route.params, **inbody})
+        name = route.path.rsplit("/", 1)[-1]
+
+        def body() -> Request:
+            if size == 0:
+                form = aiohttp.FormData()
+                form.add_field("file", b"", filename=name, content_type="application/octet-stream")
+                return {}, form
+            headers = {"Content-Type": "application/octet-stream", "Content-Length": str(size)}
+            return headers, chunks()
+
+        return (await self._read("PUT", url, body)).decode("utf-8", "replace")
 
     def download(self, uri: str) -> AbstractAsyncContextManager[Body]:
         """GET a listed file URI; status checked, 401 → one re-login; no other retries."""

@@ -124,3 +124,46 @@ def file_uri(resource_base: str, path: str) -> str:
     ``resource_base`` is the part of a listed URI up to and including ``resources/<id>``.
     """
     return f"{resource_base.rstrip('/')}/files/{file_path(path)}"
+
+
+# -- writes (xnat-api §4.4, §4.5): objects are addressed by label within the project --------
+
+
+def subject(project: str, label: str) -> Route:
+    """PUT creates the subject (201 + ID) or leaves it (200 + ID)."""
+    return Route(f"/data/projects/{segment(project)}/subjects/{segment(label)}", {})
+
+
+def session(project: str, subject_label: str, label: str, xsi_type: str) -> Route:
+    """PUT creates the session (and its subject) with this type, or leaves an existing one."""
+    path = f"/data/projects/{segment(project)}/subjects/{segment(subject_label)}"
+    return Route(f"{path}/experiments/{segment(label)}", {"xsiType": xsi_type})
+
+
+def scan(
+    project: str, subject_label: str, session_label: str, scan_id: str, xsi_type: str, kind: str
+) -> Route:
+    """PUT creates the scan with its type (a concrete scan ``xsiType`` is required)."""
+    path = owner_path(project, subject_label, session_label, scan_id)
+    params = {"xsiType": xsi_type, **({f"{xsi_type}/type": kind} if kind else {})}
+    return Route(path, params)
+
+
+def owner_path(
+    project: str, subject_label: str = "", session_label: str = "", scan_id: str = ""
+) -> str:
+    """The path of a project, subject, session or scan by labels (what is given decides)."""
+    path = f"/data/projects/{segment(project)}"
+    if subject_label:
+        path += f"/subjects/{segment(subject_label)}"
+        if session_label:
+            path += f"/experiments/{segment(session_label)}"
+            if scan_id:
+                path += f"/scans/{segment(scan_id)}"
+    return path
+
+
+def resource_file(owner: str, resource: str, path: str, *, overwrite: bool) -> Route:
+    """Upload target of one file (the resource is created by the first upload, §4.4)."""
+    params = {"overwrite": "true"} if overwrite else {}
+    return Route(f"{owner}/resources/{segment(resource)}/files/{file_path(path)}", params)
