@@ -65,7 +65,7 @@ class Summary:
                 )
                 self.bytes_planned += event.download_bytes
                 self.files_skipped += event.skips
-            case FileDone(action="downloaded"):
+            case FileDone(action="downloaded" | "uploaded"):
                 self.files_transferred += 1
                 self.bytes_transferred += event.size
             case FileDone(action="verified"):
@@ -108,16 +108,24 @@ class Summary:
         data["seconds"] = round(self.seconds, 3)
         return data
 
-    def render(self, *, stopped: bool = False) -> str:
-        """A few human lines for the end of a run; ``stopped``: an error ended it. "0 failed"
-        is said only of a run that ended well (beside an error it would mislead)."""
+    def render(self, *, stopped: bool = False, upload: bool = False) -> str:
+        """A few human lines for the end of a run (``upload``: a push's); ``stopped``: an error
+        ended it. "0 failed" is said only of a run that ended well (beside an error it would
+        mislead)."""
         failed = self.files_failed > 0 or (self.ok and not stopped)
+        moved = f"{self.files_transferred} {'uploaded' if upload else 'downloaded'} "
+        moved += f"({_human(self.bytes_transferred)}), "
+        if upload:
+            moved += f"{self.files_skipped} already there"
+        else:
+            moved += (
+                f"{self.files_skipped} up to date, {self.files_verified} re-verified, "
+                f"{self.files_moved} moved, {self.files_deleted} deleted"
+            )
         lines = [
-            f"{self.files_transferred} downloaded ({_human(self.bytes_transferred)}), "
-            f"{self.files_skipped} up to date, {self.files_verified} re-verified, "
-            f"{self.files_moved} moved, {self.files_deleted} deleted"
+            moved
             + (f", {self.files_failed} failed" if failed else "")
-            + f" in {self.seconds:.1f} s",
+            + f" in {self.seconds:.1f} s"
         ]
         lines += [f"  failed: {f['path']}: {f['reason']}" for f in self.failures[:20]]
         if self.files_failed > 20:

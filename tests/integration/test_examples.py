@@ -17,6 +17,7 @@ import aiohttp
 
 from tests.integration.conftest import cli_env, local_files
 from xnatsync.cli.pull import PULL_EXAMPLE
+from xnatsync.cli.push import PUSH_EXAMPLE
 from xnatsync.emulator.server import Emulator
 
 REPO = Path(__file__).parents[2]
@@ -76,6 +77,23 @@ async def test_the_help_examples_run_as_written(emu: Emulator, tmp_path: Path) -
     for command in commands:
         code, out = await bash(command.replace(PLACEHOLDER, emu.url), work, cli_env())
         assert code == 0, f"{command}\n{out}"
+
+
+async def test_the_push_help_examples_run_as_written(emu: Emulator, tmp_path: Path) -> None:
+    work = workdir(tmp_path, emu.url)
+    text = re.sub(r"\\\n\s*", "", PUSH_EXAMPLE)
+    setup = re.findall(r"'(xnatsync pull [^']+)'", text)
+    commands = [line.strip() for line in text.splitlines() if line.strip().startswith("xnatsync ")]
+    assert (len(setup), len(commands)) == (1, 2)
+    async with (
+        aiohttp.ClientSession(emu.url, headers=emu.auth()) as admin,
+        admin.put("/data/projects/COPY") as response,
+    ):
+        assert response.status == 200
+    for command in setup + commands:
+        code, out = await bash(command.replace(PLACEHOLDER, emu.url), work, cli_env())
+        assert code == 0, f"{command}\n{out}"
+    assert re.search(r"^\d+ uploaded \(.*\), 0 already there, 0 failed", out, re.M), out
 
 
 async def test_the_config_files_run_as_written(emu: Emulator, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     from xnatsync.cli.audit import add_status, add_verify
     from xnatsync.cli.demo import add_demo
     from xnatsync.cli.pull import add_pull
+    from xnatsync.cli.push import add_push
 
     parser = argparse.ArgumentParser(
         prog="xnatsync",
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xnatsync {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_pull(sub)
+    add_push(sub)
     add_status(sub)
     add_verify(sub)
     add_demo(sub)

@@ -19,22 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from xnatsync.cli.credentials import resolve_login
-from xnatsync.cli.interrupt import INTERRUPTED_MESSAGE, run_interruptible
-from xnatsync.cli.outcome import Output, exit_code, logs_as_json, report_data, write_report
+from xnatsync.cli.interrupt import run_interruptible
+from xnatsync.cli.outcome import Output, run_reported
 from xnatsync.cli.settings import load_settings, parse_rate
 from xnatsync.errors import (
-    ProjectNotFoundError,
     UsageError,
-    XnatSyncError,
 )
-from xnatsync.events import Notice, Reporter
+from xnatsync.events import Reporter
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
 from xnatsync.pull.layout import parse_layout
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
 from xnatsync.pull.selection import Selection
-from xnatsync.report import JsonLines, Summary, reporters_for
 from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.routes import check_base_url
 
@@ -309,50 +306,10 @@ def run_pull(args: argparse.Namespace) -> int:
         settings, prompt=_prompt if sys.stdin.isatty() else None, env=dict(os.environ)
     )
     output = Output.from_settings(settings, sys.stderr.isatty())
-    if output.log_json:
-        lines = JsonLines(sys.stderr.write)
-        with logs_as_json(lines):
-            return _run_pull(options, output, lines)
-    return _run_pull(options, output, None)
-
-
-def _run_pull(options: PullOptions, output: Output, lines: JsonLines | None) -> int:
-    summary = Summary()
-    reporter = reporters_for(
-        summary, progress=output.progress, json_lines=lines, dry_run=options.dry_run
-    )
-    if options.ssl is False:
-        warning = (
-            "--insecure: the server's certificate is not checked; anyone on the network path "
-            "can read and alter this transfer"
-        )
-        if lines is not None:
-            reporter.emit(Notice(warning))
-        else:
-            print(f"xnatsync: warning: {warning}", file=sys.stderr)
-    error: XnatSyncError | None = None
-    interrupted = False
-    try:
-        interrupted = pull_until_signal(options, reporter)
-    except XnatSyncError as exc:
-        error = exc
-    finally:
-        reporter.close()
-    if output.report_path is not None:
-        write_report(output.report_path, summary, error, interrupted)
-    code = exit_code(summary, error, interrupted)
-    if lines is not None:  # stderr stays JSON lines: the outcome is the last of them
-        lines.record("Summary", report_data(summary, error, interrupted) | {"exit_code": code})
-        return code
-    # the summary ends a run that ran its course; a fatal error speaks for itself
-    finished = error is None or isinstance(error, ProjectNotFoundError)
-    if not options.dry_run and not (output.quiet and summary.ok) and finished:
-        print(summary.render(stopped=error is not None), file=sys.stderr)
-    if error is not None:
-        raise error
-    if interrupted:
-        print(INTERRUPTED_MESSAGE, file=sys.stderr)
-    return code
+    return run_reported(
+        lambda reporter: pull_until_signal(options, reporter),
+        output, dry_run=options.dry_run, insecure=options.ssl is False,
+    )  # fmt: skip
 
 
 def pull_until_signal(options: PullOptions, reporter: Reporter) -> bool:

@@ -43,6 +43,9 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "no_session_resources": bool,
     "no_subject_resources": bool,
     "no_project_resources": bool,
+    "source": str,  # push
+    "tree_project": str,  # push
+    "overwrite": bool,  # push
 }
 _LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
 

@@ -424,3 +424,20 @@ def subject_files_from_listing(
         project=project, level=Level.SUBJECT, subject_id=subject_id, subject=subject_label
     )
     return _files(owner, resource_rows, file_rows)
+
+
+_IN_RESOURCE = re.compile(r"/resources/[^/]+/files/(.+)$")
+
+
+def resource_catalog(rows: Iterable[Mapping[str, str]]) -> dict[str, tuple[int | None, str | None]]:
+    """One resource's files listing as {path in the resource: (size, digest)} (sizes and
+    digests read as the archive listings are: an unusable value is None)."""
+    out: dict[str, tuple[int | None, str | None]] = {}
+    for row in rows:
+        found = _IN_RESOURCE.search(_get(row, "URI"))
+        if found is None:
+            continue
+        raw = found.group(1)
+        digest = _digest(_get(row, "digest"))
+        out[_relative_path(raw, _get(row, "Name"))] = (_size(_get(row, "Size"), digest), digest)
+    return out

@@ -167,3 +167,8 @@ def resource_file(owner: str, resource: str, path: str, *, overwrite: bool) -> R
     """Upload target of one file (the resource is created by the first upload, §4.4)."""
     params = {"overwrite": "true"} if overwrite else {}
     return Route(f"{owner}/resources/{segment(resource)}/files/{file_path(path)}", params)
+
+
+def resource_files(owner: str, resource: str) -> Route:
+    """One resource's files listing (to check what an upload left there)."""
+    return Route(f"{owner}/resources/{segment(resource)}/files", _json())

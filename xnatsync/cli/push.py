@@ -1,0 +1,155 @@
+"""``xnatsync push``: its options and its thin handler (settings as for pull: command line over
+a ``--config`` TOML ``[push]`` table over the defaults)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from xnatsync.cli.credentials import resolve_login
+from xnatsync.cli.interrupt import run_interruptible
+from xnatsync.cli.outcome import Output, run_reported
+from xnatsync.cli.pull import DEFAULTS as PULL_DEFAULTS
+from xnatsync.cli.pull import MAX_TRANSFERS, _prompt, limits_from, tls_context
+from xnatsync.cli.settings import load_settings
+from xnatsync.errors import UsageError
+from xnatsync.events import Reporter
+from xnatsync.limits import Limits
+from xnatsync.push.options import PushOptions
+from xnatsync.push.run import push
+from xnatsync.retry import RetryPolicy
+from xnatsync.xnat.routes import check_base_url
+
+PUSH_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --seed demo' once a
+project COPY exists there and DEMO was pulled with
+'xnatsync pull https://xnat.example.org --project DEMO --no-assessors --dest mirror'):
+  xnatsync push https://xnat.example.org --project COPY --source mirror --dry-run
+  xnatsync push https://xnat.example.org --project COPY --source mirror
+
+A tree made by pull (its default layout) is sent into --project, creating the subjects,
+sessions and scans it names; files the server has with the same size and MD5 are skipped,
+files it has with other content are conflicts (exit 1) unless --overwrite. Assessor and
+reconstruction folders are not sent yet (each of their files is reported as failed).
+"""
+
+_SHARED = ("concurrency", "listings", "tps_limit", "bwlimit", "attempts", "read_timeout",
+           "connect_timeout")  # fmt: skip
+DEFAULTS: dict[str, Any] = {key: PULL_DEFAULTS[key] for key in _SHARED} | {
+    "source": ".", "xsi_type": "xnat:mrSessionData", "overwrite": False, "dry_run": False,
+}  # fmt: skip
+
+
+def add_push(sub: Any) -> None:
+    p = sub.add_parser(
+        "push",
+        help="upload a local tree in the pull layout into a project's resources",
+        description="Send resource files to XNAT: concurrent, one writer per resource, "
+        "checked against the server's catalog afterwards, resumable.",
+        epilog=PUSH_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("url", nargs="?", help="XNAT base URL, e.g. https://xnat.example.org")
+    p.add_argument("--config", help="TOML file with any of these options ([push] table)")
+    p.add_argument("--project", help="the project to send into (it must exist)")
+    p.add_argument("--source", help="the tree to send, as pull writes it (default: .)")
+    p.add_argument(
+        "--tree-project",
+        help="the project folder under --source to send (default: the only one, or the one "
+        "named like --project)",
+    )
+    p.add_argument(
+        "--xsi-type",
+        help="type of the sessions push creates (default: xnat:mrSessionData; scans get the "
+        "matching scan type)",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", default=None,
+        help="replace files the server has with other content (default: report them)",
+    )  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", default=None, help="print the plan only")
+    auth = p.add_argument_group("credentials")
+    auth.add_argument("--user", help="XNAT user (else $XNATSYNC_USER, ~/.netrc, or a prompt)")
+    auth.add_argument("--token-env", help="name of an environment variable holding alias:secret")
+    auth.add_argument("--ca-bundle", help="PEM file of CAs to trust for HTTPS")
+    auth.add_argument("--insecure", action="store_true", default=None, help="skip TLS checks")
+    run = p.add_argument_group("transfers")
+    run.add_argument(
+        "--concurrency", type=int,
+        help=f"resources sent at once, at most {MAX_TRANSFERS} (default: {Limits().transfers})",
+    )  # fmt: skip
+    run.add_argument(
+        "--attempts", type=int,
+        help=f"tries per request, the first included (default: {RetryPolicy().attempts})",
+    )  # fmt: skip
+    rep = p.add_argument_group("reporting")
+    rep.add_argument("--report", help="write a JSON summary here")
+    rep.add_argument("--log-json", action="store_true", default=None, help="JSON-lines on stderr")
+    rep.add_argument("--progress", action="store_true", default=None, help="bars even if no tty")
+    rep.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
+    rep.add_argument("--quiet", "-q", action="store_true", default=None, help="errors only")
+    p.set_defaults(handler=run_push)
+
+
+def push_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """Defaults, then the config file, then the command line."""
+    settings = dict(DEFAULTS)
+    if args.config:
+        settings.update(load_settings(args.config, "push"))
+    settings.update({k: v for k, v in vars(args).items() if v is not None and k != "handler"})
+    return settings
+
+
+def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
+    """Validated ``PushOptions`` from merged settings; credentials are looked up here."""
+    if not settings.get("url"):
+        raise UsageError("push needs the XNAT URL (argument or 'url' in --config)")
+    if not settings.get("project"):
+        raise UsageError("push needs --project (the project to send into)")
+    url = check_base_url(settings["url"])
+    project, session_type = _one(settings, "project"), _one(settings, "xsi_type")
+    limits, timeouts, retry = limits_from(settings)
+    credentials = resolve_login(
+        url, user=settings.get("user"), token_env=settings.get("token_env"), env=env,
+        prompt=_prompt if sys.stdin.isatty() else None,
+    )  # fmt: skip
+    return PushOptions(
+        url=url,
+        project=project,
+        source=Path(settings["source"]).absolute(),
+        credentials=credentials,
+        tree_project=settings.get("tree_project"),
+        session_type=session_type,
+        overwrite=bool(settings.get("overwrite")),
+        dry_run=bool(settings.get("dry_run")),
+        limits=limits,
+        timeouts=timeouts,
+        retry=retry,
+        ssl=tls_context(settings.get("ca_bundle"), bool(settings.get("insecure"))),
+    )
+
+
+def _one(settings: dict[str, Any], name: str) -> str:
+    """A setting push takes once (a config file may spell it as a list, as pull's are)."""
+    value = settings[name]
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise UsageError(f"push takes one {name.replace('_', '-')}, not {value!r}")
+        value = value[0]
+    return str(value)
+
+
+def run_push(args: argparse.Namespace) -> int:
+    settings = push_settings(args)
+    options = options_from(settings, dict(os.environ))
+    output = Output.from_settings(settings, sys.stderr.isatty())
+
+    def until_signal(reporter: Reporter) -> bool:
+        _, interrupted = run_interruptible(lambda: push(options, reporter))
+        return interrupted
+
+    insecure = options.ssl is False
+    return run_reported(until_signal, output, dry_run=options.dry_run, insecure=insecure,
+                        upload=True)  # fmt: skip

@@ -1,0 +1,217 @@
+"""Carries out one resource's uploads: make its owner, send each file, then check them all.
+
+Invariants:
+
+* One resource, one writer: the files of a ``ResourceUpload`` go one after another.
+* The owner (subject, session, scan) is created once per run, by labels, under a lock per
+  owner: two resources of one new session never race to create it.
+* A file's bytes are read from disk while they are sent, hashed as they go, and checked against
+  what was planned (size, mtime, MD5) before the last block leaves: a file that changed while
+  being read is not sent as that version (the request is cut short, so XNAT stores nothing).
+* After a failed attempt (5xx, reset, timeout: the body may have arrived), the next attempt
+  first looks at the resource: a file already there with the local size and MD5 is not sent
+  again. A ``{"duplicates": …}`` answer is never counted as written.
+* After the resource's uploads, one fresh listing checks each sent file (size, and MD5 where the
+  server lists one); only then is it ``done`` in the journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import anyio
+
+from xnatsync.errors import IntegrityError, LocalFileError, XnatSyncError
+from xnatsync.events import FileDone, FileFailed, Notice, Reporter
+from xnatsync.journal import Journal
+from xnatsync.localfs import resolve_under
+from xnatsync.model import Level, RemoteFile
+from xnatsync.push.plan import Listed, LocalEntry, ResourceUpload, same
+from xnatsync.push.tree import Target
+from xnatsync.scheduler import Attempts
+from xnatsync.xnat import parse, routes
+from xnatsync.xnat.client import XnatClient
+
+BLOCK = 1 << 20
+Owner = tuple[Level, str, str, str]  # ``Target.owner``: level and labels
+
+
+def journal_file(project: str, entry: LocalEntry) -> RemoteFile:
+    """The push journal's record of a file: its target by labels (``Target.key`` order)."""
+    t = entry.target
+    return RemoteFile(
+        project=project, subject_id=t.subject, subject=t.subject, experiment_id=t.session,
+        experiment=t.session, level=t.level, container=t.scan, container_type=t.scan_type,
+        resource=t.resource, path=t.path, uri="", size=entry.size, digest=entry.md5,
+    )  # fmt: skip
+
+
+def owner_path(project: str, t: Target) -> str:
+    return routes.owner_path(project, t.subject, t.session, t.scan)
+
+
+@dataclass(kw_only=True)
+class Uploader:
+    """The push ``Runner``: holds what every resource upload needs."""
+
+    client: XnatClient
+    journal: Journal
+    source: Path
+    project: str
+    session_type: str
+    reporter: Reporter
+    attempts: Attempts
+    existing: set[Owner] = field(default_factory=set)  # owners the server listed
+    disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
+    _locks: dict[Owner, anyio.Lock] = field(default_factory=dict)
+
+    async def run(self, action: ResourceUpload) -> None:
+        try:
+            await self._make_owner(action.target)
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            for entry in action.files:
+                self.fail(entry, f"cannot create its owner: {exc}")
+            return
+        sent: list[LocalEntry] = []
+        for entry in action.files:
+            try:
+                await self._send(entry, replace=entry.target.key in action.replace)
+                sent.append(entry)
+            except XnatSyncError as exc:
+                if exc.fatal:
+                    raise
+                self.fail(entry, str(exc))
+        if sent:
+            await self._check(action.target, sent)
+
+    def fail(self, entry: LocalEntry, reason: str) -> None:
+        self.journal.mark_failed(journal_file(self.project, entry), reason, entry.relpath)
+        self.reporter.emit(FileFailed(entry.target.key, entry.relpath, reason))
+
+    async def _make_owner(self, t: Target) -> None:
+        """Create the subject, session and scan the resource hangs from, unless the server
+        listed them (a resource is created by its first upload, xnat-api §4.4)."""
+        if t.level is Level.SUBJECT:
+            await self._ensure((Level.SUBJECT, t.subject, "", ""),
+                               routes.subject(self.project, t.subject))  # fmt: skip
+        elif t.level in (Level.EXPERIMENT, Level.SCAN):
+            route = routes.session(self.project, t.subject, t.session, self.session_type)
+            await self._ensure((Level.EXPERIMENT, t.subject, t.session, ""), route)
+        if t.level is Level.SCAN:
+            scan_type = self.session_type.replace("SessionData", "ScanData")
+            route = routes.scan(self.project, t.subject, t.session, t.scan, scan_type, t.scan_type)
+            await self._ensure(t.owner, route)
+
+    async def _ensure(self, owner: Owner, route: routes.Route) -> None:
+        """PUT ``route`` once per run, one caller at a time per owner."""
+        async with self._locks.setdefault(owner, anyio.Lock()):
+            if owner not in self.existing:
+                await self.client.put_object(route)
+                self.existing.add(owner)
+
+    async def _send(self, entry: LocalEntry, *, replace: bool) -> None:
+        t = entry.target
+        owner = owner_path(self.project, t)
+        target = routes.resource_file(owner, t.resource, t.path, overwrite=replace)
+        path = resolve_under(self.source, PurePosixPath(entry.relpath))
+        tries = 0
+
+        async def attempt(progress: Callable[[int], None]) -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and await self._arrived(owner, entry):
+                return  # the failed attempt's body did arrive: look, do not send again
+            answer = await self.client.upload(
+                target, entry.size, lambda: _read(path, entry, progress, self.disk)
+            )
+            if "duplicates" in answer and not await self._arrived(owner, entry):
+                raise IntegrityError(
+                    f"{entry.relpath}: the server already has a different {t.path} in "
+                    f"{t.resource} (not replaced; --overwrite replaces it)"
+                )
+
+        await self.attempts.run(t.key, entry.relpath, entry.size, attempt)
+
+    async def _arrived(self, owner: str, entry: LocalEntry) -> bool:
+        listed = await self._catalog(owner, entry.target.resource)
+        got = listed.get(entry.target.path)
+        return got is not None and same(entry, got)
+
+    async def _catalog(self, owner: str, resource: str) -> dict[str, Listed]:
+        try:
+            rows = await self.client.list_rows(routes.resource_files(owner, resource))
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            return {}
+        return {p: Listed(s, d) for p, (s, d) in parse.resource_catalog(rows).items()}
+
+    async def _check(self, t: Target, sent: list[LocalEntry]) -> None:
+        """One fresh listing: each sent file there with its size (and MD5 where listed)."""
+        listed = await self._catalog(owner_path(self.project, t), t.resource)
+        by_size = 0
+        for entry in sent:
+            got = listed.get(entry.target.path)
+            if got is None:
+                self.fail(entry, "sent, but not in the resource's catalog afterwards")
+            elif not same(entry, got):
+                self.fail(entry, f"sent, but the catalog lists {got.size} bytes, MD5 {got.digest}")
+            else:
+                by_size += got.digest is None
+                record = journal_file(self.project, entry)
+                self.journal.mark_done(record, entry.relpath, entry.size, entry.mtime_ns, entry.md5)
+                self.reporter.emit(
+                    FileDone(entry.target.key, entry.relpath, entry.size, entry.md5, "uploaded")
+                )
+        if by_size:
+            self.reporter.emit(Notice(
+                f"{by_size} files of {t.resource} checked by size only: the server lists no MD5"
+            ))  # fmt: skip
+
+
+async def _read(
+    path: Path,
+    entry: LocalEntry,
+    progress: Callable[[int], None],
+    limiter: anyio.CapacityLimiter,
+) -> AsyncIterator[bytes]:
+    """The file's bytes, hashed as they are read; before the last block is handed out, the file
+    must still be the one planned (else ``LocalFileError``, and the request is cut short)."""
+    fd = await anyio.to_thread.run_sync(_open, path, entry, limiter=limiter)
+    md5 = hashlib.md5(usedforsecurity=False)
+    try:
+        block = await anyio.to_thread.run_sync(os.read, fd, BLOCK, limiter=limiter)
+        while block:
+            md5.update(block)
+            following = await anyio.to_thread.run_sync(os.read, fd, BLOCK, limiter=limiter)
+            if not following:
+                _still_planned(fd, entry, md5.hexdigest())
+            progress(len(block))
+            yield block
+            block = following
+    finally:
+        os.close(fd)
+
+
+def _open(path: Path, entry: LocalEntry) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LocalFileError(f"cannot read {entry.relpath}: {exc.strerror or exc}") from exc
+    st = os.fstat(fd)
+    if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+        os.close(fd)
+        raise LocalFileError(f"{entry.relpath} changed since it was planned; not sent now")
+    return fd
+
+
+def _still_planned(fd: int, entry: LocalEntry, md5: str) -> None:
+    st = os.fstat(fd)
+    if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns) or md5 != entry.md5:
+        raise LocalFileError(f"{entry.relpath} changed while being read; not sent as that version")

@@ -1,0 +1,119 @@
+"""What to send: local files against the target's catalog, grouped by resource (pure).
+
+Rules (issue 9):
+
+* A file the catalog has with the local size and MD5 is skipped. Where the server lists no
+  digest, the size alone decides, and the plan says how many files were compared so.
+* A file the catalog lacks is sent. One it has with other content is a conflict, left alone
+  and reported, unless ``overwrite``: then it is sent with ``overwrite=true``.
+* One action per resource: its files go one after another, so a resource never has two
+  writers at once (XNAT's catalog file is not safe under concurrent writers, xnat-api §7);
+  different resources go in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from xnatsync.model import Level, RemoteFile
+from xnatsync.push.tree import Target
+
+
+@dataclass(frozen=True, slots=True)
+class LocalEntry:
+    """One local file, where it goes, and what it holds (``md5`` from the push journal when
+    size and mtime are unchanged since it was recorded, else hashed before planning)."""
+
+    relpath: str
+    target: Target
+    size: int
+    mtime_ns: int
+    md5: str
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """What the target's catalog says of a file."""
+
+    size: int | None
+    digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceUpload:
+    """Every file to send into one resource, in order; ``replace`` holds the keys sent with
+    ``overwrite=true``."""
+
+    target: Target  # the first file's: owner, scan type and resource of them all
+    files: tuple[LocalEntry, ...]
+    replace: frozenset[str] = frozenset()
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    entry: LocalEntry
+    listed: Listed
+
+
+@dataclass(frozen=True, slots=True)
+class PushPlan:
+    uploads: tuple[ResourceUpload, ...]
+    skipped: tuple[LocalEntry, ...]
+    conflicts: tuple[Conflict, ...]
+    by_size_only: int = 0  # skips decided without a server digest
+    files: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        sent = sum(len(u.files) for u in self.uploads)
+        object.__setattr__(self, "files", sent + len(self.skipped) + len(self.conflicts))
+
+
+def listed_key(f: RemoteFile) -> str:
+    """A listed file's identity in the shape of ``Target.key`` (labels, not IDs)."""
+    subject = f.subject if f.level is not Level.PROJECT else ""
+    session = f.experiment if f.level in (Level.EXPERIMENT, Level.SCAN) else ""
+    scan = f.container if f.level is Level.SCAN else ""
+    return "/".join((f.level.value, subject, session, scan, f.resource, f.path))
+
+
+def same(entry: LocalEntry, listed: Listed) -> bool:
+    """Whether the catalog already holds this content (size, and MD5 where listed)."""
+    if listed.size is not None and listed.size != entry.size:
+        return False
+    return listed.digest is None or listed.digest == entry.md5
+
+
+def plan(
+    entries: Iterable[LocalEntry], catalog: Mapping[str, Listed], *, overwrite: bool
+) -> PushPlan:
+    """Skip what is there, send what is not, and either replace or report what differs."""
+    groups: dict[tuple[object, ...], list[LocalEntry]] = {}
+    replace: set[str] = set()
+    skipped: list[LocalEntry] = []
+    conflicts: list[Conflict] = []
+    by_size = 0
+    for entry in sorted(entries, key=lambda e: e.target.key):
+        listed = catalog.get(entry.target.key)
+        if listed is not None and same(entry, listed):
+            skipped.append(entry)
+            by_size += listed.digest is None
+            continue
+        if listed is not None and not overwrite:
+            conflicts.append(Conflict(entry, listed))
+            continue
+        if listed is not None:
+            replace.add(entry.target.key)
+        t = entry.target
+        groups.setdefault((t.owner, t.resource), []).append(entry)
+    uploads = tuple(
+        ResourceUpload(
+            files[0].target, tuple(files), frozenset(f.target.key for f in files) & replace
+        )
+        for files in groups.values()
+    )
+    return PushPlan(uploads, tuple(skipped), tuple(conflicts), by_size)

@@ -1,0 +1,278 @@
+"""``push``: local tree → targets → the server's catalog → plan → scheduler → check → journal.
+
+The run: the tree's lock (the same as pull's: a pull and a push never run on one tree at once)
+and the push journal beside pull's, one client, the local listing (``tree.place``, MD5 from the
+journal when size and mtime are unchanged, else hashed in worker threads), the server's
+listing of every owner the tree names, the plan (``plan``), then one ``Uploader`` action per
+resource through the engine's ``Scheduler``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path, PurePosixPath
+
+import anyio
+
+from xnatsync.errors import NotFoundError, ProjectNotFoundError, UsageError, XnatSyncError
+from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, PlanShown, Reporter
+from xnatsync.journal import Journal
+from xnatsync.localfs import hash_file
+from xnatsync.lock import DestLock
+from xnatsync.model import Level
+from xnatsync.push.execute import Owner, Uploader, journal_file
+from xnatsync.push.options import PULL_JOURNAL, PushOptions
+from xnatsync.push.plan import Listed, LocalEntry, PushPlan, ResourceUpload, listed_key, plan
+from xnatsync.push.tree import NotPushedError, Target, place
+from xnatsync.report import Summary
+from xnatsync.scheduler import Attempts, Scheduler, Throttle
+from xnatsync.temps import PART_SUFFIX
+from xnatsync.xnat.client import XnatClient
+
+HASHERS = 4  # local MD5s at once (worker threads)
+
+
+async def push(
+    options: PushOptions, reporter: Reporter | None = None, *, client: XnatClient | None = None
+) -> Summary:
+    """Run one push and return its totals; per-file outcomes arrive as events on ``reporter``
+    (failed files are counted, never raised); fatal errors raise an ``XnatSyncError``."""
+    reporter = reporter if reporter is not None else Fanout()
+    client = client or XnatClient(
+        options.url, options.credentials, limits=options.limits, timeouts=options.timeouts,
+        retry=options.retry, ssl=options.ssl,
+    )  # fmt: skip
+    counts = Summary()
+    events = Fanout(reporter, counts)
+    if not options.source.is_dir():
+        raise UsageError(f"--source {options.source} is not a folder")
+    folder = project_folder(options)
+    async with client:
+        if options.dry_run:
+            path = options.journal_file
+            journal = Journal.open(path, readonly=True) if path.exists() else None
+            try:
+                the_plan, _ = await _prepare(options, folder, journal, client, events)
+            finally:
+                if journal is not None:
+                    journal.close()
+            events.emit(PlanShown("plan", describe(the_plan)))
+            counts.close()
+            return counts
+        with DestLock(options.source), Journal.open(options.journal_file) as journal:
+            the_plan, existing = await _prepare(options, folder, journal, client, events)
+            run_id = journal.start_run(f"push {options.url} {options.project}")
+            status = "interrupted"
+            try:
+                await _send(options, the_plan, existing, client, journal, events)
+                status = "ok" if counts.ok else "failed"
+            except XnatSyncError:
+                status = "error"
+                raise
+            finally:
+                counts.close()
+                journal.finish_run(run_id, status, counts.counts())
+    return counts
+
+
+def project_folder(options: PushOptions) -> str:
+    """The project folder of the tree to send: named, the only one, or the target's name."""
+    folders = sorted(
+        e.name for e in os.scandir(options.source)
+        if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
+    )  # fmt: skip
+    if options.tree_project is not None:
+        if options.tree_project not in folders:
+            raise UsageError(f"{options.source} has no project folder {options.tree_project!r}")
+        return options.tree_project
+    if len(folders) == 1:
+        return folders[0]
+    if options.project in folders:
+        return options.project
+    raise UsageError(
+        f"{options.source} holds {len(folders)} project folders ({', '.join(folders[:5]) or '-'}"
+        f"{', …' if len(folders) > 5 else ''}): name the one to send with --tree-project"
+    )
+
+
+async def _prepare(
+    options: PushOptions,
+    folder: str,
+    journal: Journal | None,
+    client: XnatClient,
+    reporter: Reporter,
+) -> tuple[PushPlan, set[Owner]]:
+    """List both sides and plan; report skips, conflicts and files push cannot send."""
+    entries, unsent = await local_entries(options, folder, journal)
+    catalog, existing = await remote_catalog(client, options.project, entries)
+    the_plan = plan(entries, catalog, overwrite=options.overwrite)
+    sending = sum(len(u.files) for u in the_plan.uploads)
+    size = sum(u.size for u in the_plan.uploads)
+    reporter.emit(ExperimentPlanned(
+        options.project, "", sending, size, len(the_plan.skipped), 0, 0,
+        len(the_plan.conflicts) + len(unsent),
+    ))  # fmt: skip
+    for relpath, reason in unsent:
+        reporter.emit(FileFailed(relpath, relpath, reason))
+    for conflict in the_plan.conflicts:
+        e = conflict.entry
+        reason = (
+            f"the server has other content ({conflict.listed.size} bytes, MD5 "
+            f"{conflict.listed.digest}): left alone; --overwrite replaces it"
+        )
+        if journal is not None and not options.dry_run:
+            journal.mark_failed(journal_file(options.project, e), reason, e.relpath)
+        reporter.emit(FileFailed(e.target.key, e.relpath, reason))
+    if journal is not None and not options.dry_run:
+        for e in the_plan.skipped:  # remembered, so the next run need not hash them
+            journal.mark_done(journal_file(options.project, e), e.relpath, e.size, e.mtime_ns,
+                              e.md5)  # fmt: skip
+    return the_plan, existing
+
+
+async def local_entries(
+    options: PushOptions, folder: str, journal: Journal | None
+) -> tuple[list[LocalEntry], list[tuple[str, str]]]:
+    """Every regular file of the project folder, placed and hashed; and the files push cannot
+    send (with why). A path that fits no level of the layout stops the run (``UnplacedError``)."""
+    found = await anyio.to_thread.run_sync(_walk, options.source / folder)
+    known = await anyio.to_thread.run_sync(_pull_scans, options.source, folder)
+    recorded = {} if journal is None else {
+        e.relpath: e for e in journal.iter_done(options.project)
+    }  # fmt: skip
+    entries: list[LocalEntry] = []
+    unsent: list[tuple[str, str]] = []
+    to_hash: list[tuple[str, int, int, Target]] = []
+    for rel, size, mtime_ns, is_link in found:
+        relpath = f"{folder}/{rel}"
+        if is_link:
+            unsent.append((relpath, f"{relpath} is a symlink: not followed, not sent"))
+            continue
+        try:
+            target = place(PurePosixPath(rel), known)
+        except NotPushedError as exc:
+            unsent.append((relpath, str(exc)))
+            continue
+        row = recorded.get(relpath)
+        if row is not None and (row.size, row.mtime_ns) == (size, mtime_ns) and row.md5:
+            entries.append(LocalEntry(relpath, target, size, mtime_ns, row.md5))
+        else:
+            to_hash.append((relpath, size, mtime_ns, target))
+    limiter = anyio.CapacityLimiter(HASHERS)
+
+    async def hashed(relpath: str, size: int, mtime_ns: int, target: Target) -> None:
+        path = options.source / relpath
+        now_size, md5, now_mtime = await anyio.to_thread.run_sync(hash_file, path, limiter=limiter)
+        if (now_size, now_mtime) != (size, mtime_ns):
+            unsent.append((relpath, f"{relpath} changed while it was being read; not sent"))
+            return
+        entries.append(LocalEntry(relpath, target, size, mtime_ns, md5))
+
+    async with anyio.create_task_group() as tg:
+        for item in to_hash:
+            tg.start_soon(hashed, *item)
+    return entries, sorted(unsent)
+
+
+def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
+    """(path relative to ``root``, size, mtime_ns, is a symlink) of every file, sorted; temp
+    files of xnatsync runs left out; directories are not followed through symlinks."""
+    out: list[tuple[str, int, int, bool]] = []
+    for dirpath, dirs, files in os.walk(root):
+        base = Path(dirpath)
+        for name in [*files, *(d for d in dirs if (base / d).is_symlink())]:
+            if name.endswith(PART_SUFFIX):
+                continue
+            st = os.lstat(base / name)
+            rel = (base / name).relative_to(root).as_posix()
+            out.append((rel, st.st_size, st.st_mtime_ns, stat.S_ISLNK(st.st_mode)))
+    return sorted(out)
+
+
+def _pull_scans(source: Path, folder: str) -> dict[str, str]:
+    """Scan IDs the tree's pull journal knows, by path relative to the project folder."""
+    path = source / PULL_JOURNAL
+    if not path.exists():
+        return {}
+    prefix = folder + "/"
+    known: dict[str, str] = {}
+    with Journal.open(path, readonly=True) as journal:
+        for entry in journal.iter_done():
+            parts = entry.key.split("/", 5)
+            if (
+                len(parts) == 6
+                and parts[2] == Level.SCAN.value
+                and entry.relpath.startswith(prefix)
+            ):
+                known[entry.relpath.removeprefix(prefix)] = parts[3]
+    return known
+
+
+async def remote_catalog(
+    client: XnatClient, project: str, entries: list[LocalEntry]
+) -> tuple[dict[str, Listed], set[Owner]]:
+    """What the server lists for every owner the tree names, and which owners exist."""
+    try:
+        experiments = {e.label: e for e in await client.list_experiments(project)}
+    except NotFoundError as exc:
+        raise ProjectNotFoundError(
+            f"project {project}: not on {client.base_url}, or not visible to this user "
+            "(XNAT answers 404 for both); nothing was sent"
+        ) from exc
+    existing: set[Owner] = {(Level.EXPERIMENT, e.subject_label, e.label, "") for e in
+                            experiments.values()}  # fmt: skip
+    files = []
+    levels = {e.target.level for e in entries}
+    if Level.PROJECT in levels:
+        files += await client.list_project_files(project)
+    if Level.SUBJECT in levels:
+        subjects = {
+            r.get("label", ""): r.get("ID", "") for r in await client.list_subjects(project)
+        }
+        existing |= {(Level.SUBJECT, label, "", "") for label in subjects}
+        for label in sorted({e.target.subject for e in entries if e.target.level is Level.SUBJECT}):
+            if label in subjects:
+                files += await client.list_subject_files(project, subjects[label], label)
+    for label in sorted({e.target.session for e in entries if e.target.session}):
+        if label in experiments:
+            files += await client.list_experiment_files(project, experiments[label])
+    catalog: dict[str, Listed] = {}
+    for f in files:
+        catalog[listed_key(f)] = Listed(f.size, f.digest)
+        if f.level is Level.SCAN:
+            existing.add((Level.SCAN, f.subject, f.experiment, f.container))
+    return catalog, existing
+
+
+async def _send(
+    options: PushOptions,
+    the_plan: PushPlan,
+    existing: set[Owner],
+    client: XnatClient,
+    journal: Journal,
+    reporter: Reporter,
+) -> None:
+    attempts = Attempts(reporter, retry=options.retry, throttle=Throttle(options.limits.transfers))
+    uploader = Uploader(
+        client=client, journal=journal, source=options.source, project=options.project,
+        session_type=options.session_type, reporter=reporter, attempts=attempts,
+        existing=set(existing),
+    )  # fmt: skip
+    async with Scheduler[ResourceUpload](uploader, options.limits) as scheduler:
+        await scheduler.submit(the_plan.uploads)
+
+
+def describe(the_plan: PushPlan) -> str:
+    """A dry run's plan in one paragraph."""
+    sending = sum(len(u.files) for u in the_plan.uploads)
+    size = sum(u.size for u in the_plan.uploads)
+    replacing = sum(len(u.replace) for u in the_plan.uploads)
+    by_size = the_plan.by_size_only
+    return (
+        f"plan: {sending} files to send ({size} bytes) into {len(the_plan.uploads)} resources"
+        f"{f', {replacing} replacing the server copy' if replacing else ''}; "
+        f"{len(the_plan.skipped)} already there"
+        f"{f' ({by_size} by size only: no MD5 listed)' if by_size else ''}"
+        f"; {len(the_plan.conflicts)} conflicts"
+    )
