@@ -4,19 +4,33 @@ server's own request log show what was sent."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import re
 import shutil
+import signal
 import sqlite3
+from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from tests.integration.conftest import local_files, make_config, run_pull, server_request
-from xnatsync.emulator.server import Emulator
+from tests.integration.conftest import (
+    local_files,
+    make_config,
+    run_cli,
+    run_pull,
+    server_request,
+    start_cli,
+    wait_for,
+)
+from xnatsync.emulator.server import Emulator, run_emulator
+from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 from xnatsync.errors import ProjectNotFoundError, UsageError
 from xnatsync.push.options import PushOptions
 from xnatsync.push.run import push
+from xnatsync.push.tree import place
 from xnatsync.report import Summary
 from xnatsync.xnat.auth import Credentials
 
@@ -131,3 +145,131 @@ async def test_dry_run_plans_and_sends_nothing(emu: Emulator, tmp_path: Path) ->
     assert summary.files_planned > 0
     assert puts(emu) == 0
     assert not (tmp_path / ".xnatsync" / "push.db").exists()
+
+
+async def test_an_error_after_the_file_was_stored_is_resolved_by_looking(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """A 502 answered after XNAT stored the file: the retry looks at the resource, finds the
+    file with its MD5, and does not send it again; a 500 before storing is sent again."""
+    await pull_without_assessors(emu, tmp_path)
+    await make_project(emu, "COPY")
+    emu.faults.script("PUT", "*/files/1-0001.dcm", ["applied:502", "applied:502"])
+    emu.faults.script("PUT", "*/files/1-0002.dcm", ["500"])
+    summary = await push(push_options(emu, tmp_path))
+    assert summary.ok, summary.failures
+    sent = [r.path for r in emu.requests.matching("PUT", UPLOADS)]
+    local = [p.name for p in (tmp_path / "DEMO").rglob("*.dcm")]
+    assert local.count("1-0001.dcm") >= 2
+    # each stored-then-502 file went once: its retry looked and found it
+    assert sum(p.endswith("/1-0001.dcm") for p in sent) == local.count("1-0001.dcm")
+    # the file refused before storing went again
+    assert sum(p.endswith("/1-0002.dcm") for p in sent) == local.count("1-0002.dcm") + 1
+    await run_pull(make_config(emu, tmp_path / "back", project="COPY"))
+    assert tree_of(tmp_path / "back", "COPY") == tree_of(tmp_path, "DEMO")
+
+
+async def test_catalog_races_lose_nothing_with_one_writer_per_resource(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    await pull_without_assessors(emu, tmp_path)
+    await make_project(emu, "COPY")
+    emu.faults.configure("catalog-race=1")
+    summary = await push(push_options(emu, tmp_path))
+    assert (summary.ok, summary.files_failed) == (True, 0)
+    await run_pull(make_config(emu, tmp_path / "back", project="COPY"))
+    assert tree_of(tmp_path / "back", "COPY") == tree_of(tmp_path, "DEMO")
+
+
+async def test_an_expired_session_mid_push_logs_in_again_and_resends(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    await pull_without_assessors(emu, tmp_path)
+    await make_project(emu, "COPY")
+    emu.faults.script("PUT", "*/files/*", ["ok", "ok", "expire"])
+    summary = await push(push_options(emu, tmp_path))
+    assert summary.ok, summary.failures
+    await run_pull(make_config(emu, tmp_path / "back", project="COPY"))
+    assert tree_of(tmp_path / "back", "COPY") == tree_of(tmp_path, "DEMO")
+
+
+async def test_empty_files_and_new_subject_and_project_resources(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    tree = {
+        "P/resources/DOCS/files/readme.txt": b"project level\n",
+        "P/NEWSUBJ/resources/FORMS/files/consent.pdf": b"%PDF subject level",
+        "P/NEWSUBJ/NEWSUBJ_MR/resources/NOTES/files/empty.txt": b"",
+        "P/NEWSUBJ/NEWSUBJ_MR/scans/3-T2w-FLAIR/resources/NIFTI/files/t2.nii": b"nifti" * 99,
+    }
+    for rel, data in tree.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path))
+    assert (summary.ok, summary.files_transferred) == (True, 4), summary.failures
+    await run_pull(make_config(emu, tmp_path / "back", project="COPY"))
+    back = local_files(tmp_path / "back")
+    # the scan's type came over as T2w-FLAIR; pull's layout writes it as T2w_FLAIR
+    expected = {"COPY" + rel.removeprefix("P"): data for rel, data in tree.items()}
+    assert back == {p.replace("T2w-FLAIR", "T2w_FLAIR"): d for p, d in expected.items()}
+
+
+@pytest.fixture
+async def wide() -> AsyncIterator[Emulator]:
+    """Project BIG: 4 subjects x 1 session x 4 scans x 12 files of 16 KiB (192 files)."""
+    spec = SyntheticSpec(project="BIG", subjects=4, sessions=1, scans=4, files=12, file_size=16384)
+    async with run_emulator(EmulatorConfig(seed="synthetic", synthetic=spec)) as emulator:
+        yield emulator
+
+
+SENT = re.compile(
+    r"/subjects/([^/]+)/experiments/([^/]+)/scans/([^/]+)/resources/([^/]+)/files/(.+)$"
+)
+
+
+def sent_target(path: str) -> tuple[str, ...]:
+    """(subject, session, scan, resource, path) of an upload request's path."""
+    found = SENT.search(path)
+    assert found is not None, path
+    return found.groups()
+
+
+def local_target(relpath: str) -> tuple[str, ...]:
+    t = place(PurePosixPath(relpath.split("/", 1)[1]))
+    return (t.subject, t.session, t.scan, t.resource, t.path)
+
+
+def done_in_push_journal(source: Path) -> set[str]:
+    try:
+        with sqlite3.connect(source / ".xnatsync" / "push.db") as db:
+            rows = db.execute("SELECT relpath FROM files WHERE state='done'").fetchall()
+    except sqlite3.Error:  # not created yet, or mid-creation
+        return set()
+    return {r for (r,) in rows}
+
+
+async def test_kill_during_push_then_rerun_sends_only_what_was_missing(
+    wide: Emulator, tmp_path: Path
+) -> None:
+    await run_pull(make_config(wide, tmp_path, project="BIG"))
+    await make_project(wide, "COPY")
+    wide.faults.configure("time:put=0.03")  # every upload answered 30 ms after it is stored
+    args = ["push", wide.url, "--project", "COPY", "--source", str(tmp_path), "--no-progress",
+            "--concurrency", "4"]  # fmt: skip
+    proc = await start_cli(*args)
+    await wait_for(lambda: len(done_in_push_journal(tmp_path)) >= 24, within=60, what="24 done")
+    proc.send_signal(signal.SIGKILL)
+    assert await asyncio.wait_for(proc.wait(), 20) == -signal.SIGKILL
+    done_at_kill = done_in_push_journal(tmp_path)
+    before = len(wide.requests.matching("PUT", UPLOADS))
+    wide.faults.clear()
+    code, _, err = await run_cli(*args)
+    assert code == 0, err
+    rerun = {sent_target(r.path) for r in wide.requests.matching("PUT", UPLOADS)[before:]}
+    verified = {local_target(rel) for rel in done_at_kill}
+    assert rerun  # the kill left work to do
+    assert not rerun & verified  # nothing checked on the server before the kill went again
+    assert len(rerun) <= 192 - len(verified)
+    await run_pull(make_config(wide, tmp_path / "back", project="COPY"))
+    assert tree_of(tmp_path / "back", "COPY") == tree_of(tmp_path, "BIG")
