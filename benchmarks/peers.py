@@ -4,7 +4,15 @@
 * pyxnat: ``experiment.scans().download(dest, type="ALL", extract=True)`` per session
   (walking project → subjects → experiments, the path XNAT routes scans under).
 
-Usage: ``python -m benchmarks.peers xnatpy|pyxnat URL USER PASSWORD PROJECT DEST``
+Uploads (``push`` workloads), the same tree into an empty project:
+
+* xnatpy: the session and scan made with ``session.classes`` (``MrSessionData``,
+  ``MrScanData``), then ``resource.upload_dir(folder)`` per scan resource (a tgz extracted by
+  the server, xnatpy's default).
+* pyxnat: ``resource.put_dir(folder)`` per scan resource after creating the session and scan.
+
+Usage: ``python -m benchmarks.peers xnatpy|pyxnat|xnatpy-push|pyxnat-push URL USER PASSWORD
+PROJECT DIR`` (DIR: where to download, or the pulled tree to upload)
 """
 
 from __future__ import annotations
@@ -39,11 +47,57 @@ def run_pyxnat(url: str, user: str, password: str, project: str, dest: Path) -> 
         interface.disconnect()
 
 
+def scan_folders(tree: Path) -> list[tuple[str, str, str, str, str, Path]]:
+    """(subject, session, scan ID, scan type, resource, files folder) of a pulled tree."""
+    out = []
+    for files in sorted(tree.glob("*/*/*/scans/*/resources/*/files")):
+        _, subject, session, _, scan, _, resource, _ = files.relative_to(tree).parts
+        scan_id, _, kind = scan.partition("-")
+        out.append((subject, session, scan_id, kind, resource, files))
+    return out
+
+
+def push_xnatpy(url: str, user: str, password: str, project: str, tree: Path) -> None:
+    import xnat
+
+    with xnat.connect(url, user=user, password=password, loglevel="ERROR") as session:
+        target: Any = session.projects[project]
+        made: dict[tuple[str, str], Any] = {}
+        for subject, label, scan_id, kind, resource, files in scan_folders(tree):
+            if (subject, label) not in made:
+                parent = session.classes.SubjectData(parent=target, label=subject)
+                made[subject, label] = session.classes.MrSessionData(parent=parent, label=label)
+            scan = session.classes.MrScanData(parent=made[subject, label], id=scan_id, type=kind)
+            scan.create_resource(resource).upload_dir(str(files))
+
+
+def push_pyxnat(url: str, user: str, password: str, project: str, tree: Path) -> None:
+    from pyxnat import Interface
+
+    interface = Interface(server=url, user=user, password=password)
+    try:
+        target = interface.select.project(project)
+        for subject, label, scan_id, _kind, resource, files in scan_folders(tree):
+            experiment = target.subject(subject).experiment(label)
+            if not experiment.exists():
+                experiment.create(experiments="xnat:mrSessionData")
+            scan = experiment.scan(scan_id)
+            if not scan.exists():
+                scan.create(scans="xnat:mrScanData")
+            scan.resource(resource).put_dir(str(files))
+    finally:
+        interface.disconnect()
+
+
 def main(argv: list[str]) -> None:
-    tool, url, user, password, project, dest = argv
-    Path(dest).mkdir(parents=True, exist_ok=True)
+    tool, url, user, password, project, folder = argv
+    if tool.endswith("-push"):
+        pusher = push_xnatpy if tool == "xnatpy-push" else push_pyxnat
+        pusher(url, user, password, project, Path(folder))
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
     runner = run_xnatpy if tool == "xnatpy" else run_pyxnat
-    runner(url, user, password, project, Path(dest))
+    runner(url, user, password, project, Path(folder))
 
 
 if __name__ == "__main__":

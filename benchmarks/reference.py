@@ -7,13 +7,17 @@ they are hashed and written inline as they arrive, the reference file's R3 for o
 No journal, no verification against a listing, no layout: the floor of the work xnatsync does.
 ``listing`` issues exactly the listing requests a pull makes, and nothing else. ``md5tree``
 reads and MD5s every file below a folder once, one after another, as ``md5sum`` would: the
-floor of adopting a mirror whose journal is gone.
+floor of adopting a mirror whose journal is gone. ``upload`` is the push floor (PUT loop):
+the sessions and scans of a tree in the pull layout created by label, then every file PUT in
+the body with raw aiohttp at a fixed concurrency, each read in one worker-thread hop; no MD5,
+no diff against the server, no check afterwards.
 
 Usage::
 
     python -m benchmarks.reference download URL USER PASSWORD URLS_FILE DEST CONCURRENCY
     python -m benchmarks.reference listing URL USER PASSWORD PROJECT CONCURRENCY
     python -m benchmarks.reference md5tree DIR
+    python -m benchmarks.reference upload URL USER PASSWORD TREE PROJECT CONCURRENCY
 """
 
 from __future__ import annotations
@@ -135,12 +139,59 @@ def md5tree(root: Path) -> int:
     return count
 
 
+def tree_files(tree: Path) -> list[tuple[str, str, str, str, Path]]:
+    """(subject, session, scan folder, resource path below the scan, file) of a pulled tree
+    (its one project folder; scan resources only, as the benchmark's synthetic project has)."""
+    out = []
+    for path in sorted(tree.rglob("*")):
+        parts = path.relative_to(tree).parts
+        if path.is_file() and ".xnatsync" not in parts and len(parts) > 5 and parts[3] == "scans":
+            out.append((parts[1], parts[2], parts[4], "/".join(parts[5:]), path))
+    return out
+
+
+async def upload(url: str, user: str, password: str, tree: Path, project: str, n: int) -> None:
+    files = tree_files(tree)
+    jar = aiohttp.CookieJar(unsafe=True)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=60)
+    async with aiohttp.ClientSession(url, timeout=timeout, cookie_jar=jar) as http:
+        await login(http, user, password)
+        limit = asyncio.Semaphore(n)
+
+        async def put(path: str, data: bytes | None = None, **params: str) -> None:
+            headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
+            async with limit, http.put(path, data=data, params=params, headers=headers) as r:
+                r.raise_for_status()
+                await r.read()
+
+        base = f"/data/projects/{project}/subjects"
+        sessions = sorted({(s, e) for s, e, _, _, _ in files})
+        await asyncio.gather(*(put(f"{base}/{s}/experiments/{e}", xsiType="xnat:mrSessionData")
+                               for s, e in sessions))  # fmt: skip
+        scans = sorted({(s, e, c) for s, e, c, _, _ in files})
+        await asyncio.gather(*(
+            put(f"{base}/{s}/experiments/{e}/scans/{c.split('-', 1)[0]}",
+                xsiType="xnat:mrScanData")
+            for s, e, c in scans
+        ))  # fmt: skip
+
+        async def send(s: str, e: str, c: str, rest: str, path: Path) -> None:
+            data = await asyncio.to_thread(path.read_bytes)
+            scan = c.split("-", 1)[0]
+            await put(f"{base}/{s}/experiments/{e}/scans/{scan}/{rest}", data, inbody="true")
+
+        await asyncio.gather(*(send(*f) for f in files))
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "md5tree":
         print(md5tree(Path(argv[1])))
         return
     mode, url, user, password = argv[:4]
-    if mode == "download":
+    if mode == "upload":
+        tree, project, n = Path(argv[4]), argv[5], int(argv[6])
+        asyncio.run(upload(url, user, password, tree, project, n))
+    elif mode == "download":
         urls = Path(argv[4]).read_text().split()
         Path(argv[5]).mkdir(parents=True, exist_ok=True)
         asyncio.run(download(url, user, password, urls, Path(argv[5]), int(argv[6])))

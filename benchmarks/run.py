@@ -49,6 +49,8 @@ NO_ZIP = "xnatsync --no-zip"  # the same engine, one request per file (zips off)
 MD5_TREE = "MD5 of the tree"
 FORGET_JOURNAL = 'rm -f -- "$0"/.xnatsync/journal.db "$0"/.xnatsync/journal.db-wal '
 FORGET_JOURNAL += '"$0"/.xnatsync/journal.db-shm && exec "$@"'
+TARGET = "{target}"  # replaced by each push run's own empty project
+PUT_LOOP = "PUT loop"
 BEFORE = "xnatsync before"  # --against DIR: the same command run by an earlier checkout
 # the earlier checkout's CLI, found first on sys.path (before the editable install's finder)
 RUN_FROM = "import sys; sys.path.insert(0, sys.argv.pop(1)); from xnatsync.cli import main; "
@@ -65,6 +67,7 @@ class Workload:
     noop: bool = False
     server_ms: int = 0  # time the emulator adds to every files request (a real server's cost)
     adopt: bool = False  # re-pull a complete mirror whose journal was deleted
+    push: bool = False  # upload a pulled tree into an empty project
 
     @property
     def count(self) -> int:
@@ -73,9 +76,9 @@ class Workload:
     def scaled(self, factor: int) -> Workload:
         if self.count == 1:
             return Workload(self.name, 1, 1, 1, self.size // factor, self.noop, self.server_ms,
-                            self.adopt)  # fmt: skip
+                            self.adopt, self.push)  # fmt: skip
         return Workload(self.name, max(1, self.subjects // factor), self.scans, self.files,
-                        self.size, self.noop, self.server_ms, self.adopt)  # fmt: skip
+                        self.size, self.noop, self.server_ms, self.adopt, self.push)  # fmt: skip
 
 
 WORKLOADS = (
@@ -99,6 +102,8 @@ WORKLOADS = (
         size=512 * 1024,
         adopt=True,
     ),
+    Workload("push 2000 x 512 KiB", subjects=20, scans=10, files=10, size=512 * 1024, push=True),
+    Workload("push 5000 x 16 KiB", subjects=50, scans=10, files=10, size=16 * 1024, push=True),
 )
 
 
@@ -140,6 +145,15 @@ async def file_uris(url: str) -> list[str]:
         return uris
 
 
+async def new_project(url: str, project: str) -> None:
+    """An empty project for one push run."""
+    async with (
+        aiohttp.ClientSession(url, headers=basic(USER, PASSWORD)) as http,
+        http.put(f"/data/projects/{project}") as response,
+    ):
+        response.raise_for_status()
+
+
 def commands(
     url: str, w: Workload, work: Path, peers: bool, against: Path | None = None
 ) -> dict[str, list[str]]:
@@ -151,6 +165,20 @@ def commands(
     if w.noop:
         listing = [py, "-m", "benchmarks.reference", "listing", url, USER, PASSWORD, PROJECT]
         return {"xnatsync": xnatsync, "listing only": [*listing, str(LISTINGS)], **before}
+    if w.push:  # each run sends the pulled tree into its own empty project
+        tree = str(work / "tree")
+        push = ["push", url, "--project", TARGET, "--source", tree, "--concurrency",
+                str(CONCURRENCY), "--no-progress", "--quiet"]  # fmt: skip
+        ref = [py, "-m", "benchmarks.reference", "upload", url, USER, PASSWORD]
+        cmds = {
+            "xnatsync": [str(Path(py).with_name("xnatsync")), *push],
+            PUT_LOOP: [*ref, tree, TARGET, str(CONCURRENCY)],
+        }
+        if peers:
+            for tool in ("xnatpy", "pyxnat"):
+                cmds[tool] = [py, "-m", "benchmarks.peers", f"{tool}-push", url, USER, PASSWORD,
+                              TARGET, tree]  # fmt: skip
+        return cmds
     if w.adopt:  # the journal goes before each run (not timed apart: rm costs milliseconds)
         report = ["--report", str(work / "adopt-report.json")]
         return {
@@ -193,6 +221,11 @@ def run_workload(
             for name in (n for n in cmds if n in ("xnatsync", BEFORE)):
                 first = measure([str(work / name) if a == DEST else a for a in cmds[name]], env)
                 assert first.exit_code == 0, first.stderr_tail
+        if w.push:  # the tree to send, pulled once
+            pull = [str(Path(sys.executable).with_name("xnatsync")), "pull", url, "--project",
+                    PROJECT, "--dest", str(work / "tree"), "--quiet", "--no-progress"]  # fmt: skip
+            first = measure(pull, env)
+            assert first.exit_code == 0, first.stderr_tail
         if w.adopt:  # the mirror to adopt, made once; every run reads the same tree
             first = measure([str(work / "xnatsync") if a == DEST else a for a in cmds["xnatsync"]],
                             env)  # fmt: skip
@@ -205,7 +238,11 @@ def run_workload(
                 # runs leaves the filesystem busy (discard, writeback) during the next one
                 dest = str(work / (name if w.noop else f"{name}-{round_}"))
                 dest = str(work / "xnatsync") if w.adopt else dest
-                m = measure([dest if arg == DEST else arg for arg in cmds[name]], env)
+                target = f"T{round_}{names.index(name)}"
+                if w.push:
+                    asyncio.run(new_project(url, target))  # setup, not timed
+                args = [dest if a == DEST else target if a == TARGET else a for a in cmds[name]]
+                m = measure(args, env)
                 report(name, m)
                 if w.adopt and name == "xnatsync":
                     moved = json.loads((work / "adopt-report.json").read_text())
@@ -274,6 +311,10 @@ def table(results: list[Result]) -> str:
             times = 1 / s["ratio_vs_MD5_of_the_tree"]
             ratio = f"time = {times:.2f} x MD5"
             target = "<= 1.3 x MD5: " + ("met" if times <= 1.3 else "MISSED")
+        elif "ratio_vs_PUT_loop" in s:
+            base = f"{s['PUT_loop_s']:.2f} s (PUT loop)"
+            ratio = f"{s['ratio_vs_PUT_loop']:.2f}"
+            target = ">= 0.8: " + ("met" if s["ratio_vs_PUT_loop"] >= 0.8 else "MISSED")
         elif "ratio_vs_listing_only" in s:
             base = f"{s['listing_only_s']:.2f} s (listing only)"
             ratio = f"time = {1 / s['ratio_vs_listing_only']:.2f} x listing"

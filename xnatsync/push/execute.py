@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +29,7 @@ import anyio
 from xnatsync.errors import IntegrityError, LocalFileError, XnatSyncError
 from xnatsync.events import FileDone, FileFailed, Notice, Reporter
 from xnatsync.journal import Journal
-from xnatsync.localfs import resolve_under
+from xnatsync.localfs import hash_file, resolve_under
 from xnatsync.model import Level, RemoteFile
 from xnatsync.push.plan import Listed, LocalEntry, ResourceUpload, same
 from xnatsync.push.tree import Target
@@ -37,6 +38,7 @@ from xnatsync.xnat import parse, routes
 from xnatsync.xnat.client import XnatClient
 
 BLOCK = 1 << 20
+EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 Owner = tuple[Level, str, str, str]  # ``Target.owner``: level and labels
 
 
@@ -81,8 +83,7 @@ class Uploader:
         sent: list[LocalEntry] = []
         for entry in action.files:
             try:
-                await self._send(entry, replace=entry.target.key in action.replace)
-                sent.append(entry)
+                sent.append(await self._send(entry, replace=entry.target.key in action.replace))
             except XnatSyncError as exc:
                 if exc.fatal:
                     raise
@@ -115,28 +116,45 @@ class Uploader:
                 await self.client.put_object(route)
                 self.existing.add(owner)
 
-    async def _send(self, entry: LocalEntry, *, replace: bool) -> None:
+    async def _send(self, entry: LocalEntry, *, replace: bool) -> LocalEntry:
+        """Send one file; the entry with the MD5 of the bytes that went (hashed as read)."""
         t = entry.target
         owner = owner_path(self.project, t)
         target = routes.resource_file(owner, t.resource, t.path, overwrite=replace)
         path = resolve_under(self.source, PurePosixPath(entry.relpath))
         tries = 0
+        reads: list[Reading] = []
 
-        async def attempt(progress: Callable[[int], None]) -> None:
-            nonlocal tries
+        def body(progress: Callable[[int], None]) -> AsyncIterator[bytes]:
+            reads.append(Reading(path, entry))
+            return reads[-1].blocks(progress, self.disk)
+
+        async def attempt(progress: Callable[[int], None]) -> LocalEntry:
+            nonlocal entry, tries
             tries += 1
-            if tries > 1 and await self._arrived(owner, entry):
-                return  # the failed attempt's body did arrive: look, do not send again
-            answer = await self.client.upload(
-                target, entry.size, lambda: _read(path, entry, progress, self.disk)
-            )
-            if "duplicates" in answer and not await self._arrived(owner, entry):
+            if tries > 1:
+                entry = await self._hashed(entry, path)
+                if await self._arrived(owner, entry):
+                    return entry  # the failed attempt's body did arrive: not sent again
+            answer = await self.client.upload(target, entry.size, lambda: body(progress))
+            sent = replace_md5(entry, reads[-1].digest if reads else EMPTY_MD5)
+            if "duplicates" in answer and not await self._arrived(owner, sent):
                 raise IntegrityError(
                     f"{entry.relpath}: the server already has a different {t.path} in "
                     f"{t.resource} (not replaced; --overwrite replaces it)"
                 )
+            return sent
 
-        await self.attempts.run(t.key, entry.relpath, entry.size, attempt)
+        return await self.attempts.run(t.key, entry.relpath, entry.size, attempt)
+
+    async def _hashed(self, entry: LocalEntry, path: Path) -> LocalEntry:
+        """The entry with its MD5, hashing the file if it was not hashed before planning."""
+        if entry.md5 is not None:
+            return entry
+        size, md5, mtime_ns = await anyio.to_thread.run_sync(hash_file, path, limiter=self.disk)
+        if (size, mtime_ns) != (entry.size, entry.mtime_ns):
+            raise LocalFileError(f"{entry.relpath} changed since it was planned; not sent now")
+        return replace_md5(entry, md5)
 
     async def _arrived(self, owner: str, entry: LocalEntry) -> bool:
         listed = await self._catalog(owner, entry.target.resource)
@@ -164,10 +182,11 @@ class Uploader:
                 self.fail(entry, f"sent, but the catalog lists {got.size} bytes, MD5 {got.digest}")
             else:
                 by_size += got.digest is None
+                md5 = entry.md5 or ""  # set by the send
                 record = journal_file(self.project, entry)
-                self.journal.mark_done(record, entry.relpath, entry.size, entry.mtime_ns, entry.md5)
+                self.journal.mark_done(record, entry.relpath, entry.size, entry.mtime_ns, md5)
                 self.reporter.emit(
-                    FileDone(entry.target.key, entry.relpath, entry.size, entry.md5, "uploaded")
+                    FileDone(entry.target.key, entry.relpath, entry.size, md5, "uploaded")
                 )
         if by_size:
             self.reporter.emit(Notice(
@@ -175,43 +194,62 @@ class Uploader:
             ))  # fmt: skip
 
 
-async def _read(
-    path: Path,
-    entry: LocalEntry,
-    progress: Callable[[int], None],
-    limiter: anyio.CapacityLimiter,
-) -> AsyncIterator[bytes]:
-    """The file's bytes, hashed as they are read; before the last block is handed out, the file
-    must still be the one planned (else ``LocalFileError``, and the request is cut short)."""
-    fd = await anyio.to_thread.run_sync(_open, path, entry, limiter=limiter)
-    md5 = hashlib.md5(usedforsecurity=False)
-    try:
-        block = await anyio.to_thread.run_sync(os.read, fd, BLOCK, limiter=limiter)
-        while block:
-            md5.update(block)
-            following = await anyio.to_thread.run_sync(os.read, fd, BLOCK, limiter=limiter)
-            if not following:
-                _still_planned(fd, entry, md5.hexdigest())
-            progress(len(block))
-            yield block
-            block = following
-    finally:
-        os.close(fd)
+class Reading:
+    """One send of a file's bytes: opened, read and hashed a block per worker-thread hop; when
+    the last planned byte is read, in the same hop, the file must still be the one planned
+    (size and mtime, and MD5 where it was hashed before), else ``LocalFileError`` and the
+    request is cut short, so XNAT stores nothing of that version."""
+
+    def __init__(self, path: Path, entry: LocalEntry) -> None:
+        self.path = path
+        self.entry = entry
+        self.fd: int | None = None
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.read = 0
+        self.digest: str | None = None
+
+    async def blocks(
+        self, progress: Callable[[int], None], limiter: anyio.CapacityLimiter
+    ) -> AsyncIterator[bytes]:
+        try:
+            while self.read < self.entry.size:
+                block = await anyio.to_thread.run_sync(self._next, limiter=limiter)
+                progress(len(block))
+                yield block
+        finally:
+            if self.fd is not None:
+                os.close(self.fd)
+                self.fd = None
+
+    def _next(self) -> bytes:
+        entry = self.entry
+        if self.fd is None:
+            try:
+                self.fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as exc:
+                raise LocalFileError(f"cannot read {entry.relpath}: {exc.strerror or exc}") from exc
+            self._check("changed since it was planned; not sent now")
+        try:
+            block = os.read(self.fd, min(BLOCK, entry.size - self.read))
+        except OSError as exc:
+            raise LocalFileError(f"cannot read {entry.relpath}: {exc.strerror or exc}") from exc
+        if not block:
+            raise LocalFileError(f"{entry.relpath} shrank while being read; not sent")
+        self.md5.update(block)
+        self.read += len(block)
+        if self.read == entry.size:
+            self.digest = self.md5.hexdigest()
+            self._check("changed while being read; not sent as that version")
+        return block
+
+    def _check(self, what: str) -> None:
+        assert self.fd is not None
+        st = os.fstat(self.fd)
+        entry = self.entry
+        moved = (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns)
+        if moved or (None not in (self.digest, entry.md5) and self.digest != entry.md5):
+            raise LocalFileError(f"{entry.relpath} {what}")
 
 
-def _open(path: Path, entry: LocalEntry) -> int:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise LocalFileError(f"cannot read {entry.relpath}: {exc.strerror or exc}") from exc
-    st = os.fstat(fd)
-    if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
-        os.close(fd)
-        raise LocalFileError(f"{entry.relpath} changed since it was planned; not sent now")
-    return fd
-
-
-def _still_planned(fd: int, entry: LocalEntry, md5: str) -> None:
-    st = os.fstat(fd)
-    if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns) or md5 != entry.md5:
-        raise LocalFileError(f"{entry.relpath} changed while being read; not sent as that version")
+def replace_md5(entry: LocalEntry, md5: str | None) -> LocalEntry:
+    return dataclasses.replace(entry, md5=md5)

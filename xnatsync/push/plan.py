@@ -22,14 +22,16 @@ from xnatsync.push.tree import Target
 
 @dataclass(frozen=True, slots=True)
 class LocalEntry:
-    """One local file, where it goes, and what it holds (``md5`` from the push journal when
-    size and mtime are unchanged since it was recorded, else hashed before planning)."""
+    """One local file, where it goes, and what it holds. ``md5`` comes from the push journal
+    when size and mtime are unchanged since it was recorded, else from hashing before planning
+    where the server lists the file (there is something to compare); a file the server does not
+    have is hashed while it is sent (``md5`` None until then)."""
 
     relpath: str
     target: Target
     size: int
     mtime_ns: int
-    md5: str
+    md5: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,8 @@ def listed_key(f: RemoteFile) -> str:
 
 
 def same(entry: LocalEntry, listed: Listed) -> bool:
-    """Whether the catalog already holds this content (size, and MD5 where listed)."""
+    """Whether the catalog already holds this content (size, and MD5 where listed; an entry
+    not hashed yet is never taken for the listed content)."""
     if listed.size is not None and listed.size != entry.size:
         return False
     return listed.digest is None or listed.digest == entry.md5

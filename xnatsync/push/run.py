@@ -9,8 +9,10 @@ resource through the engine's ``Scheduler``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 import anyio
@@ -24,7 +26,7 @@ from xnatsync.model import Level
 from xnatsync.push.execute import Owner, Uploader, journal_file
 from xnatsync.push.options import PULL_JOURNAL, PushOptions
 from xnatsync.push.plan import Listed, LocalEntry, PushPlan, ResourceUpload, listed_key, plan
-from xnatsync.push.tree import NotPushedError, Target, place
+from xnatsync.push.tree import NotPushedError, place
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.temps import PART_SUFFIX
@@ -106,6 +108,7 @@ async def _prepare(
     """List both sides and plan; report skips, conflicts and files push cannot send."""
     entries, unsent = await local_entries(options, folder, journal)
     catalog, existing = await remote_catalog(client, options.project, entries)
+    entries = await hashed_where_listed(options.source, entries, catalog, unsent)
     the_plan = plan(entries, catalog, overwrite=options.overwrite)
     sending = sum(len(u.files) for u in the_plan.uploads)
     size = sum(u.size for u in the_plan.uploads)
@@ -113,7 +116,7 @@ async def _prepare(
         options.project, "", sending, size, len(the_plan.skipped), 0, 0,
         len(the_plan.conflicts) + len(unsent),
     ))  # fmt: skip
-    for relpath, reason in unsent:
+    for relpath, reason in sorted(unsent):
         reporter.emit(FileFailed(relpath, relpath, reason))
     for conflict in the_plan.conflicts:
         e = conflict.entry
@@ -127,15 +130,16 @@ async def _prepare(
     if journal is not None and not options.dry_run:
         for e in the_plan.skipped:  # remembered, so the next run need not hash them
             journal.mark_done(journal_file(options.project, e), e.relpath, e.size, e.mtime_ns,
-                              e.md5)  # fmt: skip
+                              e.md5 or "")  # fmt: skip
     return the_plan, existing
 
 
 async def local_entries(
     options: PushOptions, folder: str, journal: Journal | None
 ) -> tuple[list[LocalEntry], list[tuple[str, str]]]:
-    """Every regular file of the project folder, placed and hashed; and the files push cannot
-    send (with why). A path that fits no level of the layout stops the run (``UnplacedError``)."""
+    """Every regular file of the project folder, placed (MD5 from the push journal where size
+    and mtime are unchanged, else None for now); and the files push cannot send, with why. A
+    path that fits no level of the layout stops the run (``UnplacedError``)."""
     found = await anyio.to_thread.run_sync(_walk, options.source / folder)
     known = await anyio.to_thread.run_sync(_pull_scans, options.source, folder)
     recorded = {} if journal is None else {
@@ -143,7 +147,6 @@ async def local_entries(
     }  # fmt: skip
     entries: list[LocalEntry] = []
     unsent: list[tuple[str, str]] = []
-    to_hash: list[tuple[str, int, int, Target]] = []
     for rel, size, mtime_ns, is_link in found:
         relpath = f"{folder}/{rel}"
         if is_link:
@@ -155,24 +158,40 @@ async def local_entries(
             unsent.append((relpath, str(exc)))
             continue
         row = recorded.get(relpath)
-        if row is not None and (row.size, row.mtime_ns) == (size, mtime_ns) and row.md5:
-            entries.append(LocalEntry(relpath, target, size, mtime_ns, row.md5))
-        else:
-            to_hash.append((relpath, size, mtime_ns, target))
-    limiter = anyio.CapacityLimiter(HASHERS)
-
-    async def hashed(relpath: str, size: int, mtime_ns: int, target: Target) -> None:
-        path = options.source / relpath
-        now_size, md5, now_mtime = await anyio.to_thread.run_sync(hash_file, path, limiter=limiter)
-        if (now_size, now_mtime) != (size, mtime_ns):
-            unsent.append((relpath, f"{relpath} changed while it was being read; not sent"))
-            return
+        unchanged = row is not None and (row.size, row.mtime_ns) == (size, mtime_ns)
+        md5 = row.md5 if unchanged and row is not None else None
         entries.append(LocalEntry(relpath, target, size, mtime_ns, md5))
+    return entries, unsent
+
+
+async def hashed_where_listed(
+    source: Path,
+    entries: list[LocalEntry],
+    catalog: Mapping[str, Listed],
+    unsent: list[tuple[str, str]],
+) -> list[LocalEntry]:
+    """Entries the server lists get their MD5 now (there is something to compare it with);
+    the others are hashed while they are sent. A file that changes while hashed joins
+    ``unsent``."""
+    limiter = anyio.CapacityLimiter(HASHERS)
+    out: list[LocalEntry] = []
+
+    async def hashed(entry: LocalEntry) -> None:
+        size, md5, mtime_ns = await anyio.to_thread.run_sync(
+            hash_file, source / entry.relpath, limiter=limiter
+        )
+        if (size, mtime_ns) != (entry.size, entry.mtime_ns):
+            unsent.append((entry.relpath, f"{entry.relpath} changed while it was read; not sent"))
+            return
+        out.append(dataclasses.replace(entry, md5=md5))
 
     async with anyio.create_task_group() as tg:
-        for item in to_hash:
-            tg.start_soon(hashed, *item)
-    return entries, sorted(unsent)
+        for entry in entries:
+            if entry.md5 is None and entry.target.key in catalog:
+                tg.start_soon(hashed, entry)
+            else:
+                out.append(entry)
+    return out
 
 
 def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
