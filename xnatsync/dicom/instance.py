@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-# DICOM keyword → Instance attribute, in the order of the brief's list (not semantic).
+# DICOM keyword → Instance attribute. SOPClassUID is read because XNAT refuses an object
+# without it (or without SOPInstanceUID) with a 400 that fails the whole zip (``studies``).
 TAGS = MappingProxyType(
     {
         "StudyInstanceUID": "study_uid",
         "SeriesInstanceUID": "series_uid",
         "SeriesNumber": "series_number",
         "SOPInstanceUID": "sop_uid",
+        "SOPClassUID": "sop_class_uid",
         "InstanceNumber": "instance_number",
         "PatientID": "patient_id",
         "PatientName": "patient_name",
@@ -49,6 +51,7 @@ class Instance:
     series_uid: str = ""
     series_number: str = ""
     sop_uid: str = ""
+    sop_class_uid: str = ""
     instance_number: str = ""
     patient_id: str = ""
     patient_name: str = ""

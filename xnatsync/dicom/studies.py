@@ -7,12 +7,13 @@ Rules:
 * One ``Study`` per StudyInstanceUID, whatever folders its files came from; a folder holding
   several studies is split. Studies are ordered by StudyInstanceUID (string order), so every
   later step (labels, suffixes) is deterministic across runs.
-* An instance without StudyInstanceUID belongs to no study: it is listed in
-  ``Grouping.without_study`` (its path) and sent nowhere.
+* An instance without StudyInstanceUID belongs to no study, and one without SOPInstanceUID
+  or SOPClassUID would make XNAT refuse the whole zip ("object … contains no SOP Instance
+  UID", a 400 in ``GradualDicomImporter``): each is listed in ``Grouping.rejected`` (path and
+  reason, by path) and sent nowhere.
 * A SOPInstanceUID seen more than once in one study (the same instance copied twice) is sent
   once: the copy whose path comes first in ``Path`` order (component by component) is kept;
-  each other copy is listed once in ``Grouping.duplicates`` with the kept path. Instances
-  without a SOPInstanceUID are never taken for duplicates.
+  each other copy is listed once in ``Grouping.duplicates`` with the kept path.
 * Series are keyed by (SeriesNumber, SeriesInstanceUID) and ordered by SeriesNumber (numerically
   when it is an integer, integers first), then SeriesNumber as text, then SeriesInstanceUID.
   Instances within a series are ordered by InstanceNumber the same way, then by path.
@@ -80,12 +81,25 @@ class Duplicate:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejected:
+    """An instance that cannot be sent, and why."""
+
+    path: Path
+    reason: str
+
+
+NO_STUDY = "no StudyInstanceUID"
+NO_SOP_INSTANCE = "no SOPInstanceUID (XNAT refuses the object)"
+NO_SOP_CLASS = "no SOPClassUID (XNAT refuses the object)"
+
+
+@dataclass(frozen=True, slots=True)
 class Grouping:
     """What ``group`` made of a run's instances."""
 
     studies: tuple[Study, ...]  # by StudyInstanceUID
     duplicates: tuple[Duplicate, ...]  # by study, then SOPInstanceUID, then dropped path
-    without_study: tuple[Path, ...]  # sorted
+    rejected: tuple[Rejected, ...]  # by path
 
 
 def number_key(text: str) -> tuple[int, int, str]:
@@ -99,19 +113,29 @@ def number_key(text: str) -> tuple[int, int, str]:
 def group(instances: Iterable[Instance]) -> Grouping:
     """Group instances into studies by the module's rules."""
     by_study: dict[str, list[Instance]] = {}
-    without: list[Path] = []
+    rejected: list[Rejected] = []
     for instance in instances:
-        if instance.study_uid:
-            by_study.setdefault(instance.study_uid, []).append(instance)
+        reason = _reject_reason(instance)
+        if reason:
+            rejected.append(Rejected(instance.path, reason))
         else:
-            without.append(instance.path)
+            by_study.setdefault(instance.study_uid, []).append(instance)
     studies: list[Study] = []
     duplicates: list[Duplicate] = []
     for uid in sorted(by_study):
         kept, dropped = _dedupe(uid, by_study[uid])
         studies.append(Study(uid=uid, series=_series_of(kept)))
         duplicates.extend(dropped)
-    return Grouping(tuple(studies), tuple(duplicates), tuple(sorted(without)))
+    rejected.sort(key=lambda r: r.path)
+    return Grouping(tuple(studies), tuple(duplicates), tuple(rejected))
+
+
+def _reject_reason(instance: Instance) -> str:
+    if not instance.study_uid:
+        return NO_STUDY
+    if not instance.sop_uid:
+        return NO_SOP_INSTANCE
+    return "" if instance.sop_class_uid else NO_SOP_CLASS
 
 
 def _dedupe(study_uid: str, instances: list[Instance]) -> tuple[list[Instance], list[Duplicate]]:
@@ -119,7 +143,7 @@ def _dedupe(study_uid: str, instances: list[Instance]) -> tuple[list[Instance], 
     first_of: dict[str, Instance] = {}
     dropped: list[Duplicate] = []
     for instance in sorted(instances, key=lambda i: (i.sop_uid, i.path)):
-        first = first_of.get(instance.sop_uid) if instance.sop_uid else None
+        first = first_of.get(instance.sop_uid)
         if first is None:
             first_of[instance.sop_uid] = instance
             kept.append(instance)

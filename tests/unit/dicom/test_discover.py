@@ -49,6 +49,7 @@ async def test_part10_and_preambleless_found_by_header_others_skipped(tmp_path: 
         one.sop_uid,
     )
     assert (first.series_number, first.instance_number) == ("3", "7")
+    assert first.sop_class_uid == "1.2.840.10008.5.1.4.1.1.4"  # MR Image Storage
     assert (first.patient_name, first.patient_id, first.modality) == ("Doe^Jane", "P 1", "MR")
     assert (first.study_date, first.study_time) == ("20240102", "101500")
     assert first.size == (tmp_path / "a" / "IM0001").stat().st_size

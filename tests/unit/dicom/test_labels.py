@@ -28,7 +28,7 @@ def study(uid: str, **tags: str) -> Study:
     fields.update(tags)
     instance = Instance(
         path=Path(f"/d/{uid}"), size=1, mtime_ns=0, part10=True, study_uid=uid,
-        sop_uid=f"{uid}.1", series_number="1", **fields,
+        sop_uid=f"{uid}.1", sop_class_uid="1.2.3", series_number="1", **fields,
     )  # fmt: skip
     return group([instance]).studies[0]
 

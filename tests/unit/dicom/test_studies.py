@@ -11,7 +11,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from xnatsync.dicom.instance import Instance
-from xnatsync.dicom.studies import Duplicate, group, part_instances, scans, split
+from xnatsync.dicom.studies import (
+    NO_SOP_CLASS,
+    NO_SOP_INSTANCE,
+    NO_STUDY,
+    Duplicate,
+    Rejected,
+    group,
+    part_instances,
+    scans,
+    split,
+)
 
 
 def inst(
@@ -22,12 +32,14 @@ def inst(
     sop: str | None = None,
     size: int = 100,
     series_uid: str | None = None,
+    sop_class: str = "1.2.840.10008.5.1.4.1.1.4",
 ) -> Instance:
     return Instance(
         path=Path(path), size=size, mtime_ns=0, part10=True, study_uid=study,
         series_uid=series_uid if series_uid is not None else f"{study}.{series}",
         series_number=series, instance_number=number,
         sop_uid=sop if sop is not None else f"{study}.{series}.{number}",
+        sop_class_uid=sop_class,
     )  # fmt: skip
 
 
@@ -87,17 +99,24 @@ def test_duplicate_instance_sent_once_first_path_wins_and_reported_once() -> Non
     assert grouping.studies[1].count == 1
 
 
-def test_instances_without_study_uid_are_listed_not_grouped() -> None:
-    grouping = group([inst("/z/2", study=""), inst("/z/1", study=""), inst("/a/1")])
+def test_instances_xnat_would_refuse_are_listed_not_grouped() -> None:
+    grouping = group(
+        [
+            inst("/z/2", study=""),
+            inst("/z/1", study="", sop=""),
+            inst("/y/no-sop", sop=""),
+            inst("/y/no-class", number="2", sop_class=""),
+            inst("/a/1"),
+        ]
+    )
 
-    assert grouping.without_study == (Path("/z/1"), Path("/z/2"))
-    assert [s.count for s in grouping.studies] == [1]
-
-
-def test_instances_without_sop_uid_are_all_kept() -> None:
-    grouping = group([inst("/a", sop="", number="1"), inst("/b", sop="", number="2")])
-    assert grouping.studies[0].count == 2
-    assert grouping.duplicates == ()
+    assert grouping.rejected == (
+        Rejected(Path("/y/no-class"), NO_SOP_CLASS),
+        Rejected(Path("/y/no-sop"), NO_SOP_INSTANCE),
+        Rejected(Path("/z/1"), NO_STUDY),
+        Rejected(Path("/z/2"), NO_STUDY),
+    )
+    assert [i.path for s in grouping.studies for i in s.instances] == [Path("/a/1")]
 
 
 def test_split_at_scan_boundaries_within_budget() -> None:
