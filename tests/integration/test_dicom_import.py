@@ -119,3 +119,29 @@ async def test_a_study_sent_in_parts_with_append(emu: Emulator, tmp_path: Path) 
             assert await files_of(session, "SUBJ_C", "SESS_C", str(series)) == {
                 f"{n}.dcm": md5(paths[(series, n)]) for n in (1, 2)
             }
+
+
+async def test_default_labels_match_what_the_server_derives(emu: Emulator, tmp_path: Path) -> None:
+    cases = {
+        "plain": spec("D1", patient_name="Roe^Ann B", patient_id="ID 42"),
+        "comments": spec("D2", patient_comments="Project: DEMO Subject: S7 Session: V7"),
+    }
+    for key, instance in cases.items():
+        write_instance(tmp_path / key / "1.dcm", instance)
+    instances, _ = await found_in(tmp_path)
+    ours = {
+        item.study.uid: (item.subject, item.session)
+        for item in assign(group(instances).studies, Naming())
+        if isinstance(item, Labelled)
+    }
+
+    async with aiohttp.ClientSession(emu.url, headers=emu.auth()) as session:
+        for instance in instances:
+            await send(session, ZipPlan([instance]), "PROJECT_ID=DEMO")  # server names them
+        async with session.get("/data/prearchive/projects/DEMO", params={"format": "json"}) as r:
+            rows = (await r.json())["ResultSet"]["Result"]
+    theirs = {row["tag"]: (row["subject"], row["folderName"]) for row in rows}
+
+    assert ours == theirs
+    assert ours[cases["plain"].study_uid] == ("Roe_Ann_B", "ID_42")
+    assert ours[cases["comments"].study_uid] == ("S7", "V7")

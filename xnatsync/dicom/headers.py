@@ -167,7 +167,15 @@ def _decode(raw: bytes, encodings: list[str]) -> str:
 
 
 _PERSON_AND_TEXT = frozenset(
-    {"PatientName", "PatientID", "StudyDescription", "SeriesDescription", "AccessionNumber"}
+    {
+        "PatientName",
+        "PatientID",
+        "StudyDescription",
+        "SeriesDescription",
+        "AccessionNumber",
+        "PatientComments",
+        "StudyComments",
+    }
 )
 
 

@@ -35,6 +35,8 @@ TAGS = MappingProxyType(
         "AccessionNumber": "accession_number",
         "Modality": "modality",
         "SeriesDescription": "series_description",
+        "PatientComments": "patient_comments",
+        "StudyComments": "study_comments",
     }
 )
 
@@ -61,6 +63,8 @@ class Instance:
     accession_number: str = ""
     modality: str = ""
     series_description: str = ""
+    patient_comments: str = ""  # XNAT's default naming reads "Subject:"/"Session:" here
+    study_comments: str = ""
 
     def tag(self, keyword: str) -> str:
         """The value of a DICOM keyword of ``TAGS`` (KeyError for any other keyword)."""

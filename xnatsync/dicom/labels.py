@@ -16,10 +16,14 @@ Rules:
   ``[A-Za-z0-9_-]`` becomes ``_``, so ``Doe^Jane`` → ``Doe_Jane`` and a character outside
   the BMP → ``__``.
 * A label that renders empty is an error for that study (``LabelFailure``), not for the run.
-* Without templates XNAT's defaults apply (XNAT ``ClassicDicomObjectIdentifier`` and §11.7):
-  subject = PatientName, session = PatientID. (XNAT first looks for ``Subject:``/``Session:``
-  in the patient and study comments; we do not read comments, so pass a template when a
-  site relies on them.)
+* Without templates XNAT's default identification applies (``ClassicDicomObjectIdentifier``,
+  §11.7), each label the first of: ``Subject: value`` / ``Session: value`` in PatientComments,
+  then in StudyComments (XNAT's ``ContainedAssignmentExtractor``: the name in any case,
+  ``:``, a value of ``[A-Za-z0-9_-]*``, set off by whitespace, ``,`` or ``;``, matched with
+  the same backtracking order: an assignment at the very start wins, else the last one; an
+  empty value counts as none, as in XNAT's ``ChainExtractor``), then PatientName (subject) /
+  PatientID (session); the result made safe as above. XNAT would name a session left
+  empty ``dicom_upload``; we report it instead (rule above).
 * One session per StudyInstanceUID: XNAT session labels are unique within a project (an
   experiment is addressed as ``/projects/P/experiments/{label}``), so two studies of one run
   whose session labels are equal (ignoring case, to be safe) are told apart by the session
@@ -99,16 +103,45 @@ def fixed(value: str, *, what: str = "label") -> Template:
     return Template(text=value, parts=((value, None),))
 
 
-DEFAULT_SUBJECT = parse_template("{PatientName}")
-DEFAULT_SESSION = parse_template("{PatientID}")
+@dataclass(frozen=True, slots=True)
+class XnatDefault:
+    """XNAT's default rule for one label: an assignment in the comments, else a tag."""
+
+    name: str  # "Subject" or "Session"
+    fallback: str  # the keyword used when no comment assigns it
+
+    @property
+    def text(self) -> str:
+        return f"{self.name}: in the comments, else {{{self.fallback}}}"
+
+    def render(self, study: Study) -> str:
+        first = study.first
+        for comments in (first.patient_comments, first.study_comments):
+            value = comment_assignment(comments, self.name)
+            if value is not None:
+                return xnat_safe(value)
+        return xnat_safe(first.tag(self.fallback))
+
+
+def comment_assignment(comments: str, name: str) -> str | None:
+    """The value of ``name: value`` in a comment, as XNAT's ContainedAssignmentExtractor reads
+    it (``None`` when there is none)."""
+    pattern = rf"(?:|.*[\s,;]){re.escape(name)}\s*:\s*([\w\-]*)(?:[\s,;].*)?"
+    match = re.fullmatch(pattern, comments, re.IGNORECASE | re.ASCII)
+    return match.group(1) or None if match else None  # XNAT's ChainExtractor skips ""
+
+
+DEFAULT_SUBJECT = XnatDefault("Subject", "PatientName")
+DEFAULT_SESSION = XnatDefault("Session", "PatientID")
+Rule = Template | XnatDefault
 
 
 @dataclass(frozen=True, slots=True)
 class Naming:
     """How a run names subjects and sessions (XNAT's defaults when not given)."""
 
-    subject: Template = DEFAULT_SUBJECT
-    session: Template = DEFAULT_SESSION
+    subject: Rule = DEFAULT_SUBJECT
+    session: Rule = DEFAULT_SESSION
 
 
 @dataclass(frozen=True, slots=True)

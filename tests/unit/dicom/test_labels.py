@@ -47,6 +47,31 @@ def test_defaults_follow_xnat_subject_patient_name_session_patient_id() -> None:
 
 
 @pytest.mark.parametrize(
+    ("patient_comments", "study_comments", "subject", "session"),
+    [
+        ("Project: P1 Subject: S01 Session: S01_MR1", "", "S01", "S01_MR1"),
+        ("subject:s2;session : v-3", "", "s2", "v-3"),  # any case, spaces around ':'
+        ("", "Session: FromStudy", "Doe_Jane", "FromStudy"),
+        ("Session: a, Session: b", "", "Doe_Jane", "a"),  # one at the very start wins
+        ("note; Session: a, Session: b", "", "Doe_Jane", "b"),  # else the last one
+        ("Session: a.b", "", "Doe_Jane", "PID1"),  # only an empty value fits: none
+        ("MySession: x", "", "Doe_Jane", "PID1"),  # the name must stand alone
+        ("first line\nSession: L2", "", "Doe_Jane", "L2"),
+        ("Session: P", "Session: S", "Doe_Jane", "P"),  # patient comments first
+    ],
+)
+def test_defaults_read_assignments_in_comments_first(
+    patient_comments: str, study_comments: str, subject: str, session: str
+) -> None:
+    [result] = assign(
+        [study("1.1", patient_comments=patient_comments, study_comments=study_comments)],
+        Naming(),
+    )
+    assert isinstance(result, Labelled)
+    assert (result.subject, result.session) == (subject, session)
+
+
+@pytest.mark.parametrize(
     ("value", "safe"),
     [
         ("Doe^Jane", "Doe_Jane"),
@@ -101,7 +126,9 @@ def test_an_empty_label_fails_that_study_only() -> None:
     studies = [study("1.1", patient_id=""), study("1.2", patient_id="P2")]
     result = assign(studies, Naming())
     assert isinstance(result[0], LabelFailure)
-    assert "session label '{PatientID}' is empty" in result[0].reason
+    assert "session label 'Session: in the comments, else {PatientID}' is empty" in (
+        result[0].reason
+    )
     assert labels(result[1:]) == [("1.2", "Doe_Jane", "P2")]
     naming = Naming(session=parse_template("{AccessionNumber}{StudyDescription}"))
     [only] = assign([study("1.3")], naming)
