@@ -126,8 +126,8 @@ async def test_default_labels_match_what_the_server_derives(emu: Emulator, tmp_p
         "plain": spec("D1", patient_name="Roe^Ann B", patient_id="ID 42"),
         "comments": spec("D2", patient_comments="Project: DEMO Subject: S7 Session: V7"),
     }
-    for key, instance in cases.items():
-        write_instance(tmp_path / key / "1.dcm", instance)
+    for key, made in cases.items():
+        write_instance(tmp_path / key / "1.dcm", made)
     instances, _ = await found_in(tmp_path)
     ours = {
         item.study.uid: (item.subject, item.session)
@@ -136,8 +136,8 @@ async def test_default_labels_match_what_the_server_derives(emu: Emulator, tmp_p
     }
 
     async with aiohttp.ClientSession(emu.url, headers=emu.auth()) as session:
-        for instance in instances:
-            await send(session, ZipPlan([instance]), "PROJECT_ID=DEMO")  # server names them
+        for found in instances:
+            await send(session, ZipPlan([found]), "PROJECT_ID=DEMO")  # the server names them
         async with session.get("/data/prearchive/projects/DEMO", params={"format": "json"}) as r:
             rows = (await r.json())["ResultSet"]["Result"]
     theirs = {row["tag"]: (row["subject"], row["folderName"]) for row in rows}
