@@ -126,6 +126,7 @@ async def zip_stream(plan: ZipPlan, *, block: int = BLOCK) -> AsyncIterator[byte
     await anyio.to_thread.run_sync(_check_sizes, plan.members)
     crcs: list[int] = []
     out = bytearray()
+    sent = 0
     for member in plan.members:
         out += zipformat.local_header(member.entry)
         crc = 0
@@ -133,6 +134,7 @@ async def zip_stream(plan: ZipPlan, *, block: int = BLOCK) -> AsyncIterator[byte
             crc = crc_so_far
             out += _framed(data, last=last)
             if len(out) >= block:
+                sent += len(out)
                 yield bytes(out)
                 out.clear()
         out += zipformat.descriptor(member.entry, crc)
@@ -140,9 +142,12 @@ async def zip_stream(plan: ZipPlan, *, block: int = BLOCK) -> AsyncIterator[byte
     for member, crc in zip(plan.members, crcs, strict=True):
         out += zipformat.central_header(member.entry, crc)
         if len(out) >= block:
+            sent += len(out)
             yield bytes(out)
             out.clear()
     out += zipformat.end_records(len(crcs), plan.cd_offset, plan.cd_size, **plan.limits)
+    if sent + len(out) != plan.total_size:  # a bug, never a file's doing: refuse to finish
+        raise RuntimeError(f"zip of {sent + len(out)} bytes planned as {plan.total_size}")
     yield bytes(out)
 
 
