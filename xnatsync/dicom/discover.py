@@ -15,7 +15,9 @@ Invariants:
   skipped, so a link loop ends.
 * A source that does not exist is a ``UsageError`` naming it, raised on entry before any
   result; an unreadable folder is an ``Unreadable`` result and the walk goes on.
-* Leaving the context early cancels the walk and the readers; every task has this owner.
+* Leaving the context early cancels the walk and the readers; every task has this owner. An
+  exception raised by the caller inside the context comes out as itself, not in an
+  ``ExceptionGroup``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ async def discover(
     results_in, results_out = anyio.create_memory_object_stream[Found](buffer)
     limiter = anyio.CapacityLimiter(readers)
     walk = _Walk(follow_symlinks=follow_symlinks)
+    failed: Exception | None = None
     async with anyio.create_task_group() as group, results_out:
         group.start_soon(_walk_all, walk, list(sources), paths_in, results_in.clone())
         for _ in range(readers):
@@ -68,8 +71,12 @@ async def discover(
         await results_in.aclose()
         try:
             yield results_out
+        except Exception as exc:  # the caller's own error: raised as it is once the tasks stop,
+            failed = exc  # not wrapped in the task group's ExceptionGroup
         finally:
             group.cancel_scope.cancel()
+    if failed is not None:
+        raise failed
 
 
 def _check_sources(sources: list[Path]) -> None:

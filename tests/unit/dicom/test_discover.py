@@ -172,3 +172,17 @@ async def test_leaving_early_cancels_the_walk(tmp_path: Path) -> None:
         async with discover([tmp_path], buffer=1) as results:
             first = await results.receive()
     assert isinstance(first, Instance)
+
+
+async def test_the_callers_error_comes_out_unwrapped(tmp_path: Path) -> None:
+    template = make_instance(spec())
+    for i in range(50):
+        write(tmp_path / f"{i}.dcm", template)
+
+    async def consume() -> None:
+        async with discover([tmp_path], buffer=1) as results:
+            async for _ in results:
+                raise KeyError("the caller's own")
+
+    with pytest.raises(KeyError, match="the caller's own"):
+        await consume()
