@@ -24,6 +24,7 @@ responses become typed errors in one function (``xnatsync.xnat.parse.raise_for_s
     ├── IntegrityError               size or MD5 differs from the listing          retryable
     ├── UnsafePathError              a remote name that would escape DEST          permanent
     ├── LocalFileError               one local file cannot be written or read      permanent
+    │   └── SourceChangedError       a file to send changed since it was listed    retryable
     ├── LocalDiskError               ENOSPC, EACCES, EROFS on DEST                 fatal, exit 4
     └── JournalError                 the journal cannot be read or written         fatal, exit 4
         └── JournalReadOnlyError     ... because it may only be read
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import enum
 import re
+from pathlib import Path
 
 
 class ExitCode(enum.IntEnum):
@@ -190,6 +192,17 @@ class UnsafePathError(XnatSyncError):
 
 class LocalFileError(XnatSyncError):
     """One local path cannot be used (a directory where a file should go, a name too long)."""
+
+
+class SourceChangedError(LocalFileError):
+    """A local file to be sent changed size (or vanished) since it was found: what was planned
+    from it no longer holds. Worth sending again later, once the file is quiet."""
+
+    disposition = Disposition.RETRYABLE
+
+    def __init__(self, message: str, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class LocalDiskError(XnatSyncError):
