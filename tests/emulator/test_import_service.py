@@ -15,6 +15,7 @@ import warnings
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -404,3 +405,35 @@ async def test_prearchive_files_and_zip(env: tuple[Client, Store, FakeClock]) ->
         "F1/SCANS/4/DICOM/1.dcm",
         "F1/SCANS/4/DICOM/2.dcm",
     ]
+
+
+class _Unseekable(io.RawIOBase):
+    """A write-only stream: zipfile then writes each member with a data descriptor."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        self.data += bytes(b)
+        return len(b)
+
+
+async def test_stored_members_with_data_descriptors_are_refused_as_xnat_does(
+    env: tuple[Client, Store, FakeClock],
+) -> None:
+    """XNAT reads DICOM-zips with Java's ZipInputStream, which refuses a stored entry that has
+    a data descriptor; a zip streamed that way must not pass here and fail there."""
+    client, store, _ = env
+    sink = _Unseekable()
+    with zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED) as archive:
+        archive.writestr("1/1.dcm", make_instance(InstanceSpec(study_key="descr")))
+    assert zipfile.ZipFile(io.BytesIO(bytes(sink.data))).infolist()[0].flag_bits & 0x08
+    query = "import-handler=DICOM-zip&PROJECT_ID=P1&SUBJECT_ID=S1&EXPT_LABEL=S_DESCR"
+    response = await _import(client, bytes(sink.data), query)
+    assert response.status == 400
+    listing = await (await client.get("/data/prearchive/projects/P1?format=json")).json()
+    assert listing["ResultSet"]["Result"] == []
+    assert store.experiment("P1", "S_DESCR") is None

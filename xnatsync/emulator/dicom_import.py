@@ -173,13 +173,22 @@ def iter_archive(path: Path, file_name: str) -> Iterator[tuple[str, bytes]]:
         yield from _iter_tar(path)
 
 
+_DATA_DESCRIPTOR = 0x08  # general purpose flag bit 3: sizes and CRC follow the data
+
+
 def _iter_zip(path: Path) -> Iterator[tuple[str, bytes]]:
+    """Members in order, as XNAT's ``ZipInputStream`` reads them: a *stored* member with a data
+    descriptor stops the read there ("only DEFLATED entries can have EXT descriptor"; the
+    members before it were already taken)."""
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as exc:
         raise BadArchive(str(exc)) from exc
     with archive:
         for info in archive.infolist():
+            stored = info.compress_type == zipfile.ZIP_STORED
+            if stored and info.flag_bits & _DATA_DESCRIPTOR:
+                raise BadArchive(f"{info.filename}: only DEFLATED entries can have EXT descriptor")
             if not info.is_dir():
                 yield info.filename, archive.read(info)
 

@@ -22,7 +22,8 @@ Rules (XNAT's DicomZipImporter and GradualDicomImporter):
   terminal COMPLETED (`Prearchive:`/`Archive:` and the URIs) when the import commits, or FAILED.
 
 Answers: 200 `text/uri-list`, one URI per line ending CRLF (`format=txt`: one bare URI);
-unreadable member → 400 `unable to read DICOM object <name>` (members before it stay);
+unreadable member, or a stored zip member with a data descriptor (Java's ZipInputStream refuses
+those) → 400 `unable to read DICOM object <name>` (members before it stay);
 conflicts → 400 for DICOM-zip, 409 for gradual-DICOM/SI; GET/PUT → 405.
 """
 
