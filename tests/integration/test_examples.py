@@ -16,8 +16,10 @@ from pathlib import Path
 import aiohttp
 
 from tests.integration.conftest import cli_env, local_files
+from xnatsync.cli.importcmd import IMPORT_EXAMPLE
 from xnatsync.cli.pull import PULL_EXAMPLE
 from xnatsync.cli.push import PUSH_EXAMPLE
+from xnatsync.emulator.dicom_synth import InstanceSpec, make_instance
 from xnatsync.emulator.server import Emulator
 
 REPO = Path(__file__).parents[2]
@@ -94,6 +96,24 @@ async def test_the_push_help_examples_run_as_written(emu: Emulator, tmp_path: Pa
         code, out = await bash(command.replace(PLACEHOLDER, emu.url), work, cli_env())
         assert code == 0, f"{command}\n{out}"
     assert re.search(r"^\d+ uploaded \(.*\), 0 already there, 0 failed", out, re.M), out
+
+
+async def test_the_import_help_examples_run_as_written(emu: Emulator, tmp_path: Path) -> None:
+    work = workdir(tmp_path, emu.url)
+    for series, number in ((1, 1), (1, 2), (2, 1)):
+        instance = InstanceSpec(study_key="ex", series_number=series, instance_number=number)
+        target = work / "export" / f"s{series}" / f"IM{number}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(make_instance(instance))
+    text = re.sub(r"\\\n\s*", "", IMPORT_EXAMPLE)
+    commands = [line.strip() for line in text.splitlines() if line.strip().startswith("xnatsync ")]
+    assert len(commands) == 2
+    env = {**cli_env(), "XDG_STATE_HOME": str(tmp_path / "state")}
+    for command in commands:
+        code, out = await bash(command.replace(PLACEHOLDER, emu.url), work, env)
+        assert code == 0, f"{command}\n{out}"
+    assert re.search(r"^3 uploaded \(.*\), 0 already there, 0 failed", out, re.M), out
+    assert str(tmp_path / "state" / "xnatsync" / "import") in out  # where its journal is
 
 
 async def test_the_config_files_run_as_written(emu: Emulator, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     import xnatsync.emulator.cli as emulator_cli
     from xnatsync.cli.audit import add_status, add_verify
     from xnatsync.cli.demo import add_demo
+    from xnatsync.cli.importcmd import add_import
     from xnatsync.cli.pull import add_pull
     from xnatsync.cli.push import add_push
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_pull(sub)
     add_push(sub)
+    add_import(sub)
     add_status(sub)
     add_verify(sub)
     add_demo(sub)

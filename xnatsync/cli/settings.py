@@ -46,8 +46,13 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "source": str,  # push
     "tree_project": str,  # push
     "overwrite": bool,  # push
+    "subject_label": str,  # import
+    "session_label": str,  # import
+    "session": str,  # import
+    "state": str,  # import
+    "follow_symlinks": bool,  # import
 }
-_LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
+_LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource", "source")
 
 
 def load_settings(path: str, command: str) -> dict[str, object]:

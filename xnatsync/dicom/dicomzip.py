@@ -66,13 +66,17 @@ class ZipPlan:
         self,
         instances: Sequence[Instance],
         *,
+        names: Sequence[str] | None = None,
         limit: int = zipformat.LIMIT,
         count_limit: int = zipformat.COUNT_LIMIT,
     ) -> None:
+        """``names``: the member names to use (default ``member_names(instances)``); a part of
+        a study keeps the names the whole study gives its instances."""
         self.limits = {"limit": limit, "count_limit": count_limit}
         members: list[Member] = []
         offset = 0
-        for instance, name in zip(instances, member_names(instances), strict=True):
+        chosen = member_names(instances) if names is None else list(names)
+        for instance, name in zip(instances, chosen, strict=True):
             entry = zipformat.Entry(name.encode(), instance.size, offset, instance.mtime_ns, limit)
             members.append(Member(instance, entry))
             offset += zipformat.entry_length(entry)

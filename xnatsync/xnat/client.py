@@ -438,6 +438,24 @@ class XnatClient:
 
         return (await self._read("PUT", url, body)).decode("utf-8", "replace")
 
+    async def import_zip(
+        self, route: routes.Route, size: int, chunks: Callable[[], AsyncIterator[bytes]]
+    ) -> str:
+        """POST a DICOM zip of known length to the import service (xnat-api §5.1); the answer's
+        text (the session's URI). Not retried here (the caller looks before sending again). A
+        refusal in one of XNAT's "busy, try later" words (§12) is a ``TransientRemoteError``."""
+        url = self._url(route.path, route.params)
+
+        def body() -> Request:
+            return {"Content-Type": "application/zip", "Content-Length": str(size)}, chunks()
+
+        try:
+            return (await self._read("POST", url, body)).decode("utf-8", "replace")
+        except RemoteError as exc:
+            if isinstance(exc, TransientRemoteError) or not parse.import_busy(exc.status, str(exc)):
+                raise
+            raise TransientRemoteError(str(exc), status=exc.status, url=exc.url) from exc
+
     def download(self, uri: str) -> AbstractAsyncContextManager[Body]:
         """GET a listed file URI; status checked, 401 → one re-login; no other retries."""
         return self._download(self._url(request_path(uri)))

@@ -441,3 +441,16 @@ def resource_catalog(rows: Iterable[Mapping[str, str]]) -> dict[str, tuple[int |
         digest = _digest(_get(row, "digest"))
         out[_relative_path(raw, _get(row, "Name"))] = (_size(_get(row, "Size"), digest), digest)
     return out
+
+
+_BUSY = (
+    "session processing", "concurrent modification", "duplicate archive attempt",
+    "destination session in use",
+)  # fmt: skip
+
+
+def import_busy(status: int | None, message: str) -> bool:
+    """Whether an import-service refusal is XNAT's "busy, try later" (xnat-api §12: 400 on the
+    import service, 409/423 from the archiver), not a refusal that will not change."""
+    text = message.lower()
+    return status in (400, 409, 423) and any(marker in text for marker in _BUSY)

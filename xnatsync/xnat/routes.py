@@ -172,3 +172,17 @@ def resource_file(owner: str, resource: str, path: str, *, overwrite: bool) -> R
 def resource_files(owner: str, resource: str) -> Route:
     """One resource's files listing (to check what an upload left there)."""
     return Route(f"{owner}/resources/{segment(resource)}/files", _json())
+
+
+def import_service(destination: str, *, overwrite: str) -> Route:
+    """The DICOM-zip import into ``destination`` (``/archive/projects/P/subjects/S/experiments/E``
+    or ``/prearchive/projects/P``), ``overwrite`` explicit (xnat-api §5.1)."""
+    params = {"import-handler": "DICOM-zip", "dest": destination, "overwrite": overwrite}
+    return Route("/data/services/import", params)
+
+
+def archive_destination(project: str, subject_label: str, session_label: str) -> str:
+    return (
+        f"/archive/projects/{segment(project)}/subjects/{segment(subject_label)}"
+        f"/experiments/{segment(session_label)}"
+    )

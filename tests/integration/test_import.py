@@ -1,0 +1,122 @@
+"""import against the emulator: a folder of studies becomes one archived session per study;
+every attempt looks before it sends, so retries after errors that came after the import was
+applied, reruns, lost journals and grown studies send only what is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.dicom.dicomfiles import spec, write, write_instance
+from xnatsync.dicom.labels import Naming, parse_template
+from xnatsync.dicom.options import ImportOptions
+from xnatsync.dicom.run import import_dicom
+from xnatsync.emulator.server import Emulator
+from xnatsync.errors import ProjectNotFoundError
+from xnatsync.report import Summary
+from xnatsync.retry import RetryPolicy
+from xnatsync.xnat.auth import Credentials
+from xnatsync.xnat.client import XnatClient
+
+IMPORTS = "/data/services/import"
+FAST = RetryPolicy(attempts=4, backoff_base=0.0, backoff_max=0.0)
+
+
+def export(root: Path) -> Path:
+    """Two studies of patient PX1 (A: series 1 and 2; B: series 4) and a note."""
+    for series, number in ((1, 1), (1, 2), (2, 1)):
+        write_instance(
+            root / f"A/s{series}/IM{number}", spec("A", series, number, patient_id="PX1")
+        )
+    write_instance(root / "B/001.dcm", spec("B", 4, 1, patient_id="PX1", study_date="20240105"))
+    write(root / "README.txt", b"from the scanner\n")
+    return root
+
+
+def options(emu: Emulator, source: Path, tmp_path: Path, **changes: object) -> ImportOptions:
+    naming = Naming(subject=parse_template("{PatientID}"),
+                    session=parse_template("{PatientID}_{StudyDate}"))  # fmt: skip
+    base = ImportOptions(emu.url, "DEMO", (source,), Credentials("admin", "admin"), naming=naming,
+                         retry=FAST)  # fmt: skip
+    return base if not changes else ImportOptions(**{**base.__dict__, **changes})
+
+
+async def run(emu: Emulator, source: Path, tmp_path: Path, **changes: object) -> Summary:
+    return await import_dicom(options(emu, source, tmp_path, **changes), tmp_path / "state")
+
+
+async def archived(emu: Emulator) -> dict[str, set[tuple[str, str]]]:
+    """Session label → {(scan, file)} of DEMO's sessions of patient PX1."""
+    async with XnatClient(emu.url, Credentials("admin", "admin")) as client:
+        out = {}
+        for experiment in await client.list_experiments("DEMO"):
+            if experiment.label.startswith("PX1_"):
+                files = await client.list_experiment_files("DEMO", experiment)
+                out[experiment.label] = {(f.container, f.path) for f in files}
+        return out
+
+
+def posts(emu: Emulator) -> int:
+    return emu.requests.count("POST", IMPORTS)
+
+
+async def test_two_studies_become_two_sessions_and_a_rerun_sends_nothing(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    summary = await run(emu, source, tmp_path)
+    assert (summary.ok, summary.files_transferred) == (True, 4), summary.failures
+    assert any("not DICOM" in n for n in summary.notices)
+    sessions = await archived(emu)
+    assert sorted(sessions) == ["PX1_20240102", "PX1_20240105"]
+    assert {scan for scan, _ in sessions["PX1_20240102"]} == {"1", "2"}
+    assert sessions["PX1_20240105"] == {("4", "001.dcm")}
+    assert posts(emu) == 2
+    again = await run(emu, source, tmp_path)
+    assert (again.ok, again.files_transferred, again.files_skipped, posts(emu)) == (True, 0, 4, 2)
+
+
+async def test_without_its_journal_a_rerun_looks_and_sends_nothing(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    assert (await run(emu, source, tmp_path)).ok
+    for leftover in (tmp_path / "state").glob("journal.db*"):
+        leftover.unlink()
+    again = await run(emu, source, tmp_path)
+    assert (again.ok, again.files_transferred, posts(emu)) == (True, 0, 2)
+
+
+async def test_a_grown_study_is_appended_to_its_session(emu: Emulator, tmp_path: Path) -> None:
+    source = export(tmp_path / "export")
+    assert (await run(emu, source, tmp_path)).ok
+    write_instance(source / "A/s3/IM1", spec("A", 3, 1, patient_id="PX1"))  # a late series
+    summary = await run(emu, source, tmp_path)
+    assert (summary.ok, summary.files_transferred, posts(emu)) == (True, 1, 3)
+    sessions = await archived(emu)
+    assert sorted(sessions) == ["PX1_20240102", "PX1_20240105"]  # no second session
+    assert ("3", "IM1") in sessions["PX1_20240102"]
+
+
+async def test_an_error_after_the_import_was_applied_is_resolved_by_looking(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    emu.faults.script("POST", IMPORTS, ["applied:502", "busy-processing", "ok"])
+    summary = await run(emu, source, tmp_path)
+    assert summary.ok, summary.failures
+    # the study answered 502 after it was stored was not sent again; the one refused as busy
+    # (before anything was applied) went a second time
+    assert posts(emu) == 3
+    sessions = await archived(emu)
+    assert sum(len(files) for files in sessions.values()) == 4
+
+
+async def test_a_missing_project_is_refused_before_anything_is_sent(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    with pytest.raises(ProjectNotFoundError, match="NOPE"):
+        await run(emu, source, tmp_path, project="NOPE")
+    assert posts(emu) == 0

@@ -1,0 +1,178 @@
+"""``xnatsync import``: its options and its thin handler (settings as for pull: command line
+over a ``--config`` TOML ``[import]`` table over the defaults)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from xnatsync.cli.credentials import resolve_login
+from xnatsync.cli.interrupt import run_interruptible
+from xnatsync.cli.outcome import Output, run_reported
+from xnatsync.cli.pull import DEFAULTS as PULL_DEFAULTS
+from xnatsync.cli.pull import _prompt, limits_from, tls_context
+from xnatsync.cli.settings import load_settings
+from xnatsync.dicom.labels import (
+    DEFAULT_SESSION,
+    DEFAULT_SUBJECT,
+    Naming,
+    Rule,
+    fixed,
+    parse_template,
+)
+from xnatsync.dicom.options import IMPORTS, ImportOptions
+from xnatsync.dicom.run import import_dicom
+from xnatsync.errors import UsageError
+from xnatsync.events import Reporter
+from xnatsync.retry import RetryPolicy
+from xnatsync.xnat.routes import check_base_url
+
+IMPORT_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --seed demo', with
+DICOM files under ./export):
+  xnatsync import https://xnat.example.org --project DEMO --source export --dry-run
+  xnatsync import https://xnat.example.org --project DEMO --source export \\
+      --subject-label '{PatientID}' --session-label '{PatientID}_{StudyDate}'
+
+One archived session per StudyInstanceUID (a folder of several studies is split), sent through
+XNAT's DICOM-zip import service with an explicit destination; every attempt first looks at the
+archive and sends only the instances it lacks, so reruns, retries and studies that grew never
+make a second session. Labels default to XNAT's own rules (subject = PatientName, session =
+PatientID, unless the comments assign them); the journal and lock live under --state (default:
+the user's state directory, keyed by server and project).
+"""
+
+_SHARED = ("listings", "tps_limit", "bwlimit", "attempts", "read_timeout", "connect_timeout")
+DEFAULTS: dict[str, Any] = {key: PULL_DEFAULTS[key] for key in _SHARED} | {
+    "concurrency": IMPORTS, "dry_run": False,
+}  # fmt: skip
+
+
+def add_import(sub: Any) -> None:
+    p = sub.add_parser(
+        "import",
+        help="send DICOM studies through XNAT's import service, one session per study",
+        description="Import DICOM into XNAT: studies found by header, one session each, "
+        "resumable, checked against the archive afterwards.",
+        epilog=IMPORT_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("url", nargs="?", help="XNAT base URL, e.g. https://xnat.example.org")
+    p.add_argument("--config", help="TOML file with any of these options ([import] table)")
+    p.add_argument("--project", help="the project to import into (it must exist)")
+    p.add_argument("--source", action="append", help="a file or folder of DICOM (repeatable)")
+    names = p.add_argument_group("labels (default: XNAT's own rules)")
+    names.add_argument("--subject-label", help="template over DICOM keywords, e.g. '{PatientID}'")
+    names.add_argument("--session-label", help="e.g. '{PatientID}_{StudyDate}'")
+    names.add_argument("--subject", help="one subject label for every study")
+    names.add_argument("--session", help="one session label (for a single study)")
+    p.add_argument("--state", help="folder for the journal and lock (default: user state dir)")
+    p.add_argument(
+        "--follow-symlinks", action="store_true", default=None, help="follow symlinked files"
+    )
+    p.add_argument("--dry-run", action="store_true", default=None, help="print the plan only")
+    auth = p.add_argument_group("credentials")
+    auth.add_argument("--user", help="XNAT user (else $XNATSYNC_USER, ~/.netrc, or a prompt)")
+    auth.add_argument("--token-env", help="name of an environment variable holding alias:secret")
+    auth.add_argument("--ca-bundle", help="PEM file of CAs to trust for HTTPS")
+    auth.add_argument("--insecure", action="store_true", default=None, help="skip TLS checks")
+    run = p.add_argument_group("transfers")
+    run.add_argument(
+        "--concurrency", type=int, help=f"import requests at once (default: {IMPORTS})"
+    )
+    run.add_argument(
+        "--attempts", type=int,
+        help=f"tries per study, the first included (default: {RetryPolicy().attempts})",
+    )  # fmt: skip
+    rep = p.add_argument_group("reporting")
+    rep.add_argument("--report", help="write a JSON summary here")
+    rep.add_argument("--log-json", action="store_true", default=None, help="JSON-lines on stderr")
+    rep.add_argument("--progress", action="store_true", default=None, help="bars even if no tty")
+    rep.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
+    rep.add_argument("--quiet", "-q", action="store_true", default=None, help="errors only")
+    p.set_defaults(handler=run_import)
+
+
+def naming_from(settings: dict[str, Any]) -> Naming:
+    """``--subject``/``--session`` (fixed) or ``--*-label`` templates, else XNAT's rules."""
+    rules: dict[str, Rule] = {}
+    for what, default in (("subject", DEFAULT_SUBJECT), ("session", DEFAULT_SESSION)):
+        value, template = settings.get(what), settings.get(f"{what}_label")
+        if value and template:
+            raise UsageError(f"give --{what} or --{what}-label, not both")
+        rules[what] = (
+            fixed(value, what=what) if value
+            else parse_template(template, what=what) if template else default
+        )  # fmt: skip
+    return Naming(subject=rules["subject"], session=rules["session"])
+
+
+def state_home(env: dict[str, str]) -> Path:
+    """The user's state directory for xnatsync ($XDG_STATE_HOME, else ~/.local/state)."""
+    base = env.get("XDG_STATE_HOME") or str(
+        Path(env.get("HOME", "~")).expanduser() / ".local/state"
+    )
+    return Path(base) / "xnatsync"
+
+
+def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions:
+    if not settings.get("url"):
+        raise UsageError("import needs the XNAT URL (argument or 'url' in --config)")
+    if not settings.get("project"):
+        raise UsageError("import needs --project (the project to import into)")
+    if not settings.get("source"):
+        raise UsageError("import needs at least one --source")
+    url = check_base_url(settings["url"])
+    project = settings["project"]
+    if isinstance(project, list):
+        if len(project) != 1:
+            raise UsageError(f"import takes one project, not {project!r}")
+        project = project[0]
+    limits, timeouts, retry = limits_from(settings)
+    credentials = resolve_login(
+        url, user=settings.get("user"), token_env=settings.get("token_env"), env=env,
+        prompt=_prompt if sys.stdin.isatty() else None,
+    )  # fmt: skip
+    state = settings.get("state")
+    return ImportOptions(
+        url=url,
+        project=str(project),
+        sources=tuple(Path(s).absolute() for s in settings["source"]),
+        credentials=credentials,
+        naming=naming_from(settings),
+        state=Path(state).absolute() if state else None,
+        follow_symlinks=bool(settings.get("follow_symlinks")),
+        dry_run=bool(settings.get("dry_run")),
+        limits=limits,
+        timeouts=timeouts,
+        retry=retry,
+        ssl=tls_context(settings.get("ca_bundle"), bool(settings.get("insecure"))),
+    )
+
+
+def import_settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings = dict(DEFAULTS)
+    if args.config:
+        settings.update(load_settings(args.config, "import"))
+    settings.update({k: v for k, v in vars(args).items() if v is not None and k != "handler"})
+    return settings
+
+
+def run_import(args: argparse.Namespace) -> int:
+    settings = import_settings(args)
+    env = dict(os.environ)
+    options = options_from(settings, env)
+    state = options.state_dir(state_home(env))
+    output = Output.from_settings(settings, sys.stderr.isatty())
+    if not output.quiet and not output.log_json:
+        print(f"xnatsync: import state (journal, lock) in {state}", file=sys.stderr)
+
+    def until_signal(reporter: Reporter) -> bool:
+        _, interrupted = run_interruptible(lambda: import_dicom(options, state, reporter))
+        return interrupted
+
+    insecure = options.ssl is False
+    return run_reported(until_signal, output, dry_run=options.dry_run, insecure=insecure,
+                        upload=True)  # fmt: skip
