@@ -160,25 +160,30 @@ async def upload(url: str, user: str, password: str, tree: Path, project: str, n
 
         async def put(path: str, data: bytes | None = None, **params: str) -> None:
             headers = {"Content-Type": "application/octet-stream"} if data is not None else {}
-            async with limit, http.put(path, data=data, params=params, headers=headers) as r:
+            async with http.put(path, data=data, params=params, headers=headers) as r:
                 r.raise_for_status()
                 await r.read()
 
+        async def limited(path: str, **params: str) -> None:
+            async with limit:
+                await put(path, None, **params)
+
         base = f"/data/projects/{project}/subjects"
         sessions = sorted({(s, e) for s, e, _, _, _ in files})
-        await asyncio.gather(*(put(f"{base}/{s}/experiments/{e}", xsiType="xnat:mrSessionData")
+        await asyncio.gather(*(limited(f"{base}/{s}/experiments/{e}", xsiType="xnat:mrSessionData")
                                for s, e in sessions))  # fmt: skip
         scans = sorted({(s, e, c) for s, e, c, _, _ in files})
         await asyncio.gather(*(
-            put(f"{base}/{s}/experiments/{e}/scans/{c.split('-', 1)[0]}",
-                xsiType="xnat:mrScanData")
+            limited(f"{base}/{s}/experiments/{e}/scans/{c.split('-', 1)[0]}",
+                    xsiType="xnat:mrScanData")
             for s, e, c in scans
         ))  # fmt: skip
 
         async def send(s: str, e: str, c: str, rest: str, path: Path) -> None:
-            data = await asyncio.to_thread(path.read_bytes)
-            scan = c.split("-", 1)[0]
-            await put(f"{base}/{s}/experiments/{e}/scans/{scan}/{rest}", data, inbody="true")
+            async with limit:  # a file is read only when its request may go
+                data = await asyncio.to_thread(path.read_bytes)
+                scan = c.split("-", 1)[0]
+                await put(f"{base}/{s}/experiments/{e}/scans/{scan}/{rest}", data, inbody="true")
 
         await asyncio.gather(*(send(*f) for f in files))
 

@@ -24,7 +24,6 @@ from xnatsync.dicom.labels import (
     parse_template,
 )
 from xnatsync.dicom.options import IMPORTS, ImportOptions
-from xnatsync.dicom.run import import_dicom
 from xnatsync.errors import UsageError
 from xnatsync.events import Reporter
 from xnatsync.retry import RetryPolicy
@@ -139,7 +138,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions
     return ImportOptions(
         url=url,
         project=str(project),
-        sources=tuple(Path(s).absolute() for s in settings["source"]),
+        sources=tuple(Path(s).absolute() for s in _many(settings["source"])),
         credentials=credentials,
         naming=naming_from(settings),
         state=Path(state).absolute() if state else None,
@@ -150,6 +149,10 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions
         retry=retry,
         ssl=tls_context(settings.get("ca_bundle"), bool(settings.get("insecure"))),
     )
+
+
+def _many(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
 
 
 def import_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -168,6 +171,8 @@ def run_import(args: argparse.Namespace) -> int:
     output = Output.from_settings(settings, sys.stderr.isatty())
     if not output.quiet and not output.log_json:
         print(f"xnatsync: import state (journal, lock) in {state}", file=sys.stderr)
+
+    from xnatsync.dicom.run import import_dicom  # pydicom costs 0.3 s: only for this command
 
     def until_signal(reporter: Reporter) -> bool:
         _, interrupted = run_interruptible(lambda: import_dicom(options, state, reporter))

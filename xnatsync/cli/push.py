@@ -110,6 +110,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
         raise UsageError("push needs --project (the project to send into)")
     url = check_base_url(settings["url"])
     project, session_type = _one(settings, "project"), _one(settings, "xsi_type")
+    source = _one(settings, "source")
     limits, timeouts, retry = limits_from(settings)
     credentials = resolve_login(
         url, user=settings.get("user"), token_env=settings.get("token_env"), env=env,
@@ -118,7 +119,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
     return PushOptions(
         url=url,
         project=project,
-        source=Path(settings["source"]).absolute(),
+        source=Path(source).absolute(),
         credentials=credentials,
         tree_project=settings.get("tree_project"),
         session_type=session_type,

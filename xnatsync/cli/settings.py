@@ -52,7 +52,8 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "state": str,  # import
     "follow_symlinks": bool,  # import
 }
-_LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource", "source")
+_LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
+_ONE_OR_MORE = ("source",)  # a string or a list of strings (push takes one, import several)
 
 
 def load_settings(path: str, command: str) -> dict[str, object]:
@@ -82,7 +83,9 @@ _OLD_NAMES = {"retries": "attempts"}
 def _check_key(path: str, key: str, value: object) -> str:
     name = key.replace("-", "_")
     name = _OLD_NAMES.get(name, name)
-    if name in _LISTS:
+    if name in _ONE_OR_MORE and isinstance(value, str):
+        return name
+    if name in _LISTS or name in _ONE_OR_MORE:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         if not ok:
             raise UsageError(f"config {path}: {key} must be a list of strings")
