@@ -34,12 +34,13 @@ import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-from xnatsync.errors import JournalError, UnsafePathError, redact
+from xnatsync.errors import JournalError, UnsafePathError, XnatSyncError, redact
 from xnatsync.journal_schema import (
     COLUMNS,
     WRITES,
@@ -414,3 +415,32 @@ def _run(row: tuple[Any, ...]) -> dict[str, Any]:
         "status": status,
         "counts": json.loads(counts),
     }
+
+
+class Counts(Protocol):
+    """What a run's record needs of its totals (``report.Summary``)."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+@contextmanager
+def recorded_run(journal: Journal, command: str, counts: Counts) -> Iterator[int]:
+    """``with recorded_run(journal, "pull …", summary) as run_id:`` — the run's row: "ok" or
+    "failed" by its totals when the block ends, "error" on a fatal error, "interrupted" when
+    cancelled; the totals are closed and stored either way."""
+    run_id = journal.start_run(command)
+    status = "interrupted"
+    try:
+        yield run_id
+        status = "ok" if counts.ok else "failed"
+    except XnatSyncError:
+        status = "error"
+        raise
+    finally:
+        counts.close()
+        journal.finish_run(run_id, status, counts.counts())

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xnatsync.cli.arguments import add_credentials, add_reporting
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
@@ -72,11 +73,7 @@ def add_import(sub: Any) -> None:
         "--follow-symlinks", action="store_true", default=None, help="follow symlinked files"
     )
     p.add_argument("--dry-run", action="store_true", default=None, help="print the plan only")
-    auth = p.add_argument_group("credentials")
-    auth.add_argument("--user", help="XNAT user (else $XNATSYNC_USER, ~/.netrc, or a prompt)")
-    auth.add_argument("--token-env", help="name of an environment variable holding alias:secret")
-    auth.add_argument("--ca-bundle", help="PEM file of CAs to trust for HTTPS")
-    auth.add_argument("--insecure", action="store_true", default=None, help="skip TLS checks")
+    add_credentials(p)
     run = p.add_argument_group("transfers")
     run.add_argument(
         "--concurrency", type=int, help=f"import requests at once (default: {IMPORTS})"
@@ -85,12 +82,7 @@ def add_import(sub: Any) -> None:
         "--attempts", type=int,
         help=f"tries per study, the first included (default: {RetryPolicy().attempts})",
     )  # fmt: skip
-    rep = p.add_argument_group("reporting")
-    rep.add_argument("--report", help="write a JSON summary here")
-    rep.add_argument("--log-json", action="store_true", default=None, help="JSON-lines on stderr")
-    rep.add_argument("--progress", action="store_true", default=None, help="bars even if no tty")
-    rep.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
-    rep.add_argument("--quiet", "-q", action="store_true", default=None, help="errors only")
+    add_reporting(p)
     p.set_defaults(handler=run_import)
 
 

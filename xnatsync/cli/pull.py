@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from xnatsync.cli.arguments import add_credentials, add_reporting
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
@@ -76,11 +77,7 @@ def add_pull(sub: Any) -> None:
     p.add_argument("--config", help="TOML file with any of these options ([pull] table)")
     p.add_argument("--project", action="append", help="project ID (repeatable)")
     p.add_argument("--dest", help="local destination directory (default: .)")
-    auth = p.add_argument_group("credentials")
-    auth.add_argument("--user", help="XNAT user (else $XNATSYNC_USER, ~/.netrc, or a prompt)")
-    auth.add_argument("--token-env", help="name of an environment variable holding alias:secret")
-    auth.add_argument("--ca-bundle", help="PEM file of CAs to trust for HTTPS")
-    auth.add_argument("--insecure", action="store_true", default=None, help="skip TLS checks")
+    add_credentials(p)
     sel = p.add_argument_group("selection (labels or IDs; @file.txt or @file.csv:column)")
     for name in ("subject", "experiment"):
         sel.add_argument(f"--{name}", action="append", help=f"{name} to include (repeatable)")
@@ -143,12 +140,7 @@ def add_pull(sub: Any) -> None:
         "--connect-timeout", type=float,
         help=f"seconds to connect (default: {Timeouts().connect:g})",
     )  # fmt: skip
-    rep = p.add_argument_group("reporting")
-    rep.add_argument("--report", help="write a JSON summary here")
-    rep.add_argument("--log-json", action="store_true", default=None, help="JSON-lines on stderr")
-    rep.add_argument("--progress", action="store_true", default=None, help="bars even if no tty")
-    rep.add_argument("--no-progress", action="store_true", default=None, help="no progress bars")
-    rep.add_argument("--quiet", "-q", action="store_true", default=None, help="errors only")
+    add_reporting(p)
     p.set_defaults(handler=run_pull)
 
 

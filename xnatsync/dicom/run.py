@@ -20,9 +20,9 @@ from xnatsync.dicom.labels import LabelFailure, Labelled, assign
 from xnatsync.dicom.options import ImportOptions
 from xnatsync.dicom.send import StudySender, fingerprint, study_label
 from xnatsync.dicom.studies import group
-from xnatsync.errors import NotFoundError, ProjectNotFoundError, XnatSyncError
+from xnatsync.errors import NotFoundError, ProjectNotFoundError
 from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, Notice, PlanShown, Reporter
-from xnatsync.journal import Journal
+from xnatsync.journal import Journal, recorded_run
 from xnatsync.lock import DestLock
 from xnatsync.model import Experiment
 from xnatsync.report import Summary
@@ -71,17 +71,8 @@ async def import_dicom(
                                                   item.study.count, 0, 0, 0))  # fmt: skip
                 else:
                     todo.append(item)
-            run_id = journal.start_run(f"import {options.url} {options.project}")
-            status = "interrupted"
-            try:
+            with recorded_run(journal, f"import {options.url} {options.project}", counts):
                 await _send(options, todo, client, journal, events, archived)
-                status = "ok" if counts.ok else "failed"
-            except XnatSyncError:
-                status = "error"
-                raise
-            finally:
-                counts.close()
-                journal.finish_run(run_id, status, counts.counts())
     return counts
 
 

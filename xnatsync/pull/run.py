@@ -13,9 +13,9 @@ import functools
 
 import anyio
 
-from xnatsync.errors import LocalDiskError, ProjectNotFoundError, XnatSyncError, first_error
+from xnatsync.errors import LocalDiskError, ProjectNotFoundError, first_error
 from xnatsync.events import Fanout, Notice, PlanShown, Reporter
-from xnatsync.journal import Journal
+from xnatsync.journal import Journal, recorded_run
 from xnatsync.lock import DestLock
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor
@@ -58,18 +58,12 @@ async def pull(
         with DestLock(options.dest) as lock, Journal.open(options.journal_file) as journal:
             await _sweep(options, lock, journal.last_run())
             temps = TempNames(lock.tag, options.dest)
-            run_id = journal.start_run(f"pull {options.url} {' '.join(options.projects)}")
-            status = "interrupted"
+            command = f"pull {options.url} {' '.join(options.projects)}"
             try:
-                await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps)
-                status = "ok" if counts.ok else "failed"
-            except XnatSyncError:
-                status = "error"
-                raise
+                with recorded_run(journal, command, counts) as run_id:
+                    await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps)
             finally:
                 temps.close()
-                counts.close()
-                journal.finish_run(run_id, status, counts.counts())
     return counts
 
 

@@ -17,9 +17,9 @@ from pathlib import Path, PurePosixPath
 
 import anyio
 
-from xnatsync.errors import NotFoundError, ProjectNotFoundError, UsageError, XnatSyncError
+from xnatsync.errors import NotFoundError, ProjectNotFoundError, UsageError
 from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, PlanShown, Reporter
-from xnatsync.journal import Journal
+from xnatsync.journal import Journal, recorded_run
 from xnatsync.localfs import hash_file
 from xnatsync.lock import DestLock
 from xnatsync.model import Level
@@ -64,17 +64,8 @@ async def push(
             return counts
         with DestLock(options.source), Journal.open(options.journal_file) as journal:
             the_plan, existing = await _prepare(options, folder, journal, client, events)
-            run_id = journal.start_run(f"push {options.url} {options.project}")
-            status = "interrupted"
-            try:
+            with recorded_run(journal, f"push {options.url} {options.project}", counts):
                 await _send(options, the_plan, existing, client, journal, events)
-                status = "ok" if counts.ok else "failed"
-            except XnatSyncError:
-                status = "error"
-                raise
-            finally:
-                counts.close()
-                journal.finish_run(run_id, status, counts.counts())
     return counts
 
 
