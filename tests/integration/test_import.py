@@ -4,10 +4,15 @@ applied, reruns, lost journals and grown studies send only what is missing."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sqlite3
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 
+from tests.integration.conftest import run_cli, start_cli, wait_for
 from tests.unit.dicom.dicomfiles import spec, write, write_instance
 from xnatsync.dicom.labels import Naming, parse_template
 from xnatsync.dicom.options import ImportOptions
@@ -120,3 +125,45 @@ async def test_a_missing_project_is_refused_before_anything_is_sent(
     with pytest.raises(ProjectNotFoundError, match="NOPE"):
         await run(emu, source, tmp_path, project="NOPE")
     assert posts(emu) == 0
+
+
+def done_studies(state: Path) -> set[str]:
+    try:
+        with sqlite3.connect(state / "journal.db") as db:
+            rows = db.execute("SELECT relpath FROM files WHERE state='done'").fetchall()
+    except sqlite3.Error:  # not created yet, or mid-creation
+        return set()
+    return {r for (r,) in rows}
+
+
+async def test_kill_during_import_then_rerun_sends_only_what_is_missing(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = tmp_path / "export"
+    for study in range(6):
+        for number in (1, 2):
+            write_instance(source / f"st{study}" / f"IM{number}",
+                           spec(f"K{study}", 1, number, patient_id=f"PK{study}"))  # fmt: skip
+    emu.faults.configure("time:import=0.4")  # each import answered 0.4 s after it was applied
+    state = tmp_path / "state"
+    args = ["import", emu.url, "--project", "DEMO", "--source", str(source), "--state",
+            str(state), "--no-progress", "--concurrency", "2"]  # fmt: skip
+    proc = await start_cli(*args)
+    await wait_for(lambda: len(done_studies(state)) >= 2, within=60, what="2 studies done")
+    proc.send_signal(signal.SIGKILL)
+    assert await asyncio.wait_for(proc.wait(), 20) == -signal.SIGKILL
+    done_at_kill = done_studies(state)
+    before = len(emu.requests.matching("POST", IMPORTS))
+    emu.faults.clear()
+    code, _, err = await run_cli(*args)
+    assert code == 0, err
+    rerun = emu.requests.matching("POST", IMPORTS)[before:]
+    sessions_done = {label.rsplit("/", 1)[1] for label in done_at_kill}
+    sent_again = {parse_qs(r.query)["dest"][0].rsplit("/", 1)[1] for r in rerun}
+    assert not sent_again & sessions_done  # no study checked before the kill went again
+    assert len(rerun) <= 6 - len(done_at_kill)
+    async with XnatClient(emu.url, Credentials("admin", "admin")) as client:
+        labels = sorted(
+            e.label for e in await client.list_experiments("DEMO") if e.label.startswith("PK")
+        )
+    assert labels == [f"PK{n}" for n in range(6)]  # one session per study, none twice
