@@ -167,3 +167,17 @@ async def test_kill_during_import_then_rerun_sends_only_what_is_missing(
             e.label for e in await client.list_experiments("DEMO") if e.label.startswith("PK")
         )
     assert labels == [f"PK{n}" for n in range(6)]  # one session per study, none twice
+
+
+async def test_a_study_over_the_part_size_goes_in_parts_into_one_session(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    one = next(source.rglob("IM1")).stat().st_size
+    summary = await run(emu, source, tmp_path, part_bytes=one)  # at most a scan per request
+    assert (summary.ok, summary.files_transferred) == (True, 4), summary.failures
+    # study A: scan 1 (two instances, over the budget, alone) then scan 2; study B: one
+    assert posts(emu) == 3
+    sessions = await archived(emu)
+    assert sorted(sessions) == ["PX1_20240102", "PX1_20240105"]
+    assert len(sessions["PX1_20240102"]) == 3

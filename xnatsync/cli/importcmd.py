@@ -15,7 +15,7 @@ from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
 from xnatsync.cli.pull import DEFAULTS as PULL_DEFAULTS
 from xnatsync.cli.pull import _prompt, limits_from, tls_context
-from xnatsync.cli.settings import load_settings
+from xnatsync.cli.settings import load_settings, parse_rate
 from xnatsync.dicom.labels import (
     DEFAULT_SESSION,
     DEFAULT_SUBJECT,
@@ -82,6 +82,10 @@ def add_import(sub: Any) -> None:
         "--attempts", type=int,
         help=f"tries per study, the first included (default: {RetryPolicy().attempts})",
     )  # fmt: skip
+    run.add_argument(
+        "--part-size", help="send a study bigger than this in several requests, cut between "
+        "scans, e.g. 500M (default: 2G)",
+    )  # fmt: skip
     add_reporting(p)
     p.set_defaults(handler=run_import)
 
@@ -135,6 +139,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions
         naming=naming_from(settings),
         state=Path(state).absolute() if state else None,
         follow_symlinks=bool(settings.get("follow_symlinks")),
+        part_bytes=int(parse_rate(settings["part_size"])) if settings.get("part_size") else 2 << 30,
         dry_run=bool(settings.get("dry_run")),
         limits=limits,
         timeouts=timeouts,

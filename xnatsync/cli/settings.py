@@ -51,6 +51,7 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "session": str,  # import
     "state": str,  # import
     "follow_symlinks": bool,  # import
+    "part_size": str,  # import
 }
 _LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
 _ONE_OR_MORE = ("source",)  # a string or a list of strings (push takes one, import several)

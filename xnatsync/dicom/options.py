@@ -33,6 +33,7 @@ class ImportOptions:
     naming: Naming = Naming()
     state: Path | None = None
     follow_symlinks: bool = False
+    part_bytes: int = 2 << 30  # a bigger study goes in several requests, cut between scans
     dry_run: bool = False
     limits: Limits = Limits(transfers=IMPORTS)
     timeouts: Timeouts = Timeouts()
@@ -45,6 +46,8 @@ class ImportOptions:
             raise UsageError("import needs the target project (--project)")
         if not self.sources:
             raise UsageError("import needs at least one --source")
+        if self.part_bytes < 1:
+            raise UsageError(f"--part-size must be positive, not {self.part_bytes}")
 
     def state_dir(self, home: Path) -> Path:
         """Where the journal and lock live: ``state``, or one folder per server and project

@@ -124,7 +124,8 @@ async def _send(
 ) -> None:
     attempts = Attempts(reporter, retry=options.retry, throttle=Throttle(options.limits.transfers))
     sender = StudySender(client=client, journal=journal, project=options.project,
-                         reporter=reporter, attempts=attempts)  # fmt: skip
+                         reporter=reporter, attempts=attempts,
+                         part_bytes=options.part_bytes)  # fmt: skip
     sender.sessions.update(archived)
     async with Scheduler[Labelled](sender, options.limits) as scheduler:
         await scheduler.submit(todo)

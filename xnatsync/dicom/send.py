@@ -8,7 +8,8 @@ Invariants:
   applied, sends only what is missing; a rerun after success sends nothing.
 * The zip of the missing instances streams from disk with its length known before the first
   byte (``dicomzip``); ``dest`` and ``overwrite=append`` are always explicit, so a study that
-  grew since it was sent is appended into the same session, never a second one.
+  grew since it was sent is appended into the same session, never a second one. A study over
+  ``part_bytes`` goes in several requests, cut between scans, into that same session.
 * A study is ``done`` in the journal only after a fresh listing shows every instance archived
   with its size; its fingerprint (the set of SOPInstanceUIDs) tells a later run whether the
   study changed since.
@@ -17,6 +18,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -30,6 +32,26 @@ from xnatsync.model import Experiment, Level, RemoteFile
 from xnatsync.scheduler import Attempts
 from xnatsync.xnat import routes
 from xnatsync.xnat.client import XnatClient
+
+PART_BYTES = 2 << 30  # a study bigger than this goes in several requests, cut between scans
+
+Keyed = tuple[Instance, tuple[str, str]]
+
+
+def parts(missing: list[Keyed], budget: int) -> list[list[Keyed]]:
+    """``missing`` (in study order) cut between scans into requests of at most ``budget`` file
+    bytes (a scan bigger than that goes alone); each is appended to the same session."""
+    out: list[list[Keyed]] = []
+    size = 0
+    for _scan, group in itertools.groupby(missing, key=lambda m: m[1][0]):
+        unit = list(group)
+        unit_size = sum(i.size for i, _ in unit)
+        if not out or size + unit_size > budget:
+            out.append([])
+            size = 0
+        out[-1].extend(unit)
+        size += unit_size
+    return out
 
 
 def fingerprint(item: Labelled) -> str:
@@ -62,6 +84,8 @@ class StudySender:
     reporter: Reporter
     attempts: Attempts
     sessions: dict[str, Experiment] = field(default_factory=dict)  # archived, by label
+    part_bytes: int = PART_BYTES
+    _planned: set[str] = field(default_factory=set)
 
     async def run(self, item: Labelled) -> None:
         label = study_label(item)
@@ -76,20 +100,21 @@ class StudySender:
 
     async def _attempt(self, item: Labelled, progress: Callable[[int], None]) -> None:
         archived = await self._archived(item)
-        keyed = _keyed(item)
-        missing = [(i, key) for i, key in keyed if key not in archived]
-        have = item.study.count - len(missing)
-        size = sum(i.size for i, _ in missing)
-        self.reporter.emit(ExperimentPlanned(self.project, item.session, len(missing), size,
-                                             have, 0, 0, 0))  # fmt: skip
+        missing = [(i, key) for i, key in _keyed(item) if key not in archived]
+        if item.study.uid not in self._planned:  # once per study, not per attempt
+            self._planned.add(item.study.uid)
+            size = sum(i.size for i, _ in missing)
+            have = item.study.count - len(missing)
+            self.reporter.emit(ExperimentPlanned(self.project, item.session, len(missing), size,
+                                                 have, 0, 0, 0))  # fmt: skip
+        route = routes.import_service(
+            routes.archive_destination(self.project, item.subject, item.session),
+            overwrite="append",
+        )
+        for part in parts(missing, self.part_bytes):
+            plan = ZipPlan([i for i, _ in part], names=[f"{s}/{n}" for _, (s, n) in part])
+            await self.client.import_zip(route, plan.total_size, _body(plan, progress))
         if missing:
-            plan = ZipPlan([i for i, _ in missing], names=[f"{s}/{n}" for _, (s, n) in missing])
-            route = routes.import_service(
-                routes.archive_destination(self.project, item.subject, item.session),
-                overwrite="append",
-            )
-            await self.client.import_zip(route, plan.total_size,
-                                         lambda: _counted(zip_stream(plan), progress))  # fmt: skip
             archived = await self._archived(item, refresh=True)
         self._check(item, [i for i, _ in missing], archived)
 
@@ -132,6 +157,11 @@ def _keyed(item: Labelled) -> list[tuple[Instance, tuple[str, str]]]:
         folder, _, base = name.partition("/")
         out.append((instance, (folder, base)))
     return out
+
+
+def _body(plan: ZipPlan, progress: Callable[[int], None]) -> Callable[[], AsyncIterator[bytes]]:
+    """The zip of ``plan`` afresh for each send (a re-login resends), counted as it goes."""
+    return lambda: _counted(zip_stream(plan), progress)
 
 
 async def _counted(
