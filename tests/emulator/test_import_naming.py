@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
+import pydicom
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -84,3 +86,29 @@ def test_not_an_archive(tmp_path: Path) -> None:
     junk.write_bytes(b"this is not a zip")
     with pytest.raises(BadArchive):
         list(iter_archive(junk, "upload.zip"))
+
+
+def test_comment_assignments_follow_xnats_pattern() -> None:
+    """``Key: value`` counts only with a value of [A-Za-z0-9_-] ending at whitespace, ``,``,
+    ``;`` or the end (ContainedAssignmentExtractor): ``Session: a.b`` assigns nothing."""
+    exists = {"PROJ"}.__contains__
+
+    def session_of(comments: str) -> str:
+        spec = InstanceSpec(patient_comments=comments, patient_id="PID9")
+        return identify(read_header("a", make_instance(spec)), Naming(), exists).session
+
+    assert session_of("Session: v1") == "v1"
+    assert session_of("note;Session:v2,other") == "v2"
+    assert session_of("Session: a.b") == "PID9"
+    assert session_of("Session: ") == "PID9"
+    assert session_of("XSession: v3") == "PID9"
+
+
+@pytest.mark.parametrize("keyword", ["SOPClassUID", "SOPInstanceUID"])
+def test_an_object_without_its_sop_uids_is_refused(keyword: str) -> None:
+    ds = pydicom.dcmread(io.BytesIO(make_instance(InstanceSpec())))
+    delattr(ds, keyword)
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    with pytest.raises(UnreadableDicom):
+        read_header("x.dcm", out.getvalue())

@@ -49,7 +49,7 @@ _SCAN_TYPES = {
 }
 # A PET/CT or PET/MR study is a PET session on XNAT; otherwise the first modality seen wins.
 _MODALITY_PRIORITY = ("PT", "MR", "CT", "CR", "US")
-_TAGGED = re.compile(r"(Project|Subject|Session)\s*:\s*([^\s;,]+)", re.IGNORECASE)
+_KEYS = ("project", "subject", "session")
 _NOT_LABEL = re.compile(r"[^A-Za-z0-9_\-]")
 
 
@@ -139,8 +139,8 @@ def read_header(name: str, data: bytes | IO[bytes]) -> DicomHeader:
         accession_number=text("AccessionNumber"),
         comments=comments,
     )
-    if not header.study_uid:
-        raise UnreadableDicom(name)
+    if not (header.study_uid and header.sop_uid and header.sop_class_uid):
+        raise UnreadableDicom(name)  # XNAT refuses an object without these UIDs (400)
     return header
 
 
@@ -221,7 +221,16 @@ def instance_file_name(header: DicomHeader) -> str:
 
 
 def _tagged(comments: str) -> dict[str, str]:
-    return {key.lower(): value for key, value in _TAGGED.findall(comments)}
+    """``Key: value`` assignments as XNAT's ContainedAssignmentExtractor reads them: the key
+    at the start or after whitespace, `,` or `;`, the value ``[A-Za-z0-9_-]*`` followed by the
+    end, whitespace, `,` or `;` (so ``Session: a.b`` assigns nothing); an empty value is none."""
+    found = {}
+    for key in _KEYS:
+        pattern = rf"(?:|.*[\s,;]){key}\s*:\s*([\w\-]*)(?:[\s,;].*)?"
+        match = re.fullmatch(pattern, comments, re.IGNORECASE | re.ASCII | re.DOTALL)
+        if match and match.group(1):
+            found[key] = match.group(1)
+    return found
 
 
 def identify(
