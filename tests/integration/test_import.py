@@ -23,6 +23,7 @@ from xnatsync.report import Summary
 from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.client import XnatClient
+from xnatsync.xnat.routes import prearchive_sessions
 
 IMPORTS = "/data/services/import"
 FAST = RetryPolicy(attempts=4, backoff_base=0.0, backoff_max=0.0)
@@ -181,3 +182,19 @@ async def test_a_study_over_the_part_size_goes_in_parts_into_one_session(
     sessions = await archived(emu)
     assert sorted(sessions) == ["PX1_20240102", "PX1_20240105"]
     assert len(sessions["PX1_20240102"]) == 3
+
+
+async def test_to_the_prearchive_and_a_rerun_without_journal_looks_there(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    summary = await run(emu, source, tmp_path, to_prearchive=True)
+    assert (summary.ok, summary.files_transferred, posts(emu)) == (True, 4, 2), summary.failures
+    assert await archived(emu) == {}  # nothing archived: left for review
+    async with XnatClient(emu.url, Credentials("admin", "admin")) as client:
+        rows = await client.list_rows(prearchive_sessions("DEMO"))
+    assert sorted(r["name"] for r in rows) == ["PX1_20240102", "PX1_20240105"]
+    for leftover in (tmp_path / "state").glob("journal.db*"):
+        leftover.unlink()
+    again = await run(emu, source, tmp_path, to_prearchive=True)
+    assert (again.ok, again.files_transferred, posts(emu)) == (True, 0, 2)

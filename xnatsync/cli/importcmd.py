@@ -68,6 +68,10 @@ def add_import(sub: Any) -> None:
     names.add_argument("--session-label", help="e.g. '{PatientID}_{StudyDate}'")
     names.add_argument("--subject", help="one subject label for every study")
     names.add_argument("--session", help="one session label (for a single study)")
+    p.add_argument(
+        "--to", choices=("archive", "prearchive"),
+        help="where the sessions go (default: archive; prearchive leaves them for review)",
+    )  # fmt: skip
     p.add_argument("--state", help="folder for the journal and lock (default: user state dir)")
     p.add_argument(
         "--follow-symlinks", action="store_true", default=None, help="follow symlinked files"
@@ -120,6 +124,8 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions
     if not settings.get("source"):
         raise UsageError("import needs at least one --source")
     url = check_base_url(settings["url"])
+    if settings.get("to") not in (None, "archive", "prearchive"):
+        raise UsageError(f"--to {settings['to']!r}: archive or prearchive")
     project = settings["project"]
     if isinstance(project, list):
         if len(project) != 1:
@@ -139,6 +145,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions
         naming=naming_from(settings),
         state=Path(state).absolute() if state else None,
         follow_symlinks=bool(settings.get("follow_symlinks")),
+        to_prearchive=settings.get("to") == "prearchive",
         part_bytes=int(parse_rate(settings["part_size"])) if settings.get("part_size") else 2 << 30,
         dry_run=bool(settings.get("dry_run")),
         limits=limits,

@@ -52,6 +52,7 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "state": str,  # import
     "follow_symlinks": bool,  # import
     "part_size": str,  # import
+    "to": str,  # import
 }
 _LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
 _ONE_OR_MORE = ("source",)  # a string or a list of strings (push takes one, import several)

@@ -34,6 +34,7 @@ class ImportOptions:
     state: Path | None = None
     follow_symlinks: bool = False
     part_bytes: int = 2 << 30  # a bigger study goes in several requests, cut between scans
+    to_prearchive: bool = False  # else the archive
     dry_run: bool = False
     limits: Limits = Limits(transfers=IMPORTS)
     timeouts: Timeouts = Timeouts()

@@ -125,7 +125,8 @@ async def _send(
     attempts = Attempts(reporter, retry=options.retry, throttle=Throttle(options.limits.transfers))
     sender = StudySender(client=client, journal=journal, project=options.project,
                          reporter=reporter, attempts=attempts,
-                         part_bytes=options.part_bytes)  # fmt: skip
+                         part_bytes=options.part_bytes,
+                         to_prearchive=options.to_prearchive)  # fmt: skip
     sender.sessions.update(archived)
     async with Scheduler[Labelled](sender, options.limits) as scheduler:
         await scheduler.submit(todo)

@@ -85,6 +85,7 @@ class StudySender:
     attempts: Attempts
     sessions: dict[str, Experiment] = field(default_factory=dict)  # archived, by label
     part_bytes: int = PART_BYTES
+    to_prearchive: bool = False  # else the archive (with an explicit session destination)
     _planned: set[str] = field(default_factory=set)
 
     async def run(self, item: Labelled) -> None:
@@ -107,10 +108,16 @@ class StudySender:
             have = item.study.count - len(missing)
             self.reporter.emit(ExperimentPlanned(self.project, item.session, len(missing), size,
                                                  have, 0, 0, 0))  # fmt: skip
-        route = routes.import_service(
-            routes.archive_destination(self.project, item.subject, item.session),
-            overwrite="append",
-        )
+        if self.to_prearchive:  # XNAT merges by project, study and label (xnat-api §11.2)
+            route = routes.import_service(
+                routes.prearchive_destination(self.project), overwrite="append",
+                subject=item.subject, session=item.session,
+            )  # fmt: skip
+        else:
+            route = routes.import_service(
+                routes.archive_destination(self.project, item.subject, item.session),
+                overwrite="append",
+            )
         for part in parts(missing, self.part_bytes):
             plan = ZipPlan([i for i, _ in part], names=[f"{s}/{n}" for _, (s, n) in part])
             await self.client.import_zip(route, plan.total_size, _body(plan, progress))
@@ -122,6 +129,8 @@ class StudySender:
         self, item: Labelled, *, refresh: bool = False
     ) -> dict[tuple[str, str], int | None]:
         """(scan, file name) → size of the session's archived DICOM files (empty: no session)."""
+        if self.to_prearchive:
+            return await self._prearchived(item)
         if refresh or item.session not in self.sessions:
             experiments = await self.client.list_experiments(self.project)
             self.sessions.update((e.label, e) for e in experiments)
@@ -132,6 +141,24 @@ class StudySender:
         return {(f.container, f.path): f.size for f in files
                 if f.level is Level.SCAN and f.resource == "DICOM"}  # fmt: skip
 
+    async def _prearchived(self, item: Labelled) -> dict[tuple[str, str], int | None]:
+        """The same, of the prearchive sessions of this study and session label."""
+        rows = await self.client.list_rows(routes.prearchive_sessions(self.project))
+        found: dict[tuple[str, str], int | None] = {}
+        for row in rows:
+            if row.get("tag") != item.study.uid or row.get("name") != item.session:
+                continue
+            url = row.get("url", "")
+            for scan in await self.client.list_rows(routes.prearchive_listing(url, "/scans")):
+                below = f"/scans/{routes.segment(scan.get('ID', ''))}/resources/DICOM/files"
+                files = await self.client.list_rows(routes.prearchive_listing(url, below))
+                for f in files:
+                    size = f.get("Size", "")
+                    found[(scan.get("ID", ""), f.get("Name", ""))] = (
+                        int(size) if size.isdigit() else None
+                    )
+        return found
+
     def _check(
         self, item: Labelled, sent: list[Instance], archived: dict[tuple[str, str], int | None]
     ) -> None:
@@ -139,8 +166,9 @@ class StudySender:
         absent = [i for i, key in _keyed(item) if archived.get(key, -1) not in (i.size, None)]
         if absent:
             raise IntegrityError(
-                f"{len(absent)} of {item.study.count} instances are not in the archived session "
-                f"{item.session} after the import (first: {absent[0].path})"
+                f"{len(absent)} of {item.study.count} instances are not in the "
+                f"{'prearchive' if self.to_prearchive else 'archived'} session {item.session} "
+                f"after the import (first: {absent[0].path})"
             )
         self.journal.mark_done(study_record(self.project, item), study_label(item),
                                item.study.size, 0, fingerprint(item))  # fmt: skip

@@ -174,11 +174,31 @@ def resource_files(owner: str, resource: str) -> Route:
     return Route(f"{owner}/resources/{segment(resource)}/files", _json())
 
 
-def import_service(destination: str, *, overwrite: str) -> Route:
+def import_service(
+    destination: str, *, overwrite: str, subject: str = "", session: str = ""
+) -> Route:
     """The DICOM-zip import into ``destination`` (``/archive/projects/P/subjects/S/experiments/E``
-    or ``/prearchive/projects/P``), ``overwrite`` explicit (xnat-api §5.1)."""
+    or ``/prearchive/projects/P`` with the labels as parameters), ``overwrite`` explicit
+    (xnat-api §5.1)."""
     params = {"import-handler": "DICOM-zip", "dest": destination, "overwrite": overwrite}
+    if subject:
+        params["SUBJECT_ID"] = subject
+    if session:
+        params["EXPT_LABEL"] = session
     return Route("/data/services/import", params)
+
+
+def prearchive_destination(project: str) -> str:
+    return f"/prearchive/projects/{segment(project)}"
+
+
+def prearchive_sessions(project: str) -> Route:
+    return Route(f"/data/prearchive/projects/{segment(project)}", _json())
+
+
+def prearchive_listing(session_url: str, below: str = "") -> Route:
+    """A listing below a prearchive session's ``url`` (as its row gives it, already encoded)."""
+    return Route(f"/data{session_url.rstrip('/')}{below}", _json())
 
 
 def archive_destination(project: str, subject_label: str, session_label: str) -> str:
