@@ -24,6 +24,7 @@ from aiohttp import web
 
 from xnatsync.emulator.blobs import md5_of_path
 from xnatsync.emulator.common import (
+    add_data_route,
     can_edit,
     can_read,
     fail,
@@ -42,7 +43,6 @@ from xnatsync.emulator.records import (
 )
 from xnatsync.emulator.resolve import select_scans
 from xnatsync.emulator.store import Store
-from xnatsync.emulator.usercache import add_unarchived_route
 
 OPERATIONS = ("append", "checksum", "delete", "populateStats")
 _CHILD_KINDS = ("scans", "assessors", "reconstructions")
@@ -189,6 +189,6 @@ async def refresh_xapi(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     """Register the refresh service and its XAPI twin."""
-    add_unarchived_route(app, "POST", "/services/refresh/catalog", refresh_service)
+    add_data_route(app, "POST", "/services/refresh/catalog", refresh_service)
     app.router.add_put("/xapi/archive/catalogs/refresh", refresh_xapi)
     app.router.add_put("/xapi/archive/catalogs/refresh/{operations}", refresh_xapi)

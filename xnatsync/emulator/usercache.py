@@ -30,8 +30,7 @@ from aiohttp import BodyPartReader, web
 
 from xnatsync.emulator.blobs import safe_relpath
 from xnatsync.emulator.common import (
-    PREFIXES,
-    Handler,
+    add_data_route,
     error_page,
     fail,
     flag,
@@ -196,20 +195,10 @@ async def delete_files(request: web.Request) -> web.Response:
     return plain("")
 
 
-def add_unarchived_route(app: web.Application, method: str, path: str, handler: Handler) -> None:
-    """Register `path` under `/data` and `/REST` only: XNAT attaches the user cache and the
-    services with `attachURI`, not `attachArchiveURI`, so `/data/archive/…` does not reach them."""
-    for prefix in (p for p in PREFIXES if p != "/data/archive"):
-        if method == "GET":
-            app.router.add_get(prefix + path, handler, allow_head=True)
-        else:
-            app.router.add_route(method, prefix + path, handler)
-
-
 def add_routes(app: web.Application) -> None:
     """Register the user cache routes under `/data` and `/REST`."""
     folder, files = f"{_BASE}/{{folder}}", f"{_BASE}/{{folder}}/files"
-    _route = add_unarchived_route
+    _route = add_data_route  # under /data and /REST: XNAT has no /data/archive alias here
     _route(app, "GET", _BASE, list_folders)
     _route(app, "PUT", folder, create_folder)
     _route(app, "DELETE", folder, delete_folder)
