@@ -15,7 +15,7 @@ from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
 from xnatsync.cli.pull import DEFAULTS as PULL_DEFAULTS
 from xnatsync.cli.pull import _prompt, limits_from, tls_context
-from xnatsync.cli.settings import load_settings, parse_rate
+from xnatsync.cli.settings import load_settings, parse_size
 from xnatsync.dicom.labels import (
     DEFAULT_SESSION,
     DEFAULT_SUBJECT,
@@ -146,7 +146,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions
         state=Path(state).absolute() if state else None,
         follow_symlinks=bool(settings.get("follow_symlinks")),
         to_prearchive=settings.get("to") == "prearchive",
-        part_bytes=int(parse_rate(settings["part_size"])) if settings.get("part_size") else 2 << 30,
+        part_bytes=parse_size(settings["part_size"]) if settings.get("part_size") else 2 << 30,
         dry_run=bool(settings.get("dry_run")),
         limits=limits,
         timeouts=timeouts,

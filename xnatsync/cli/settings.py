@@ -102,13 +102,23 @@ def _check_key(path: str, key: str, value: object) -> str:
 
 def parse_rate(text: str) -> float:
     """``10M``, ``512K``, ``1.5G`` or plain bytes per second → bytes per second."""
+    return _amount(text.strip().upper().removesuffix("/S"), text, "rate")
+
+
+def parse_size(text: str) -> int:
+    """``500M``, ``2G`` or plain bytes → bytes."""
+    return int(_amount(text.strip().upper(), text, "size"))
+
+
+def _amount(body: str, text: str, what: str) -> float:
+    """A positive number of bytes with an optional K/M/G (powers of 1024) and B."""
     units = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
-    body = text.strip().upper().removesuffix("B").removesuffix("/S")
+    body = body.removesuffix("B")
     unit = body[-1:] if body[-1:] in "KMG" else ""
     try:
         value = float(body[: len(body) - len(unit)]) * units[unit]
     except ValueError:
-        raise UsageError(f"not a rate: {text!r} (examples: 500K, 20M, 1G)") from None
+        raise UsageError(f"not a {what}: {text!r} (examples: 500K, 20M, 1G)") from None
     if value <= 0:
-        raise UsageError(f"a rate must be positive: {text!r}")
+        raise UsageError(f"a {what} must be positive: {text!r}")
     return value

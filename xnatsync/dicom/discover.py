@@ -55,7 +55,7 @@ async def discover(
         raise UsageError(
             f"readers must be at least 1 and buffer not negative ({readers}, {buffer})"
         )
-    await anyio.to_thread.run_sync(_check_sources, list(sources))
+    await anyio.to_thread.run_sync(check_sources, list(sources))
     paths_in, paths_out = anyio.create_memory_object_stream[Path](buffer)
     results_in, results_out = anyio.create_memory_object_stream[Found](buffer)
     limiter = anyio.CapacityLimiter(readers)
@@ -79,7 +79,8 @@ async def discover(
         raise failed
 
 
-def _check_sources(sources: list[Path]) -> None:
+def check_sources(sources: list[Path]) -> None:
+    """``UsageError`` naming the first source that is not there or cannot be read."""
     if not sources:
         raise UsageError("no source given: name at least one file or folder of DICOM")
     for source in sources:

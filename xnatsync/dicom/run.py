@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 
-from xnatsync.dicom.discover import discover
+from xnatsync.dicom.discover import check_sources, discover
 from xnatsync.dicom.instance import Instance, Skipped, Unreadable
 from xnatsync.dicom.labels import LabelFailure, Labelled, assign
 from xnatsync.dicom.options import ImportOptions
@@ -48,8 +48,8 @@ async def import_dicom(
         options.url, options.credentials, limits=options.limits, timeouts=options.timeouts,
         retry=options.retry, ssl=options.ssl,
     )  # fmt: skip
-    labelled = await _studies(options, events)
-    async with client:
+    await anyio.to_thread.run_sync(check_sources, list(options.sources))  # a typo: no login
+    async with client:  # logged in before the sources are read: a server down fails at once
         try:
             archived = {e.label: e for e in await client.list_experiments(options.project)}
         except NotFoundError as exc:
@@ -57,11 +57,11 @@ async def import_dicom(
                 f"project {options.project}: not on {client.base_url}, or not visible to this "
                 "user (XNAT answers 404 for both); nothing was sent"
             ) from exc
+        labelled = await _studies(options, events)
         if options.dry_run:
             _show(labelled, archived, events)
             counts.close()
             return counts
-        await anyio.Path(state).mkdir(parents=True, exist_ok=True)
         with DestLock(state), Journal.open(state / JOURNAL) as journal:
             done = {e.relpath: e.md5 for e in journal.iter_done(options.project)}
             todo = []

@@ -86,24 +86,32 @@ class StudySender:
     sessions: dict[str, Experiment] = field(default_factory=dict)  # archived, by label
     part_bytes: int = PART_BYTES
     to_prearchive: bool = False  # else the archive (with an explicit session destination)
-    _planned: set[str] = field(default_factory=set)
 
     async def run(self, item: Labelled) -> None:
         label = study_label(item)
+        tries = 0
+
+        async def attempt(progress: Callable[[int], None]) -> None:
+            nonlocal tries
+            tries += 1
+            await self._attempt(item, progress, first=tries == 1)
+
         try:
-            await self.attempts.run(item.study.uid, label, item.study.size,
-                                    lambda progress: self._attempt(item, progress))  # fmt: skip
+            await self.attempts.run(item.study.uid, label, item.study.size, attempt)
         except XnatSyncError as exc:
             if exc.fatal:
                 raise
             self.journal.mark_failed(study_record(self.project, item), str(exc), label)
             self.reporter.emit(FileFailed(item.study.uid, label, str(exc)))
 
-    async def _attempt(self, item: Labelled, progress: Callable[[int], None]) -> None:
-        archived = await self._archived(item)
+    async def _attempt(
+        self, item: Labelled, progress: Callable[[int], None], *, first: bool
+    ) -> None:
+        """Look (a later attempt lists the project's sessions again: the failed one may have
+        made this one), send what is missing, check."""
+        archived = await self._archived(item, refresh=not first)
         missing = [(i, key) for i, key in _keyed(item) if key not in archived]
-        if item.study.uid not in self._planned:  # once per study, not per attempt
-            self._planned.add(item.study.uid)
+        if first:  # planned once per study, not per attempt
             size = sum(i.size for i, _ in missing)
             have = item.study.count - len(missing)
             self.reporter.emit(ExperimentPlanned(self.project, item.session, len(missing), size,
@@ -128,10 +136,11 @@ class StudySender:
     async def _archived(
         self, item: Labelled, *, refresh: bool = False
     ) -> dict[tuple[str, str], int | None]:
-        """(scan, file name) → size of the session's archived DICOM files (empty: no session)."""
+        """(scan, file name) → size of the session's archived DICOM files (empty: no session).
+        ``sessions`` is the run's listing from its start; ``refresh`` lists them again."""
         if self.to_prearchive:
             return await self._prearchived(item)
-        if refresh or item.session not in self.sessions:
+        if refresh:
             experiments = await self.client.list_experiments(self.project)
             self.sessions.update((e.label, e) for e in experiments)
         experiment = self.sessions.get(item.session)
