@@ -15,7 +15,7 @@ from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
 from xnatsync.cli.pull import DEFAULTS as PULL_DEFAULTS
 from xnatsync.cli.pull import _prompt, limits_from, tls_context
-from xnatsync.cli.settings import load_settings, parse_size
+from xnatsync.cli.settings import merged, parse_size, single
 from xnatsync.dicom.labels import (
     DEFAULT_SESSION,
     DEFAULT_SUBJECT,
@@ -126,11 +126,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions
     url = check_base_url(settings["url"])
     if settings.get("to") not in (None, "archive", "prearchive"):
         raise UsageError(f"--to {settings['to']!r}: archive or prearchive")
-    project = settings["project"]
-    if isinstance(project, list):
-        if len(project) != 1:
-            raise UsageError(f"import takes one project, not {project!r}")
-        project = project[0]
+    project = single(settings, "project", "import")
     limits, timeouts, retry = limits_from(settings)
     credentials = resolve_login(
         url, user=settings.get("user"), token_env=settings.get("token_env"), env=env,
@@ -139,7 +135,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> ImportOptions
     state = settings.get("state")
     return ImportOptions(
         url=url,
-        project=str(project),
+        project=project,
         sources=tuple(Path(s).absolute() for s in _many(settings["source"])),
         credentials=credentials,
         naming=naming_from(settings),
@@ -159,16 +155,8 @@ def _many(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def import_settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings = dict(DEFAULTS)
-    if args.config:
-        settings.update(load_settings(args.config, "import"))
-    settings.update({k: v for k, v in vars(args).items() if v is not None and k != "handler"})
-    return settings
-
-
 def run_import(args: argparse.Namespace) -> int:
-    settings = import_settings(args)
+    settings = merged(args, "import", DEFAULTS)
     env = dict(os.environ)
     options = options_from(settings, env)
     state = options.state_dir(state_home(env))

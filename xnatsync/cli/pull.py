@@ -22,7 +22,7 @@ from xnatsync.cli.arguments import add_credentials, add_reporting
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
-from xnatsync.cli.settings import load_settings, parse_rate
+from xnatsync.cli.settings import merged, parse_rate
 from xnatsync.errors import (
     UsageError,
 )
@@ -142,16 +142,6 @@ def add_pull(sub: Any) -> None:
     )  # fmt: skip
     add_reporting(p)
     p.set_defaults(handler=run_pull)
-
-
-def pull_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Defaults, then the config file, then the command line."""
-    settings = dict(DEFAULTS)
-    if args.config:
-        settings.update(load_settings(args.config, "pull"))
-    given = {k: v for k, v in vars(args).items() if v is not None and k not in ("handler",)}
-    settings.update(given)
-    return settings
 
 
 def selection_from(settings: dict[str, Any]) -> Selection:
@@ -293,7 +283,7 @@ def tls_context(ca_bundle: str | None, insecure: bool) -> ssl.SSLContext | bool 
 
 
 def run_pull(args: argparse.Namespace) -> int:
-    settings = pull_settings(args)
+    settings = merged(args, "pull", DEFAULTS)
     options = options_from(
         settings, prompt=_prompt if sys.stdin.isatty() else None, env=dict(os.environ)
     )

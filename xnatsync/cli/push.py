@@ -15,7 +15,7 @@ from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
 from xnatsync.cli.pull import DEFAULTS as PULL_DEFAULTS
 from xnatsync.cli.pull import MAX_TRANSFERS, _prompt, limits_from, tls_context
-from xnatsync.cli.settings import load_settings
+from xnatsync.cli.settings import merged, single
 from xnatsync.errors import UsageError
 from xnatsync.events import Reporter
 from xnatsync.limits import Limits
@@ -85,15 +85,6 @@ def add_push(sub: Any) -> None:
     p.set_defaults(handler=run_push)
 
 
-def push_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """Defaults, then the config file, then the command line."""
-    settings = dict(DEFAULTS)
-    if args.config:
-        settings.update(load_settings(args.config, "push"))
-    settings.update({k: v for k, v in vars(args).items() if v is not None and k != "handler"})
-    return settings
-
-
 def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
     """Validated ``PushOptions`` from merged settings; credentials are looked up here."""
     if not settings.get("url"):
@@ -101,8 +92,8 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
     if not settings.get("project"):
         raise UsageError("push needs --project (the project to send into)")
     url = check_base_url(settings["url"])
-    project, session_type = _one(settings, "project"), _one(settings, "xsi_type")
-    source = _one(settings, "source")
+    project = single(settings, "project", "push")
+    session_type, source = single(settings, "xsi_type", "push"), single(settings, "source", "push")
     limits, timeouts, retry = limits_from(settings)
     credentials = resolve_login(
         url, user=settings.get("user"), token_env=settings.get("token_env"), env=env,
@@ -124,18 +115,8 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
     )
 
 
-def _one(settings: dict[str, Any], name: str) -> str:
-    """A setting push takes once (a config file may spell it as a list, as pull's are)."""
-    value = settings[name]
-    if isinstance(value, list):
-        if len(value) != 1:
-            raise UsageError(f"push takes one {name.replace('_', '-')}, not {value!r}")
-        value = value[0]
-    return str(value)
-
-
 def run_push(args: argparse.Namespace) -> int:
-    settings = push_settings(args)
+    settings = merged(args, "push", DEFAULTS)
     options = options_from(settings, dict(os.environ))
     output = Output.from_settings(settings, sys.stderr.isatty())
 

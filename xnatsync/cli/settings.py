@@ -6,7 +6,10 @@ Only the CLI reads files and the environment; everything below it receives froze
 
 from __future__ import annotations
 
+import argparse
 import tomllib
+from collections.abc import Mapping
+from typing import Any
 
 from xnatsync.errors import UsageError
 
@@ -122,3 +125,24 @@ def _amount(body: str, text: str, what: str) -> float:
     if value <= 0:
         raise UsageError(f"a {what} must be positive: {text!r}")
     return value
+
+
+def merged(args: argparse.Namespace, command: str, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A command's settings: its defaults, then ``--config``'s file (its ``[command]`` table
+    over the top-level keys), then what the command line gave."""
+    settings = dict(defaults)
+    if args.config:
+        settings.update(load_settings(args.config, command))
+    settings.update({k: v for k, v in vars(args).items() if v is not None and k != "handler"})
+    return settings
+
+
+def single(settings: Mapping[str, Any], name: str, command: str) -> str:
+    """A setting the command takes once, though a config file may spell it as a list (as
+    pull's ``project`` is)."""
+    value = settings[name]
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise UsageError(f"{command} takes one {name.replace('_', '-')}, not {value!r}")
+        value = value[0]
+    return str(value)
