@@ -228,3 +228,13 @@ async def wait_for(condition: Callable[[], bool], within: float = 20, what: str 
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
         await asyncio.sleep(0.02)
+
+
+def done_in(journal: Path) -> set[str]:
+    """The relpaths a journal file records ``done`` (none while it is absent or being made)."""
+    try:
+        with sqlite3.connect(journal) as db:
+            rows = db.execute("SELECT relpath FROM files WHERE state='done'").fetchall()
+    except sqlite3.Error:
+        return set()
+    return {r for (r,) in rows}

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 
-from tests.integration.conftest import run_cli, start_cli, wait_for
+from tests.integration.conftest import done_in, run_cli, start_cli, wait_for
 from tests.unit.dicom.dicomfiles import spec, write, write_instance
 from xnatsync.dicom.labels import Naming, parse_template
 from xnatsync.dicom.options import ImportOptions
@@ -128,15 +127,6 @@ async def test_a_missing_project_is_refused_before_anything_is_sent(
     assert posts(emu) == 0
 
 
-def done_studies(state: Path) -> set[str]:
-    try:
-        with sqlite3.connect(state / "journal.db") as db:
-            rows = db.execute("SELECT relpath FROM files WHERE state='done'").fetchall()
-    except sqlite3.Error:  # not created yet, or mid-creation
-        return set()
-    return {r for (r,) in rows}
-
-
 async def test_kill_during_import_then_rerun_sends_only_what_is_missing(
     emu: Emulator, tmp_path: Path
 ) -> None:
@@ -150,10 +140,12 @@ async def test_kill_during_import_then_rerun_sends_only_what_is_missing(
     args = ["import", emu.url, "--project", "DEMO", "--source", str(source), "--state",
             str(state), "--no-progress", "--concurrency", "2"]  # fmt: skip
     proc = await start_cli(*args)
-    await wait_for(lambda: len(done_studies(state)) >= 2, within=60, what="2 studies done")
+    await wait_for(
+        lambda: len(done_in(state / "journal.db")) >= 2, within=60, what="2 studies done"
+    )
     proc.send_signal(signal.SIGKILL)
     assert await asyncio.wait_for(proc.wait(), 20) == -signal.SIGKILL
-    done_at_kill = done_studies(state)
+    done_at_kill = done_in(state / "journal.db")
     before = len(emu.requests.matching("POST", IMPORTS))
     emu.faults.clear()
     code, _, err = await run_cli(*args)

@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tests.integration.conftest import (
+    done_in,
     local_files,
     make_config,
     run_cli,
@@ -240,15 +241,6 @@ def local_target(relpath: str) -> tuple[str, ...]:
     return (t.subject, t.session, t.scan, t.resource, t.path)
 
 
-def done_in_push_journal(source: Path) -> set[str]:
-    try:
-        with sqlite3.connect(source / ".xnatsync" / "push.db") as db:
-            rows = db.execute("SELECT relpath FROM files WHERE state='done'").fetchall()
-    except sqlite3.Error:  # not created yet, or mid-creation
-        return set()
-    return {r for (r,) in rows}
-
-
 async def test_kill_during_push_then_rerun_sends_only_what_was_missing(
     wide: Emulator, tmp_path: Path
 ) -> None:
@@ -258,10 +250,12 @@ async def test_kill_during_push_then_rerun_sends_only_what_was_missing(
     args = ["push", wide.url, "--project", "COPY", "--source", str(tmp_path), "--no-progress",
             "--concurrency", "4"]  # fmt: skip
     proc = await start_cli(*args)
-    await wait_for(lambda: len(done_in_push_journal(tmp_path)) >= 24, within=60, what="24 done")
+    await wait_for(
+        lambda: len(done_in(tmp_path / ".xnatsync" / "push.db")) >= 24, within=60, what="24 done"
+    )
     proc.send_signal(signal.SIGKILL)
     assert await asyncio.wait_for(proc.wait(), 20) == -signal.SIGKILL
-    done_at_kill = done_in_push_journal(tmp_path)
+    done_at_kill = done_in(tmp_path / ".xnatsync" / "push.db")
     before = len(wide.requests.matching("PUT", UPLOADS))
     wide.faults.clear()
     code, _, err = await run_cli(*args)
