@@ -157,22 +157,31 @@ class Uploader:
         return replace_md5(entry, md5)
 
     async def _arrived(self, owner: str, entry: LocalEntry) -> bool:
-        listed = await self._catalog(owner, entry.target.resource)
+        """Whether the resource already holds this file; a listing that fails says no (the
+        send that follows is answered ``duplicates`` if the file is there after all)."""
+        try:
+            listed = await self._catalog(owner, entry.target.resource)
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            return False
         got = listed.get(entry.target.path)
         return got is not None and same(entry, got)
 
     async def _catalog(self, owner: str, resource: str) -> dict[str, Listed]:
-        try:
-            rows = await self.client.list_rows(routes.resource_files(owner, resource))
-        except XnatSyncError as exc:
-            if exc.fatal:
-                raise
-            return {}
+        rows = await self.client.list_rows(routes.resource_files(owner, resource))
         return {p: Listed(s, d) for p, (s, d) in parse.resource_catalog(rows).items()}
 
     async def _check(self, t: Target, sent: list[LocalEntry]) -> None:
         """One fresh listing: each sent file there with its size (and MD5 where listed)."""
-        listed = await self._catalog(owner_path(self.project, t), t.resource)
+        try:
+            listed = await self._catalog(owner_path(self.project, t), t.resource)
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            for entry in sent:  # unchecked is not done: the next run looks again
+                self.fail(entry, f"sent, but {t.resource} could not be listed to check it: {exc}")
+            return
         by_size = 0
         for entry in sent:
             got = listed.get(entry.target.path)
