@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import anyio
 
-from xnatsync.errors import NotFoundError, ProjectNotFoundError, UsageError
+from xnatsync.errors import LocalDiskError, NotFoundError, ProjectNotFoundError, UsageError
 from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, PlanShown, Reporter
 from xnatsync.journal import Journal, recorded_run
 from xnatsync.localfs import hash_file
@@ -187,14 +187,23 @@ async def hashed_where_listed(
 
 def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
     """(path relative to ``root``, size, mtime_ns, is a symlink) of every file, sorted; temp
-    files of xnatsync runs left out; directories are not followed through symlinks."""
+    files of xnatsync runs left out; directories are not followed through symlinks. A folder
+    that cannot be read stops the run (its files would go unsent without a word); a file gone
+    since it was listed is not there to send."""
+
+    def unreadable(exc: OSError) -> None:
+        raise LocalDiskError(f"cannot read {exc.filename}: {exc.strerror or exc}") from exc
+
     out: list[tuple[str, int, int, bool]] = []
-    for dirpath, dirs, files in os.walk(root):
+    for dirpath, dirs, files in os.walk(root, onerror=unreadable):
         base = Path(dirpath)
         for name in [*files, *(d for d in dirs if (base / d).is_symlink())]:
             if name.endswith(PART_SUFFIX):
                 continue
-            st = os.lstat(base / name)
+            try:
+                st = os.lstat(base / name)
+            except FileNotFoundError:
+                continue
             rel = (base / name).relative_to(root).as_posix()
             out.append((rel, st.st_size, st.st_mtime_ns, stat.S_ISLNK(st.st_mode)))
     return sorted(out)
