@@ -69,6 +69,7 @@ class Uploader:
     attempts: Attempts
     existing: set[Owner] = field(default_factory=set)  # owners the server listed
     disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
+    known_dirs: set[str] = field(default_factory=set)  # folders checked: no symlink (one lstat)
     _locks: dict[Owner, anyio.Lock] = field(default_factory=dict)
 
     async def run(self, action: ResourceUpload) -> None:
@@ -121,7 +122,7 @@ class Uploader:
         t = entry.target
         owner = owner_path(self.project, t)
         target = routes.resource_file(owner, t.resource, t.path, overwrite=replace)
-        path = resolve_under(self.source, PurePosixPath(entry.relpath))
+        path = resolve_under(self.source, PurePosixPath(entry.relpath), self.known_dirs)
         tries = 0
         reads: list[Reading] = []
 
