@@ -5,10 +5,11 @@ The flow, one module each, in the order an instance travels: ``discover`` (walk 
 ``studies`` (group by StudyInstanceUID, order series, drop duplicate instances, split big
 studies at scan boundaries) → ``labels`` (subject and session labels from templates or XNAT's
 defaults, made XNAT-safe and unique per run) → ``dicomzip`` (one zip per request, streamed
-with its length known before the first byte; ``zipformat`` holds the record bytes).
+with its length known before the first byte; the engine's ``zipformat`` holds the record
+bytes).
 
 May import the engine (the modules at the top of ``xnatsync``), pydicom and anyio; never
-another front-end, the CLI or the emulator. ``instance``, ``studies``, ``labels`` and
-``zipformat`` are pure: no I/O module, no anyio, aiohttp or sqlite3 (import-linter holds
+another front-end, the CLI or the emulator. ``instance``, ``studies`` and ``labels`` are
+pure: no I/O module, no anyio, aiohttp or sqlite3 (import-linter holds
 these rules). This init imports nothing.
 """

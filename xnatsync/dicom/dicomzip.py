@@ -38,7 +38,7 @@ from typing import BinaryIO
 
 import anyio
 
-from xnatsync.dicom import zipformat
+from xnatsync import zipformat
 from xnatsync.dicom.instance import Instance
 from xnatsync.errors import LocalFileError, SourceChangedError
 

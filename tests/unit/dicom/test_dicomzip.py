@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.dicom.dicomfiles import write
-from xnatsync.dicom import zipformat
+from xnatsync import zipformat
 from xnatsync.dicom.dicomzip import ZipPlan, member_names, zip_stream
 from xnatsync.dicom.instance import Instance
 from xnatsync.errors import LocalFileError, SourceChangedError
