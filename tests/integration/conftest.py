@@ -106,6 +106,18 @@ async def server_request(emu: Emulator, method: str, url: str, data: bytes | Non
         return response.status
 
 
+async def server_json(emu: Emulator, url: str) -> list[dict[str, str]]:
+    """The rows of a ResultSet listing, as the administrator."""
+    async with (
+        aiohttp.ClientSession(emu.url, headers=emu.auth()) as http,
+        http.get(url) as response,
+    ):
+        assert response.status == 200, url
+        body = await response.json()
+        rows: list[dict[str, str]] = body["ResultSet"]["Result"]
+        return rows
+
+
 # -- fault, crash and CLI scenarios ----------------------------------------------------------
 
 PART_SUFFIX = ".xnatsync-part"

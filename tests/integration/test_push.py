@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     make_config,
     run_cli,
     run_pull,
+    server_json,
     server_request,
     start_cli,
     wait_for,
@@ -64,7 +65,7 @@ def without_assessors(tree: dict[str, str]) -> dict[str, str]:
 
 
 async def pull_without_assessors(emu: Emulator, dest: Path) -> None:
-    """A pulled DEMO tree less its assessors (push does not send those yet)."""
+    """A pulled DEMO tree less its assessors (a new project has none to fill)."""
     await run_pull(make_config(emu, dest))
     for folder in (dest / "DEMO").glob("*/*/assessors"):
         shutil.rmtree(folder)
@@ -82,10 +83,10 @@ async def test_a_pulled_tree_pushed_into_another_project_comes_back_equal(
     summary = await push(push_options(emu, tmp_path / "a"))
     pulled = tree_of(tmp_path / "a", "DEMO")
     original = without_assessors(pulled)
-    # assessors are reported, one failure per file, and the rest goes
-    assert [f["reason"].endswith("assessors are not pushed yet") for f in summary.failures] == [
-        True
-    ] * (len(pulled) - len(original))
+    # COPY has no assessors: their files are reported, one failure each, and the rest goes
+    reasons = [f["reason"] for f in summary.failures]
+    assert len(reasons) == len(pulled) - len(original) > 0
+    assert all("does not create one" in r for r in reasons)
     assert summary.files_transferred == len(original) > 0
     assert puts(emu) == len(original)
     await run_pull(make_config(emu, tmp_path / "b", project="COPY"))
@@ -99,6 +100,37 @@ async def test_a_pulled_tree_pushed_into_another_project_comes_back_equal(
     with sqlite3.connect(tmp_path / "a" / ".xnatsync" / "push.db") as db:
         states = dict(db.execute("SELECT state, count(*) FROM files GROUP BY state").fetchall())
     assert states == {"done": len(original)}
+
+
+async def test_files_added_to_assessors_go_into_the_existing_assessor_by_id_or_label(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    await run_pull(make_config(emu, tmp_path / "a"))
+    folder = sorted((tmp_path / "a" / "DEMO").glob("*/*/assessors/*"))[0]
+    subject, session = folder.parts[-4], folder.parts[-3]
+    rows = await server_json(emu, f"/data/projects/DEMO/subjects/{subject}/experiments/{session}"
+                                  "/assessors?format=json")  # fmt: skip
+    label = next(r["label"] for r in rows if r["ID"] == folder.name)
+    added = folder / "resources" / "EXTRA" / "files" / "notes" / "qc.txt"
+    added.parent.mkdir(parents=True)
+    added.write_text("reviewed")
+    before = puts(emu)
+    summary = await push(push_options(emu, tmp_path / "a", project="DEMO"))
+    assert (summary.ok, summary.files_transferred, puts(emu) - before) == (True, 1, 1)
+    # a folder may name the assessor by label: the file goes into the same assessor
+    renamed = folder.with_name(label)
+    folder.rename(renamed)
+    (renamed / "resources" / "EXTRA" / "files" / "second.txt").write_text("again")
+    summary = await push(push_options(emu, tmp_path / "a", project="DEMO"))
+    assert (summary.ok, summary.files_transferred, puts(emu) - before) == (True, 1, 2)
+    renamed.rename(folder)
+    (folder / "resources" / "EXTRA" / "files" / "second.txt").unlink()
+    await run_pull(make_config(emu, tmp_path / "b"))
+    back = tree_of(tmp_path / "b", "DEMO")
+    assert {k: v for k, v in back.items() if not k.endswith("second.txt")} == tree_of(
+        tmp_path / "a", "DEMO"
+    )
+    assert any(k.endswith(f"{folder.name}/resources/EXTRA/files/second.txt") for k in back)
 
 
 async def test_a_changed_file_is_a_conflict_unless_overwrite(emu: Emulator, tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ project COPY exists there and DEMO was pulled with
 A tree made by pull (its default layout) is sent into --project, creating the subjects,
 sessions and scans it names; files the server has with the same size and MD5 are skipped,
 files it has with other content are conflicts (exit 1) unless --overwrite. Assessor and
-reconstruction folders are not sent yet (each of their files is reported as failed).
+reconstruction folders fill the resources of one that exists in the target session (by ID or
+label); push creates none (each file of one the target lacks is reported as failed).
 """
 
 _SHARED = ("concurrency", "listings", "tps_limit", "bwlimit", "attempts", "read_timeout",

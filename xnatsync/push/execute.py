@@ -32,7 +32,7 @@ from xnatsync.journal import Journal
 from xnatsync.localfs import hash_file, resolve_under
 from xnatsync.model import Level, RemoteFile
 from xnatsync.push.plan import Listed, LocalEntry, ResourceUpload, same
-from xnatsync.push.tree import Target
+from xnatsync.push.tree import MEMBER_KINDS, Target
 from xnatsync.scheduler import Attempts
 from xnatsync.xnat import parse, routes
 from xnatsync.xnat.client import XnatClient
@@ -53,7 +53,8 @@ def journal_file(project: str, entry: LocalEntry) -> RemoteFile:
 
 
 def owner_path(project: str, t: Target) -> str:
-    return routes.owner_path(project, t.subject, t.session, t.scan)
+    kind = MEMBER_KINDS.get(t.level, "scans")
+    return routes.owner_path(project, t.subject, t.session, t.scan, kind=kind)
 
 
 @dataclass(kw_only=True)
@@ -98,7 +99,8 @@ class Uploader:
 
     async def _make_owner(self, t: Target) -> None:
         """Create the subject, session and scan the resource hangs from, unless the server
-        listed them (a resource is created by its first upload, xnat-api §4.4)."""
+        listed them (a resource is created by its first upload, xnat-api §4.4). Assessors and
+        reconstructions are never created: the run found them on the server."""
         if t.level is Level.SUBJECT:
             await self._ensure((Level.SUBJECT, t.subject, "", ""),
                                routes.subject(self.project, t.subject))  # fmt: skip

@@ -78,8 +78,8 @@ class PushPlan:
 def listed_key(f: RemoteFile) -> str:
     """A listed file's identity in the shape of ``Target.key`` (labels, not IDs)."""
     subject = f.subject if f.level is not Level.PROJECT else ""
-    session = f.experiment if f.level in (Level.EXPERIMENT, Level.SCAN) else ""
-    scan = f.container if f.level is Level.SCAN else ""
+    session = f.experiment if f.level not in (Level.PROJECT, Level.SUBJECT) else ""
+    scan = f.container if session and f.level is not Level.EXPERIMENT else ""
     return "/".join((f.level.value, subject, session, scan, f.resource, f.path))
 
 

@@ -22,14 +22,15 @@ from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, PlanShown, Re
 from xnatsync.journal import Journal, recorded_run
 from xnatsync.localfs import hash_file
 from xnatsync.lock import DestLock
-from xnatsync.model import Level
+from xnatsync.model import Experiment, Level
 from xnatsync.push.execute import Owner, Uploader, journal_file
 from xnatsync.push.options import PULL_JOURNAL, PushOptions
 from xnatsync.push.plan import Listed, LocalEntry, PushPlan, ResourceUpload, listed_key, plan
-from xnatsync.push.tree import NotPushedError, place
+from xnatsync.push.tree import MEMBER_KINDS, NotPushedError, place
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.temps import PART_SUFFIX
+from xnatsync.xnat import routes
 from xnatsync.xnat.client import XnatClient
 
 HASHERS = 4  # local MD5s at once (worker threads)
@@ -98,7 +99,9 @@ async def _prepare(
 ) -> tuple[PushPlan, set[Owner]]:
     """List both sides and plan; report skips, conflicts and files push cannot send."""
     entries, unsent = await local_entries(options, folder, journal)
-    catalog, existing = await remote_catalog(client, options.project, entries)
+    experiments = await project_experiments(client, options.project)
+    entries = await resolve_members(client, options.project, entries, experiments, unsent)
+    catalog, existing = await remote_catalog(client, options.project, entries, experiments)
     entries = await hashed_where_listed(options.source, entries, catalog, unsent)
     the_plan = plan(entries, catalog, overwrite=options.overwrite)
     sending = sum(len(u.files) for u in the_plan.uploads)
@@ -228,19 +231,67 @@ def _pull_scans(source: Path, folder: str) -> dict[str, str]:
     return known
 
 
-async def remote_catalog(
-    client: XnatClient, project: str, entries: list[LocalEntry]
-) -> tuple[dict[str, Listed], set[Owner]]:
-    """What the server lists for every owner the tree names, and which owners exist."""
+async def project_experiments(client: XnatClient, project: str) -> dict[str, Experiment]:
+    """The target project's experiments by label; a project the user cannot see stops the
+    run before anything is sent."""
     try:
-        experiments = {e.label: e for e in await client.list_experiments(project)}
+        return {e.label: e for e in await client.list_experiments(project)}
     except NotFoundError as exc:
         raise ProjectNotFoundError(
             f"project {project}: not on {client.base_url}, or not visible to this user "
             "(XNAT answers 404 for both); nothing was sent"
         ) from exc
+
+
+async def resolve_members(
+    client: XnatClient,
+    project: str,
+    entries: list[LocalEntry],
+    experiments: Mapping[str, Experiment],
+    unsent: list[tuple[str, str]],
+) -> list[LocalEntry]:
+    """Assessor and reconstruction folders named by the target's ID for them (a folder may
+    name one by ID, as pull writes it, or by label); files of one the target session lacks
+    join ``unsent``: push does not create them (their type and label are not in the tree)."""
+    wanted = sorted({(e.target.level, e.target.subject, e.target.session) for e in entries
+                     if e.target.level in MEMBER_KINDS})  # fmt: skip
+    ids: dict[tuple[Level, str], dict[str, str]] = {}  # (level, session) → name → ID
+    for level, subject, session in wanted:
+        names: dict[str, str] = {}
+        if session in experiments:
+            route = routes.session_members(project, subject, session, MEMBER_KINDS[level])
+            for row in await client.list_rows(route):
+                member = row.get("ID", "")
+                names.update({row.get("label", "") or member: member, member: member})
+        ids[(level, session)] = names
+    out: list[LocalEntry] = []
+    for entry in entries:
+        t = entry.target
+        if t.level not in MEMBER_KINDS:
+            out.append(entry)
+            continue
+        found = ids[(t.level, t.session)].get(t.scan)
+        if found is None:
+            what = MEMBER_KINDS[t.level].removesuffix("s")
+            unsent.append((entry.relpath, (
+                f"{entry.relpath}: no {what} {t.scan!r} in session {t.session!r} of {project}; "
+                f"push fills an existing {what}'s resources but does not create one"
+            )))  # fmt: skip
+            continue
+        out.append(dataclasses.replace(entry, target=dataclasses.replace(t, scan=found)))
+    return out
+
+
+async def remote_catalog(
+    client: XnatClient,
+    project: str,
+    entries: list[LocalEntry],
+    experiments: Mapping[str, Experiment],
+) -> tuple[dict[str, Listed], set[Owner]]:
+    """What the server lists for every owner the tree names, and which owners exist."""
     existing: set[Owner] = {(Level.EXPERIMENT, e.subject_label, e.label, "") for e in
                             experiments.values()}  # fmt: skip
+    existing |= {e.target.owner for e in entries if e.target.level in MEMBER_KINDS}
     files = []
     levels = {e.target.level for e in entries}
     if Level.PROJECT in levels:

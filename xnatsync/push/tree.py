@@ -18,9 +18,13 @@ two ways:
   without ``-`` is an ID and no type). Where the tree was made by ``pull``, its journal knows
   each file's scan ID (``known_scans``, by relative path) and that wins: a scan ID with a ``-``
   in it comes back right.
-* Assessor and reconstruction folders are recognised but not pushed yet: ``place`` raises
-  ``NotPushedError`` (that file fails, the rest go on); any other path that does not fit
-  raises ``UnplacedError``, a usage error naming it (the run stops before sending anything).
+* ``{session}/assessors/{A}/resources/…`` and ``{session}/reconstructions/{R}/…``: ``A`` and
+  ``R`` name an assessor or reconstruction *that exists* in the target session, by ID (what
+  ``pull`` writes) or by label; push fills their (OUT) resources but never creates one — its
+  type and label are not in the tree. ``Target.scan`` holds the folder name; the run resolves
+  it against the target session (``NotPushedError`` for that file when it is not there).
+* Any other path that does not fit raises ``UnplacedError``, a usage error naming it (the run
+  stops before sending anything).
 
 The project folder itself is not part of a ``Target``: the push names the target project.
 """
@@ -35,6 +39,8 @@ from xnatsync.errors import UsageError, XnatSyncError
 from xnatsync.model import Level
 
 _FILES = ("resources", "files")
+_MEMBERS = {"assessors": Level.ASSESSOR, "reconstructions": Level.RECONSTRUCTION}
+MEMBER_KINDS = {level: kind for kind, level in _MEMBERS.items()}  # level → its URL segment
 
 
 class UnplacedError(UsageError):
@@ -42,7 +48,7 @@ class UnplacedError(UsageError):
 
 
 class NotPushedError(XnatSyncError):
-    """A file of a level push does not send yet (assessors, reconstructions): it fails."""
+    """A file push cannot send (an assessor or reconstruction the target lacks): it fails."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +65,8 @@ class Target:
 
     @property
     def owner(self) -> tuple[Level, str, str, str]:
-        """The object holding the resource (project, subject, session or scan)."""
+        """The object holding the resource (project, subject, session, scan, assessor or
+        reconstruction)."""
         return (self.level, self.subject, self.session, self.scan)
 
     @property
@@ -79,8 +86,9 @@ def place(rel: PurePosixPath, known_scans: Mapping[str, str] | None = None) -> T
             session = parts[1] if depth >= 2 else ""
             return Target(level, subject, session, "", "", parts[depth + 1],
                           "/".join(parts[depth + 3 :]))  # fmt: skip
-    if len(parts) > 4 and parts[2] in ("assessors", "reconstructions"):
-        raise NotPushedError(f"{rel}: {parts[2]} are not pushed yet")
+    if len(parts) > 4 and parts[2] in _MEMBERS and _files_at(parts, 4):
+        return Target(_MEMBERS[parts[2]], parts[0], parts[1], parts[3], "", parts[5],
+                      "/".join(parts[7:]))  # fmt: skip
     if len(parts) > 4 and parts[2] == "scans" and _files_at(parts, 4):
         folder = parts[3]
         scan = (known_scans or {}).get(str(rel))

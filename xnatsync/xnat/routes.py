@@ -150,17 +150,29 @@ def scan(
 
 
 def owner_path(
-    project: str, subject_label: str = "", session_label: str = "", scan_id: str = ""
+    project: str,
+    subject_label: str = "",
+    session_label: str = "",
+    scan_id: str = "",
+    *,
+    kind: str = "scans",
 ) -> str:
-    """The path of a project, subject, session or scan by labels (what is given decides)."""
+    """The path of a project, subject, session or one of the session's ``kind`` (scans,
+    assessors, reconstructions) by labels (what is given decides). An assessor's or
+    reconstruction's resources are its OUT ones at this path (XNAT's default side)."""
     path = f"/data/projects/{segment(project)}"
     if subject_label:
         path += f"/subjects/{segment(subject_label)}"
         if session_label:
             path += f"/experiments/{segment(session_label)}"
             if scan_id:
-                path += f"/scans/{segment(scan_id)}"
+                path += f"/{kind}/{segment(scan_id)}"
     return path
+
+
+def session_members(project: str, subject_label: str, session_label: str, kind: str) -> Route:
+    """A session's assessors or reconstructions (``kind``): their IDs and labels."""
+    return Route(owner_path(project, subject_label, session_label) + f"/{kind}", _json())
 
 
 def resource_file(owner: str, resource: str, path: str, *, overwrite: bool) -> Route:

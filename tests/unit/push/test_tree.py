@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from xnatsync.model import Level
-from xnatsync.push.tree import NotPushedError, Target, UnplacedError, place
+from xnatsync.push.tree import Target, UnplacedError, place
 
 
 @pytest.mark.parametrize(
@@ -52,6 +52,12 @@ def test_a_path_outside_the_layout_is_refused_naming_it(rel: str) -> None:
         place(PurePosixPath(rel))
 
 
-def test_assessors_are_not_pushed_yet() -> None:
-    with pytest.raises(NotPushedError, match="assessors are not pushed yet"):
-        place(PurePosixPath("S1/E1/assessors/A1/resources/QC/files/r.txt"))
+@pytest.mark.parametrize(
+    ("folder", "level"), [("assessors", Level.ASSESSOR), ("reconstructions", Level.RECONSTRUCTION)]
+)
+def test_assessor_and_reconstruction_resources_name_their_owner_by_folder(
+    folder: str, level: Level
+) -> None:
+    target = place(PurePosixPath(f"S1/E1/{folder}/A-1/resources/QC/files/sub/r.txt"))
+    assert target == Target(level, "S1", "E1", "A-1", "", "QC", "sub/r.txt")
+    assert target.owner == (level, "S1", "E1", "A-1")
