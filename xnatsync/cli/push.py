@@ -82,6 +82,10 @@ def add_push(sub: Any) -> None:
         "--attempts", type=int,
         help=f"tries per request, the first included (default: {RetryPolicy().attempts})",
     )  # fmt: skip
+    run.add_argument(
+        "--no-zip", action="store_true", default=None,
+        help="one request per file, never a zip of a resource's many small new files",
+    )  # fmt: skip
     add_reporting(p)
     p.set_defaults(handler=run_push)
 
@@ -109,6 +113,7 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
         session_type=session_type,
         overwrite=bool(settings.get("overwrite")),
         dry_run=bool(settings.get("dry_run")),
+        zips=not settings.get("no_zip"),
         limits=limits,
         timeouts=timeouts,
         retry=retry,

@@ -23,7 +23,8 @@ class PushOptions:
     ``tree_project`` is the project folder under ``source`` to send (default: the only one);
     ``project`` wins over it, so a tree pulled from one project can go into another.
     ``session_type`` is the ``xsiType`` of sessions push must create. Files the server has with
-    other content are conflicts unless ``overwrite``.
+    other content are conflicts unless ``overwrite``. ``zips``: many small new files of a
+    resource go as zips the server unpacks (``push.plan.ZipRule``); False sends each alone.
     """
 
     url: str
@@ -34,6 +35,7 @@ class PushOptions:
     session_type: str = "xnat:mrSessionData"
     overwrite: bool = False
     dry_run: bool = False
+    zips: bool = True
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
     retry: RetryPolicy = RetryPolicy()

@@ -25,7 +25,16 @@ from xnatsync.lock import DestLock
 from xnatsync.model import Experiment, Level
 from xnatsync.push.execute import Owner, Uploader, journal_file
 from xnatsync.push.options import PULL_JOURNAL, PushOptions
-from xnatsync.push.plan import Listed, LocalEntry, PushPlan, ResourceUpload, listed_key, plan
+from xnatsync.push.plan import (
+    NO_ZIPS,
+    Listed,
+    LocalEntry,
+    PushPlan,
+    ResourceUpload,
+    ZipRule,
+    listed_key,
+    plan,
+)
 from xnatsync.push.tree import MEMBER_KINDS, NotPushedError, place
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
@@ -103,8 +112,9 @@ async def _prepare(
     entries = await resolve_members(client, options.project, entries, experiments, unsent)
     catalog, existing = await remote_catalog(client, options.project, entries, experiments)
     entries = await hashed_where_listed(options.source, entries, catalog, unsent)
-    the_plan = plan(entries, catalog, overwrite=options.overwrite)
-    sending = sum(len(u.files) for u in the_plan.uploads)
+    rule = ZipRule() if options.zips else NO_ZIPS
+    the_plan = plan(entries, catalog, overwrite=options.overwrite, zips=rule)
+    sending = sum(len(u.all_files) for u in the_plan.uploads)
     size = sum(u.size for u in the_plan.uploads)
     reporter.emit(ExperimentPlanned(
         options.project, "", sending, size, len(the_plan.skipped), 0, 0,
@@ -335,12 +345,14 @@ async def _send(
 
 def describe(the_plan: PushPlan) -> str:
     """A dry run's plan in one paragraph."""
-    sending = sum(len(u.files) for u in the_plan.uploads)
+    sending = sum(len(u.all_files) for u in the_plan.uploads)
     size = sum(u.size for u in the_plan.uploads)
     replacing = sum(len(u.replace) for u in the_plan.uploads)
     by_size = the_plan.by_size_only
+    zipped = sum(len(u.zips) for u in the_plan.uploads)
     return (
         f"plan: {sending} files to send ({size} bytes) into {len(the_plan.uploads)} resources"
+        f"{f' (some in {zipped} zips the server unpacks)' if zipped else ''}"
         f"{f', {replacing} replacing the server copy' if replacing else ''}; "
         f"{len(the_plan.skipped)} already there"
         f"{f' ({by_size} by size only: no MD5 listed)' if by_size else ''}"

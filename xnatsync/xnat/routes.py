@@ -181,6 +181,13 @@ def resource_file(owner: str, resource: str, path: str, *, overwrite: bool) -> R
     return Route(f"{owner}/resources/{segment(resource)}/files/{file_path(path)}", params)
 
 
+def resource_zip(owner: str, resource: str, name: str) -> Route:
+    """Upload target of a zip the server unpacks into the resource, keeping its members'
+    paths and not the zip (``extract=true``, §4.4); ``name`` must end in ``.zip``."""
+    return Route(f"{owner}/resources/{segment(resource)}/files/{segment(name)}",
+                 {"extract": "true"})  # fmt: skip
+
+
 def resource_files(owner: str, resource: str) -> Route:
     """One resource's files listing (to check what an upload left there)."""
     return Route(f"{owner}/resources/{segment(resource)}/files", _json())
