@@ -62,7 +62,7 @@ def test_many_small_new_files_go_as_zips_and_replacements_and_empty_files_alone(
         ["f0", "f1"], ["f2", "f3"], ["f4"],
     ]  # fmt: skip
     assert [f.target.path for f in upload.files] == ["empty", "old"]
-    assert (upload.replace, result.files, upload.size) == ({replaced.target.key}, 7, 60)
+    assert (upload.replace, result.files, upload.size) == (frozenset({replaced.target.key}), 7, 60)
 
 
 def test_few_or_large_files_go_one_by_one() -> None:
