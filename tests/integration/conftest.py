@@ -23,8 +23,8 @@ from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 from xnatsync.events import Fanout
 from xnatsync.journal import Journal
+from xnatsync.layout import sanitize_type
 from xnatsync.limits import Timeouts
-from xnatsync.pull.layout import sanitize_type
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
 from xnatsync.report import Summary

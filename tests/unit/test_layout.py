@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from tests.fakes import remote_file
 from xnatsync.errors import UnsafePathError, UsageError
+from xnatsync.layout import DEFAULT_LAYOUT, parse_layout, sanitize_type
 from xnatsync.localfs import resolve_under
 from xnatsync.model import Level, RemoteFile
 from xnatsync.paths import safe_relpath
-from xnatsync.pull.layout import DEFAULT_LAYOUT, parse_layout, sanitize_type
 
 
 def rf(level: Level = Level.SCAN, path: str = "a/1.dcm", **kw: object) -> RemoteFile:
