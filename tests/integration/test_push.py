@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -30,6 +31,8 @@ from tests.integration.conftest import (
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 from xnatsync.errors import ProjectNotFoundError, UsageError
+from xnatsync.layout import parse_layout
+from xnatsync.pull.selection import Selection
 from xnatsync.push.options import PushOptions
 from xnatsync.push.run import push
 from xnatsync.push.tree import place
@@ -269,18 +272,21 @@ def sent_target(path: str) -> tuple[str, ...]:
 
 
 def local_target(relpath: str) -> tuple[str, ...]:
-    t = place(PurePosixPath(relpath.split("/", 1)[1]))
+    t = place(PurePosixPath(relpath))
     return (t.subject, t.session, t.scan, t.resource, t.path)
 
 
+@pytest.mark.parametrize("mode", ["files", "zips"])
 async def test_kill_during_push_then_rerun_sends_only_what_was_missing(
-    wide: Emulator, tmp_path: Path
+    wide: Emulator, tmp_path: Path, mode: str
 ) -> None:
+    """Killed once 24 files are checked: the rerun sends no file (``--no-zip``), and no
+    resource's zip (12 files a resource: zipped by default), that was checked before."""
     await run_pull(make_config(wide, tmp_path, project="BIG"))
     await make_project(wide, "COPY")
     wide.faults.configure("time:put=0.03")  # every upload answered 30 ms after it is stored
     args = ["push", wide.url, "--project", "COPY", "--source", str(tmp_path), "--no-progress",
-            "--concurrency", "4"]  # fmt: skip
+            "--concurrency", "4", *(["--no-zip"] if mode == "files" else [])]  # fmt: skip
     proc = await start_cli(*args)
     await wait_for(
         lambda: len(done_in(tmp_path / ".xnatsync" / "push.db")) >= 24, within=60, what="24 done"
@@ -295,8 +301,15 @@ async def test_kill_during_push_then_rerun_sends_only_what_was_missing(
     rerun = {sent_target(r.path) for r in wide.requests.matching("PUT", UPLOADS)[before:]}
     verified = {local_target(rel) for rel in done_at_kill}
     assert rerun  # the kill left work to do
-    assert not rerun & verified  # nothing checked on the server before the kill went again
-    assert len(rerun) <= 192 - len(verified)
+    if mode == "files":
+        assert not rerun & verified  # nothing checked on the server before the kill went again
+        assert len(rerun) <= 192 - len(verified)
+    else:
+        assert {t[-1] for t in rerun} == {"xnatsync-upload.zip"}
+        per_resource = Counter(t[:4] for t in verified)
+        whole = {r for r, n in per_resource.items() if n == 12}
+        assert whole  # at least two resources were checked whole before the kill
+        assert not {t[:4] for t in rerun} & whole
     await run_pull(make_config(wide, tmp_path / "back", project="COPY"))
     assert tree_of(tmp_path / "back", "COPY") == tree_of(tmp_path, "BIG")
 
@@ -357,3 +370,26 @@ async def test_no_zip_sends_each_file_alone(emu: Emulator, tmp_path: Path) -> No
     summary = await push(push_options(emu, tmp_path / "src", zips=False))
     assert (summary.ok, puts(emu)) == (True, len(files))
     assert await pulled_back(emu, tmp_path / "back") == files
+
+
+ONE_TEMPLATE = "{project}/{subject}/{experiment}/{container}/{resource}/{path}"
+
+
+async def test_a_tree_pulled_with_a_layout_is_pushed_with_it(emu: Emulator, tmp_path: Path) -> None:
+    """Pull's example layout writes scans, session and subject resources in shapes that a path
+    alone cannot tell apart: the tree's pull journal tells push which each file is."""
+    no_assessors = Selection(assessors=False)
+    layout = parse_layout(ONE_TEMPLATE, one_project=True)
+    await run_pull(make_config(emu, tmp_path / "a", layout=layout, selection=no_assessors))
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path / "a", layout=layout))
+    assert (summary.ok, summary.files_failed) == (True, 0)
+    # (the layout has no {type}: scans arrive untyped, so compare in the same layout)
+    await run_pull(make_config(emu, tmp_path / "copy", project="COPY", layout=layout))
+    assert tree_of(tmp_path / "copy", "COPY") == tree_of(tmp_path / "a", "DEMO")
+    # without the journal to ask, the first ambiguous path stops the run before any send
+    (tmp_path / "a" / ".xnatsync" / "journal.db").unlink()
+    before = puts(emu)
+    with pytest.raises(UsageError, match="no pull journal says which"):
+        await push(push_options(emu, tmp_path / "a", project="DEMO", layout=layout))
+    assert puts(emu) == before

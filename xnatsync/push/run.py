@@ -20,11 +20,12 @@ import anyio
 from xnatsync.errors import LocalDiskError, NotFoundError, ProjectNotFoundError, UsageError
 from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, PlanShown, Reporter
 from xnatsync.journal import Journal, recorded_run
+from xnatsync.layout import Reader
 from xnatsync.localfs import hash_file
 from xnatsync.lock import DestLock
 from xnatsync.model import Experiment, Level
 from xnatsync.push.execute import Owner, Uploader, journal_file
-from xnatsync.push.options import PULL_JOURNAL, PushOptions
+from xnatsync.push.options import PULL_JOURNAL, STATE_DIR, PushOptions
 from xnatsync.push.plan import (
     NO_ZIPS,
     Listed,
@@ -35,7 +36,7 @@ from xnatsync.push.plan import (
     listed_key,
     plan,
 )
-from xnatsync.push.tree import MEMBER_KINDS, NotPushedError, place
+from xnatsync.push.tree import MEMBER_KINDS, Known, NotPushedError, place
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.temps import PART_SUFFIX
@@ -59,13 +60,14 @@ async def push(
     events = Fanout(reporter, counts)
     if not options.source.is_dir():
         raise UsageError(f"--source {options.source} is not a folder")
-    folder = project_folder(options)
+    reader = Reader(options.layout)  # a template push cannot read back stops the run here
+    folder = project_folder(options) if reader.rooted_in_project else whole_tree(options)
     async with client:
         if options.dry_run:
             path = options.journal_file
             journal = Journal.open(path, readonly=True) if path.exists() else None
             try:
-                the_plan, _ = await _prepare(options, folder, journal, client, events)
+                the_plan, _ = await _prepare(options, reader, folder, journal, client, events)
             finally:
                 if journal is not None:
                     journal.close()
@@ -73,10 +75,20 @@ async def push(
             counts.close()
             return counts
         with DestLock(options.source), Journal.open(options.journal_file) as journal:
-            the_plan, existing = await _prepare(options, folder, journal, client, events)
+            the_plan, existing = await _prepare(options, reader, folder, journal, client, events)
             with recorded_run(journal, f"push {options.url} {options.project}", counts):
                 await _send(options, the_plan, existing, client, journal, events)
     return counts
+
+
+def whole_tree(options: PushOptions) -> str:
+    """A layout not rooted in ``{project}`` folders: the whole of ``--source`` is sent."""
+    if options.tree_project is not None:
+        raise UsageError(
+            "--tree-project picks a project folder, but this --layout does not start with "
+            "'{project}/': the whole --source is sent"
+        )
+    return ""
 
 
 def project_folder(options: PushOptions) -> str:
@@ -101,13 +113,14 @@ def project_folder(options: PushOptions) -> str:
 
 async def _prepare(
     options: PushOptions,
+    reader: Reader,
     folder: str,
     journal: Journal | None,
     client: XnatClient,
     reporter: Reporter,
 ) -> tuple[PushPlan, set[Owner]]:
     """List both sides and plan; report skips, conflicts and files push cannot send."""
-    entries, unsent = await local_entries(options, folder, journal)
+    entries, unsent = await local_entries(options, reader, folder, journal)
     experiments = await project_experiments(client, options.project)
     entries = await resolve_members(client, options.project, entries, experiments, unsent)
     catalog, existing = await remote_catalog(client, options.project, entries, experiments)
@@ -139,25 +152,25 @@ async def _prepare(
 
 
 async def local_entries(
-    options: PushOptions, folder: str, journal: Journal | None
+    options: PushOptions, reader: Reader, folder: str, journal: Journal | None
 ) -> tuple[list[LocalEntry], list[tuple[str, str]]]:
     """Every regular file of the project folder, placed (MD5 from the push journal where size
     and mtime are unchanged, else None for now); and the files push cannot send, with why. A
     path that fits no level of the layout stops the run (``UnplacedError``)."""
     found = await anyio.to_thread.run_sync(_walk, options.source / folder)
-    known = await anyio.to_thread.run_sync(_pull_scans, options.source, folder)
+    known = await anyio.to_thread.run_sync(_pull_known, options.source)
     recorded = {} if journal is None else {
         e.relpath: e for e in journal.iter_done(options.project)
     }  # fmt: skip
     entries: list[LocalEntry] = []
     unsent: list[tuple[str, str]] = []
     for rel, size, mtime_ns, is_link in found:
-        relpath = f"{folder}/{rel}"
+        relpath = f"{folder}/{rel}" if folder else rel
         if is_link:
             unsent.append((relpath, f"{relpath} is a symlink: not followed, not sent"))
             continue
         try:
-            target = place(PurePosixPath(rel), known)
+            target = place(PurePosixPath(relpath), known, reader)
         except NotPushedError as exc:
             unsent.append((relpath, str(exc)))
             continue
@@ -200,7 +213,8 @@ async def hashed_where_listed(
 
 def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
     """(path relative to ``root``, size, mtime_ns, is a symlink) of every file, sorted; temp
-    files of xnatsync runs left out; directories are not followed through symlinks. A folder
+    files of xnatsync runs and the tree's own ``.xnatsync`` folder (journals, lock) left out;
+    directories are not followed through symlinks. A folder
     that cannot be read stops the run (its files would go unsent without a word); a file gone
     since it was listed is not there to send."""
 
@@ -210,6 +224,8 @@ def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
     out: list[tuple[str, int, int, bool]] = []
     for dirpath, dirs, files in os.walk(root, onerror=unreadable):
         base = Path(dirpath)
+        if base == root and STATE_DIR in dirs:
+            dirs.remove(STATE_DIR)
         for name in [*files, *(d for d in dirs if (base / d).is_symlink())]:
             if name.endswith(PART_SUFFIX):
                 continue
@@ -222,22 +238,19 @@ def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
     return sorted(out)
 
 
-def _pull_scans(source: Path, folder: str) -> dict[str, str]:
-    """Scan IDs the tree's pull journal knows, by path relative to the project folder."""
+def _pull_known(source: Path) -> dict[str, Known]:
+    """What the tree's pull journal knows of each path (relative to the tree's root): the
+    file's level and container (scan, assessor or reconstruction) ID."""
     path = source / PULL_JOURNAL
     if not path.exists():
         return {}
-    prefix = folder + "/"
-    known: dict[str, str] = {}
+    levels = {level.value: level for level in Level}
+    known: dict[str, Known] = {}
     with Journal.open(path, readonly=True) as journal:
         for entry in journal.iter_done():
             parts = entry.key.split("/", 5)
-            if (
-                len(parts) == 6
-                and parts[2] == Level.SCAN.value
-                and entry.relpath.startswith(prefix)
-            ):
-                known[entry.relpath.removeprefix(prefix)] = parts[3]
+            if len(parts) == 6 and parts[2] in levels:
+                known[entry.relpath] = (levels[parts[2]], parts[3])
     return known
 
 
