@@ -393,3 +393,22 @@ async def test_a_tree_pulled_with_a_layout_is_pushed_with_it(emu: Emulator, tmp_
     with pytest.raises(UsageError, match="no pull journal says which"):
         await push(push_options(emu, tmp_path / "a", project="DEMO", layout=layout))
     assert puts(emu) == before
+
+
+async def test_names_xnat_reads_wrongly_from_a_url_go_in_a_zip(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """XNAT decodes a file path in a URL only when it holds %20 or %2B: ``ü.txt`` sent in a URL
+    as ``%C3%BC.txt`` would be stored under that name. Such files go in a zip (its member names
+    are UTF-8), even alone; a name with a space goes in the URL, decoded whole."""
+    files = {"ü.txt": b"u", "a%b.txt": b"pct", "c d+é.txt": b"space", "plain.txt": b"plain"}
+    base = tmp_path / "src" / "P" / "SUBJ" / "SESS" / "resources" / "MANY" / "files"
+    base.mkdir(parents=True)
+    for name, data in files.items():
+        (base / name).write_bytes(data)
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path / "src"))
+    assert (summary.ok, summary.files_transferred) == (True, len(files))
+    sent = sorted(r.path.rsplit("/", 1)[-1] for r in emu.requests.matching("PUT", UPLOADS))
+    assert sent == ["c d+é.txt", "plain.txt", "xnatsync-upload.zip"]
+    assert await pulled_back(emu, tmp_path / "back") == files

@@ -33,7 +33,7 @@ from xnatsync.journal import Journal
 from xnatsync.localfs import hash_file, resolve_under
 from xnatsync.model import Level, RemoteFile
 from xnatsync.push.plan import Listed, LocalEntry, ResourceUpload, same
-from xnatsync.push.tree import MEMBER_KINDS, Target
+from xnatsync.push.tree import MEMBER_KINDS, NotPushedError, Target
 from xnatsync.scheduler import Attempts
 from xnatsync.xnat import parse, routes
 from xnatsync.xnat.client import XnatClient
@@ -135,6 +135,12 @@ class Uploader:
     async def _send(self, entry: LocalEntry, *, replace: bool) -> LocalEntry:
         """Send one file; the entry with the MD5 of the bytes that went (hashed as read)."""
         t = entry.target
+        if not routes.url_keeps_name(t.path):  # only replacements of such names come here
+            raise NotPushedError(
+                f"{entry.relpath}: XNAT reads this name wrongly from a URL, so it travels only "
+                "in a zip, and push does not replace files through zips; delete the server's "
+                "copy first, then push again"
+            )
         owner = owner_path(self.project, t)
         target = routes.resource_file(owner, t.resource, t.path, overwrite=replace)
         path = resolve_under(self.source, PurePosixPath(entry.relpath), self.known_dirs)

@@ -14,7 +14,10 @@ Rules (issue 9):
   empty) and their mean size is at most ``ZipRule.max_mean_size``, in zips of at most
   ``ZipRule.max_bytes``. A request costs the server a catalog read and write whatever its size,
   so this trades thousands of requests for a few; large files gain nothing from it. Files that
-  replace the server's copy, and empty ones, always go one by one.
+  replace the server's copy, and empty ones, go one by one — except a file whose name XNAT
+  would read wrongly from a URL (``routes.url_keeps_name``: ``ü.txt`` without a space in its
+  path), which goes in a zip, even alone, and also with ``--no-zip``; one that would replace
+  the server's copy fails saying so (push does not replace through zips).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 
 from xnatsync.model import Level, RemoteFile
 from xnatsync.push.tree import Target
+from xnatsync.xnat.routes import url_keeps_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,21 +61,26 @@ class ZipRule:
     max_bytes: int = 512 << 20
 
     def batches(self, files: list[LocalEntry]) -> tuple[list[list[LocalEntry]], list[LocalEntry]]:
-        """(zips, files left to send one by one) of a resource's new files."""
+        """(zips, files left to send one by one) of a resource's new files. A file whose name
+        XNAT would read wrongly from a URL (``routes.url_keeps_name``) goes in a zip always."""
+        odd = [f for f in files if not url_keeps_name(f.target.path)]
         small = [f for f in files if f.size > 0]
         if len(small) < self.min_files or sum(f.size for f in small) > self.max_mean_size * len(
             small
         ):
-            return [], files
+            chosen, rest = odd, [f for f in files if url_keeps_name(f.target.path)]
+        else:
+            chosen = [f for f in files if f.size > 0 or f in odd]
+            rest = [f for f in files if f.size == 0 and f not in odd]
         zips: list[list[LocalEntry]] = [[]]
         size = 0
-        for f in small:
+        for f in chosen:
             if zips[-1] and size + f.size > self.max_bytes:
                 zips.append([])
                 size = 0
             zips[-1].append(f)
             size += f.size
-        return zips, [f for f in files if f.size == 0]
+        return ([z for z in zips if z], rest)
 
 
 NO_ZIPS = ZipRule(min_files=1 << 62)

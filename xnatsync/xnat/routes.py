@@ -69,6 +69,16 @@ def file_path(path: str) -> str:
     return "/".join(quote(p, safe=_SEGMENT_SAFE) for p in parts)
 
 
+def url_keeps_name(path: str) -> bool:
+    """Whether XNAT reads ``path`` back from a URL as it is. Its ``FileList`` decodes the file
+    path of a URL only when it holds ``%20`` or ``%2B`` (xnat-api §4.1); otherwise the escaped
+    text *is* the name, so ``ü.txt`` (``%C3%BC.txt``) or ``a%b`` (``a%25b``) would be stored
+    and looked for under the escaped name. Such files travel in zips, whose member names are
+    the files' own."""
+    encoded = file_path(path)
+    return "%" not in encoded or "%20" in encoded or "%2B" in encoded
+
+
 def _json(**extra: str) -> dict[str, str]:
     return {"format": "json", **extra}
 

@@ -4,8 +4,9 @@ one action per resource."""
 from __future__ import annotations
 
 from xnatsync.model import Level
-from xnatsync.push.plan import Listed, LocalEntry, ZipRule, plan
+from xnatsync.push.plan import NO_ZIPS, Listed, LocalEntry, ZipRule, plan
 from xnatsync.push.tree import Target
+from xnatsync.xnat.routes import url_keeps_name
 
 
 def entry(resource: str, path: str, md5: str | None = "a" * 32, size: int = 10) -> LocalEntry:
@@ -72,4 +73,16 @@ def test_few_or_large_files_go_one_by_one() -> None:
     result = plan([*few, *large], {}, overwrite=False, zips=rule)
     assert [(u.target.resource, len(u.zips), len(u.files)) for u in result.uploads] == [
         ("L", 0, 5), ("R", 0, 2),
+    ]  # fmt: skip
+
+
+def test_names_xnat_reads_wrongly_from_a_url_are_zipped_even_alone_and_with_no_zip() -> None:
+    odd, spaced, plain = entry("R", "ü.txt"), entry("R", "a é.txt"), entry("R", "p.txt")
+    empty_odd = entry("R", "ø", size=0)
+    for rule in (NO_ZIPS, ZipRule()):
+        (upload,) = plan([odd, spaced, plain, empty_odd], {}, overwrite=False, zips=rule).uploads
+        assert [[f.target.path for f in z] for z in upload.zips] == [["ø", "ü.txt"]]
+        assert [f.target.path for f in upload.files] == ["a é.txt", "p.txt"]
+    assert [url_keeps_name(n) for n in ("a.txt", "ü.txt", "a%b", "a b%c", "x+ü", "(1),2")] == [
+        True, False, False, True, True, True,
     ]  # fmt: skip
