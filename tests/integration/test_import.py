@@ -190,3 +190,34 @@ async def test_to_the_prearchive_and_a_rerun_without_journal_looks_there(
         leftover.unlink()
     again = await run(emu, source, tmp_path, to_prearchive=True)
     assert (again.ok, again.files_transferred, posts(emu)) == (True, 0, 2)
+
+
+async def test_a_study_archived_under_another_label_is_found_by_its_uid(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    assert (await run(emu, source, tmp_path)).ok
+    write_instance(source / "A/s3/IM1", spec("A", 3, 1, patient_id="PX1"))  # a late series
+    renamed = Naming(subject=parse_template("{PatientID}"),
+                     session=parse_template("{PatientID}_{Modality}_{StudyDate}"))  # fmt: skip
+    summary = await run(emu, source, tmp_path, naming=renamed)
+    assert (summary.ok, summary.files_transferred) == (True, 1), summary.failures
+    assert posts(emu) == 3  # only study A's late instance went, into its old session
+    sessions = await archived(emu)
+    assert sorted(sessions) == ["PX1_20240102", "PX1_20240105"]  # no session under a new label
+    assert ("3", "IM1") in sessions["PX1_20240102"]
+    moved = [n for n in summary.notices if "no second session" in n]
+    assert len(moved) == 2 and "PX1_MR_20240102" in " ".join(moved)
+
+
+async def test_a_label_holding_another_study_is_refused_before_sending(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    assert (await run(emu, source, tmp_path)).ok
+    other = tmp_path / "other"
+    write_instance(other / "C/IM1", spec("C", 1, 1, patient_id="PX1"))  # same label, new study
+    summary = await run(emu, other, tmp_path)
+    assert not summary.ok and posts(emu) == 2
+    assert "already holds another study" in " ".join(str(f) for f in summary.failures)
+    assert len((await archived(emu))["PX1_20240102"]) == 3  # nothing merged into it

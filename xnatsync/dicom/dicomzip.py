@@ -24,10 +24,13 @@ Invariants:
   could go out); the caller resends that study later. Other read errors raise
   ``LocalFileError`` naming the file.
 * Memory is flat: one block per open file, one file open at a time.
+* ``digests``, when given, receives each member's MD5 (by member name) once its last byte
+  was read: hashed in the same worker-thread hop as the CRC, so each file is read once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import zlib
@@ -124,8 +127,11 @@ def _split(base: str) -> tuple[str, str]:
     return (base[: -len(suffix)], suffix) if suffix and len(suffix) < len(base) else (base, "")
 
 
-async def zip_stream(plan: ZipPlan, *, block: int = BLOCK) -> AsyncIterator[bytes]:
-    """Yield the zip of ``plan``: exactly ``plan.total_size`` bytes, in chunks of ~``block``."""
+async def zip_stream(
+    plan: ZipPlan, *, block: int = BLOCK, digests: dict[str, str] | None = None
+) -> AsyncIterator[bytes]:
+    """Yield the zip of ``plan``: exactly ``plan.total_size`` bytes, in chunks of ~``block``;
+    each member's MD5 into ``digests`` (if given) once the file was read to its end."""
     read_size = max(1, block // zipformat.MAX_BLOCK) * zipformat.MAX_BLOCK
     await anyio.to_thread.run_sync(_check_sizes, plan.members)
     crcs: list[int] = []
@@ -134,13 +140,16 @@ async def zip_stream(plan: ZipPlan, *, block: int = BLOCK) -> AsyncIterator[byte
     for member in plan.members:
         out += zipformat.local_header(member.entry)
         crc = 0
-        async for data, crc_so_far, last in _file_blocks(member.instance, read_size):
+        md5 = hashlib.md5(usedforsecurity=False)
+        async for data, crc_so_far, last in _file_blocks(member.instance, read_size, md5):
             crc = crc_so_far
             out += _framed(data, last=last)
             if len(out) >= block:
                 sent += len(out)
                 yield bytes(out)
                 out.clear()
+        if digests is not None:
+            digests[member.name] = md5.hexdigest()
         out += zipformat.descriptor(member.entry, crc)
         crcs.append(crc)
     for member, crc in zip(plan.members, crcs, strict=True):
@@ -169,16 +178,16 @@ def _framed(data: bytes, *, last: bool) -> bytes:
 
 
 async def _file_blocks(
-    instance: Instance, read_size: int
+    instance: Instance, read_size: int, md5: hashlib._Hash
 ) -> AsyncIterator[tuple[bytes, int, bool]]:
     """(bytes, CRC so far, is last) reads of the file: exactly its planned size, or raise.
-    Reads and CRC run in worker threads; an empty file yields one empty last read."""
+    Reads, CRC and ``md5`` run in worker threads; an empty file yields one empty last read."""
     handle = await anyio.to_thread.run_sync(_open, instance)
     try:
         remaining, crc = instance.size, 0
         while True:
             size = min(read_size, remaining)
-            data, crc = await anyio.to_thread.run_sync(_read, handle, instance, size, crc)
+            data, crc = await anyio.to_thread.run_sync(_read, handle, instance, size, crc, md5)
             remaining -= len(data)
             if remaining == 0:
                 await anyio.to_thread.run_sync(_check_end, handle, instance)
@@ -201,13 +210,16 @@ def _open(instance: Instance) -> BinaryIO:
     return handle
 
 
-def _read(handle: BinaryIO, instance: Instance, size: int, crc: int) -> tuple[bytes, int]:
+def _read(
+    handle: BinaryIO, instance: Instance, size: int, crc: int, md5: hashlib._Hash
+) -> tuple[bytes, int]:
     try:
         data = handle.read(size)
     except OSError as exc:
         raise LocalFileError(f"{instance.path}: cannot be read ({exc.strerror})") from exc
     if size and not data:
         raise SourceChangedError(f"{instance.path}: shrank since it was found", instance.path)
+    md5.update(data)
     return data, zlib.crc32(data, crc)
 
 
