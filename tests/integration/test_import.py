@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -16,8 +17,11 @@ from tests.unit.dicom.dicomfiles import spec, write, write_instance
 from xnatsync.dicom.labels import Naming, parse_template
 from xnatsync.dicom.options import ImportOptions
 from xnatsync.dicom.run import import_dicom
-from xnatsync.emulator.server import Emulator
+from xnatsync.emulator.server import Emulator, run_emulator
+from xnatsync.emulator.settings import EmulatorConfig
 from xnatsync.errors import ProjectNotFoundError
+from xnatsync.journal import Journal
+from xnatsync.model import Experiment, RemoteFile
 from xnatsync.report import Summary
 from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.auth import Credentials
@@ -207,7 +211,8 @@ async def test_a_study_archived_under_another_label_is_found_by_its_uid(
     assert sorted(sessions) == ["PX1_20240102", "PX1_20240105"]  # no session under a new label
     assert ("3", "IM1") in sessions["PX1_20240102"]
     moved = [n for n in summary.notices if "no second session" in n]
-    assert len(moved) == 2 and "PX1_MR_20240102" in " ".join(moved)
+    assert len(moved) == 2
+    assert "PX1_MR_20240102" in " ".join(moved)
 
 
 async def test_a_label_holding_another_study_is_refused_before_sending(
@@ -218,6 +223,53 @@ async def test_a_label_holding_another_study_is_refused_before_sending(
     other = tmp_path / "other"
     write_instance(other / "C/IM1", spec("C", 1, 1, patient_id="PX1"))  # same label, new study
     summary = await run(emu, other, tmp_path)
-    assert not summary.ok and posts(emu) == 2
+    assert not summary.ok
+    assert posts(emu) == 2
     assert "already holds another study" in " ".join(str(f) for f in summary.failures)
     assert len((await archived(emu))["PX1_20240102"]) == 3  # nothing merged into it
+
+
+class Damaging(XnatClient):
+    """The emulator's client, except that the catalog lists another MD5 for one archived file
+    (what an anonymization script editing files as they arrive, or damage, looks like)."""
+
+    async def list_experiment_files(self, project: str, experiment: Experiment) -> list[RemoteFile]:
+        files = await super().list_experiment_files(project, experiment)
+        return [replace(f, digest="0" * 32) if (f.container, f.path) == ("2", "IM1") else f
+                for f in files]  # fmt: skip
+
+
+async def test_an_archived_file_whose_digest_differs_fails_its_study(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    client = Damaging(emu.url, Credentials("admin", "admin"), retry=FAST)
+    summary = await import_dicom(options(emu, source, tmp_path), tmp_path / "state", client=client)
+    assert not summary.ok
+    assert posts(emu) == 2
+    [failure] = [str(f) for f in summary.failures]
+    assert "differ from the files sent" in failure
+    assert "IM1" in failure
+    assert "0" * 32 in failure
+    with Journal.open(tmp_path / "state" / "journal.db") as journal:
+        done = {e.relpath for e in journal.iter_done("DEMO")}
+    assert [d for d in done if "PX1_20240102" in d] == []  # the damaged study is not done
+    assert [d for d in done if "PX1_20240105" in d]  # the other one is
+
+
+async def test_without_server_digests_studies_are_checked_by_size_said_once(
+    tmp_path: Path,
+) -> None:
+    async with run_emulator(EmulatorConfig(seed="demo", checksums=False)) as emu:
+        source = export(tmp_path / "export")
+        summary = await run(emu, source, tmp_path)
+        assert (summary.ok, summary.files_transferred) == (True, 4), summary.failures
+        said = [n for n in summary.notices if "checked by file size only" in n]
+        assert len(said) == 1  # two studies, one notice
+        async with XnatClient(emu.url, Credentials("admin", "admin")) as client:
+            experiments = await client.list_experiments("DEMO")
+            files = await client.list_experiment_files(
+                "DEMO", next(e for e in experiments if e.label == "PX1_20240102")
+            )
+        assert files
+        assert {f.digest for f in files} == {None}
