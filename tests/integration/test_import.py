@@ -21,6 +21,7 @@ from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig
 from xnatsync.errors import ProjectNotFoundError
 from xnatsync.journal import Journal
+from xnatsync.limits import Limits
 from xnatsync.model import Experiment, RemoteFile
 from xnatsync.report import Summary
 from xnatsync.retry import RetryPolicy
@@ -273,3 +274,42 @@ async def test_without_server_digests_studies_are_checked_by_size_said_once(
             )
         assert files
         assert {f.digest for f in files} == {None}
+
+
+# What XNAT's import service answers under load (xnat-api §5, §12), on the first import of a
+# run: (fault, imports the run makes for its two studies, the status the server logged)
+IMPORT_FAULTS = {
+    "busy-processing": (3, 400),  # the four transient 400s: refused before anything was
+    "busy-concurrent": (3, 400),  # applied, sent again after a delay
+    "busy-duplicate": (3, 400),
+    "busy-in-use": (3, 400),
+    "429:0": (3, 429),  # rate limited, then backoff
+    "503": (3, 503),
+    "applied:500": (2, 500),  # errors AFTER the import was applied: found by looking,
+    "applied:502": (2, 502),  # never sent again
+    "applied:504": (2, 504),
+    "drop": (2, 200),  # applied (logged 200), then the connection reset before an answer
+    "expire": (3, 401),  # the session expired: log in again, the body streamed afresh
+}
+
+
+@pytest.mark.parametrize("fault", sorted(IMPORT_FAULTS))
+async def test_import_side_faults_end_with_one_complete_session_per_study(
+    emu: Emulator, tmp_path: Path, fault: str
+) -> None:
+    expected_posts, status = IMPORT_FAULTS[fault]
+    source = export(tmp_path / "export")
+    logins = emu.requests.count("POST", "/data/JSESSION")
+    emu.faults.script("POST", IMPORTS, [fault])
+    # one import at a time: an expired session would otherwise fail both imports in flight
+    summary = await run(emu, source, tmp_path, limits=Limits(transfers=1))
+    assert (summary.ok, summary.files_transferred) == (True, 4), summary.failures
+    if fault == "expire":  # one login more than the run's own
+        assert emu.requests.count("POST", "/data/JSESSION") == logins + 2
+    records = emu.requests.matching("POST", IMPORTS)
+    assert len(records) == expected_posts
+    assert [r.status for r in records if r.fault != "ok"] == [status]
+    sessions = await archived(emu)
+    assert {label: len(files) for label, files in sessions.items()} == {
+        "PX1_20240102": 3, "PX1_20240105": 1,
+    }  # fmt: skip

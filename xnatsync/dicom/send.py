@@ -197,7 +197,8 @@ class StudySender:
             await self.client.import_zip(route, plan.total_size, _body(plan, progress, digests))
         if missing:
             archived, _ = await self._archived(item, refresh=True)
-        self._check(item, [i for i, _ in missing], archived, digests, session)
+        sent = [i for i, (scan, name) in _keyed(item) if f"{scan}/{name}" in digests]
+        self._check(item, sent, archived, digests, session)  # sent by any attempt of this run
 
     async def _archived(
         self, item: Labelled, *, refresh: bool = False
