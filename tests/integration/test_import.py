@@ -12,7 +12,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.integration.conftest import done_in, run_cli, start_cli, wait_for
+from tests.integration.conftest import cli_env, done_in, run_cli, start_cli, wait_for
 from tests.unit.dicom.dicomfiles import spec, write, write_instance
 from xnatsync.dicom.labels import Naming, parse_template
 from xnatsync.dicom.options import ImportOptions
@@ -130,6 +130,22 @@ async def test_a_missing_project_is_refused_before_anything_is_sent(
     with pytest.raises(ProjectNotFoundError, match="NOPE"):
         await run(emu, source, tmp_path, project="NOPE")
     assert posts(emu) == 0
+
+
+async def test_a_read_only_project_exits_3_with_nothing_sent(emu: Emulator, tmp_path: Path) -> None:
+    source = export(tmp_path / "export")
+    emu.store.projects["DEMO"].members["user"] = "Collaborators"  # may read, not add data
+    args = ["import", emu.url, "--project", "DEMO", "--source", str(source), "--state",
+            str(tmp_path / "state"), "--no-progress"]  # fmt: skip
+    code, _, err = await run_cli(*args, env=cli_env("user", "user"))
+    assert code == 3, err
+    assert "may not add data" in err
+    assert posts(emu) == 0
+    assert await archived(emu) == {}
+    emu.store.projects["DEMO"].members["user"] = "Members"  # the same run as a member sends
+    code, _, err = await run_cli(*args, env=cli_env("user", "user"))
+    assert code == 0, err
+    assert posts(emu) == 2
 
 
 async def test_kill_during_import_then_rerun_sends_only_what_is_missing(
