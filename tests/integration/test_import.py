@@ -329,3 +329,20 @@ async def test_import_side_faults_end_with_one_complete_session_per_study(
     assert {label: len(files) for label, files in sessions.items()} == {
         "PX1_20240102": 3, "PX1_20240105": 1,
     }  # fmt: skip
+
+
+async def test_a_file_cut_inside_its_pixel_data_is_reported_and_sent_once_whole(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    source = export(tmp_path / "export")
+    damaged = source / "A/s2/IM1"
+    whole = damaged.read_bytes()
+    damaged.write_bytes(whole[:-10])
+    summary = await run(emu, source, tmp_path)
+    assert not summary.ok
+    assert "pixel data" in " ".join(str(f) for f in summary.failures)
+    assert ("2", "IM1") not in (await archived(emu))["PX1_20240102"]  # not archived broken
+    damaged.write_bytes(whole)  # repaired: the rerun sends just that file into the session
+    again = await run(emu, source, tmp_path)
+    assert (again.ok, again.files_transferred, posts(emu)) == (True, 1, 3)
+    assert len((await archived(emu))["PX1_20240102"]) == 3
