@@ -346,3 +346,19 @@ async def test_a_file_cut_inside_its_pixel_data_is_reported_and_sent_once_whole(
     again = await run(emu, source, tmp_path)
     assert (again.ok, again.files_transferred, posts(emu)) == (True, 1, 3)
     assert len((await archived(emu))["PX1_20240102"]) == 3
+
+
+async def test_to_archive_is_one_request_per_study_on_a_1_7_server(tmp_path: Path) -> None:
+    """An explicit archive ``dest`` is archived by the DICOM-zip request itself on every version
+    (no Direct-Archive, which 1.7 lacks, and no commit step)."""
+    async with run_emulator(EmulatorConfig(seed="demo", xnat_version="1.7.6")) as emu:
+        summary = await run(emu, export(tmp_path / "export"), tmp_path)
+        assert (summary.ok, summary.files_transferred) == (True, 4), summary.failures
+        assert posts(emu) == 2
+        assert emu.requests.count("POST", "/data/prearchive/*") == 0
+        assert emu.requests.count("POST", "/data/services/archive") == 0
+        assert sorted(await archived(emu)) == ["PX1_20240102", "PX1_20240105"]
+        queries = [parse_qs(r.query) for r in emu.requests.matching("POST", IMPORTS)]
+        assert all(
+            "Direct-Archive" not in q and q["dest"][0].startswith("/archive/") for q in queries
+        )
