@@ -142,9 +142,9 @@ async def test_a_read_only_project_exits_3_with_nothing_sent(emu: Emulator, tmp_
     assert "may not add data" in err
     assert posts(emu) == 0
     assert await archived(emu) == {}
-    emu.store.projects["DEMO"].members["user"] = "Members"  # the same run as a member sends
-    code, _, err = await run_cli(*args, env=cli_env("user", "user"))
-    assert code == 0, err
+    emu.store.projects["DEMO"].members["user"] = "Members"  # as a member, the same import sends
+    summary = await run(emu, source, tmp_path, credentials=Credentials("user", "user"))
+    assert summary.ok, summary.failures
     assert posts(emu) == 2
 
 
