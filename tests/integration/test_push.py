@@ -30,7 +30,7 @@ from tests.integration.conftest import (
 )
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
-from xnatsync.errors import ProjectNotFoundError, UsageError
+from xnatsync.errors import PermissionDeniedError, ProjectNotFoundError, UsageError
 from xnatsync.layout import parse_layout
 from xnatsync.pull.selection import Selection
 from xnatsync.push.options import PushOptions
@@ -160,6 +160,21 @@ async def test_a_missing_project_is_refused_and_nothing_is_sent(
     with pytest.raises(ProjectNotFoundError, match="NOPE"):
         await push(push_options(emu, tmp_path, project="NOPE"))
     assert puts(emu) == 0
+
+
+async def test_a_read_only_project_is_refused_and_nothing_is_sent(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    files = many_small_files(tmp_path / "src", count=3)
+    emu.store.projects["DEMO"].members["user"] = "Collaborators"  # may read, not add data
+    with pytest.raises(PermissionDeniedError, match="may not add data"):
+        await push(push_options(emu, tmp_path / "src", project="DEMO",
+                                credentials=Credentials("user", "user")))  # fmt: skip
+    assert puts(emu) == 0
+    emu.store.projects["DEMO"].members["user"] = "Members"  # a member's same push sends
+    summary = await push(push_options(emu, tmp_path / "src", project="DEMO",
+                                      credentials=Credentials("user", "user")))  # fmt: skip
+    assert (summary.ok, puts(emu)) == (True, len(files))
 
 
 async def test_a_path_outside_the_layout_stops_the_run_naming_it(

@@ -20,14 +20,13 @@ from xnatsync.dicom.labels import LabelFailure, Labelled, assign
 from xnatsync.dicom.options import ImportOptions
 from xnatsync.dicom.send import Sessions, StudySender, fingerprint, list_sessions, study_label
 from xnatsync.dicom.studies import group
-from xnatsync.errors import NotFoundError, PermissionDeniedError, ProjectNotFoundError
+from xnatsync.errors import NotFoundError, ProjectNotFoundError
 from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, Notice, PlanShown, Reporter
 from xnatsync.journal import Journal, recorded_run
 from xnatsync.lock import DestLock
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.xnat.client import XnatClient
-from xnatsync.xnat.routes import Route
 
 JOURNAL = "journal.db"
 
@@ -57,7 +56,7 @@ async def import_dicom(
                 f"project {options.project}: not on {client.base_url}, or not visible to this "
                 "user (XNAT answers 404 for both); nothing was sent"
             ) from exc
-        await _check_writable(client, options.project)
+        await client.check_writable(options.project)
         labelled = await _studies(options, events)
         if options.dry_run:
             _show(labelled, archived, events)
@@ -75,20 +74,6 @@ async def import_dicom(
             with recorded_run(journal, f"import {options.url} {options.project}", counts):
                 await _send(options, todo, client, journal, events, archived)
     return counts
-
-
-async def _check_writable(client: XnatClient, project: str) -> None:
-    """Refuse a project the user may read but not add sessions to, before anything is sent:
-    XNAT's permissions listing (the projects where the user may create subjects, as uploaders
-    ask it) must name it; the import service would answer 403 only after a whole body."""
-    params = {"format": "json", "permissions": "create", "dataType": "xnat:subjectData"}
-    route = Route("/data/projects", params)
-    rows = await client.list_rows(route)
-    if not any(project in (row.get("id"), row.get("ID")) for row in rows):
-        raise PermissionDeniedError(
-            f"project {project}: this user may not add data to it (read-only access); "
-            "nothing was sent"
-        )
 
 
 async def _studies(options: ImportOptions, reporter: Reporter) -> list[Labelled]:

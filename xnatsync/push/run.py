@@ -122,6 +122,7 @@ async def _prepare(
     """List both sides and plan; report skips, conflicts and files push cannot send."""
     entries, unsent = await local_entries(options, reader, folder, journal)
     experiments = await project_experiments(client, options.project)
+    await client.check_writable(options.project)
     entries = await resolve_members(client, options.project, entries, experiments, unsent)
     catalog, existing = await remote_catalog(client, options.project, entries, experiments)
     entries = await hashed_where_listed(options.source, entries, catalog, unsent)

@@ -87,6 +87,12 @@ def projects() -> Route:
     return Route("/data/projects", _json())
 
 
+def writable_projects() -> Route:
+    """The projects where the user may create subjects (and so sessions): what XNAT's upload
+    tools ask before sending."""
+    return Route("/data/projects", _json(permissions="create", dataType="xnat:subjectData"))
+
+
 def subjects(project: str) -> Route:
     return Route(f"/data/projects/{segment(project)}/subjects", _json())
 

@@ -80,7 +80,7 @@ async def test_each_member_md5_is_recorded_once_its_file_was_read(tmp_path: Path
     rest = [chunk async for chunk in chunks]
     assert rest
     assert digests == {
-        m.name: hashlib.md5(m.instance.path.read_bytes()).hexdigest() for m in plan.members
+        m.name: hashlib.md5(m.source.path.read_bytes()).hexdigest() for m in plan.members
     }
 
 
