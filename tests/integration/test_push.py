@@ -5,7 +5,9 @@ server's own request log show what was sent."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import re
 import shutil
 import signal
@@ -340,9 +342,9 @@ def many_small_files(source: Path, count: int = 40) -> dict[str, bytes]:
     return files
 
 
-async def pulled_back(emu: Emulator, dest: Path) -> dict[str, bytes]:
+async def pulled_back(emu: Emulator, dest: Path, resource: str = "MANY") -> dict[str, bytes]:
     await run_pull(make_config(emu, dest, project="COPY"))
-    base = "COPY/SUBJ/SESS/resources/MANY/files/"
+    base = f"COPY/SUBJ/SESS/resources/{resource}/files/"
     return {p.removeprefix(base): b for p, b in local_files(dest).items() if p.startswith(base)}
 
 
@@ -427,3 +429,36 @@ async def test_names_xnat_reads_wrongly_from_a_url_go_in_a_zip(
     sent = sorted(r.path.rsplit("/", 1)[-1] for r in emu.requests.matching("PUT", UPLOADS))
     assert sent == ["c d+é.txt", "plain.txt", "xnatsync-upload.zip"]
     assert await pulled_back(emu, tmp_path / "back") == files
+
+
+async def test_a_read_error_mid_upload_fails_that_file_and_the_rest_go_on(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tmp_path / "src" / "P" / "SUBJ" / "SESS" / "resources" / "BIG" / "files"
+    base.mkdir(parents=True)
+    files = {f"f{n}.bin": os.urandom(3 << 20) for n in range(3)}  # 3 MiB: sent one by one
+    for name, data in files.items():
+        (base / name).write_bytes(data)
+    victim = (base / "f1.bin").stat().st_ino
+    real_read, reads = os.read, Counter[int]()
+
+    def failing_read(fd: int, size: int) -> bytes:
+        if os.fstat(fd).st_ino == victim:
+            reads[fd] += 1
+            if reads[fd] > 1:  # the first block went: the disk fails mid-file
+                raise OSError(errno.EIO, "Input/output error")
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", failing_read)
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path / "src"))
+    monkeypatch.undo()
+    assert (summary.files_transferred, summary.files_failed) == (2, 1)
+    (failure,) = summary.failures
+    assert "f1.bin" in failure["path"]
+    assert "Input/output error" in failure["reason"]
+    back = await pulled_back(emu, tmp_path / "back", resource="BIG")
+    assert back == {k: v for k, v in files.items() if k != "f1.bin"}  # nothing of f1 stored
+    with sqlite3.connect(tmp_path / "src" / ".xnatsync" / "push.db") as db:
+        states = dict(db.execute("SELECT relpath, state FROM files").fetchall())
+    assert sorted(states.values()) == ["done", "done", "failed"]
