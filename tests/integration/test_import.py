@@ -362,3 +362,16 @@ async def test_to_archive_is_one_request_per_study_on_a_1_7_server(tmp_path: Pat
         assert all(
             "Direct-Archive" not in q and q["dest"][0].startswith("/archive/") for q in queries
         )
+
+
+async def test_an_instance_without_preamble_is_imported_as_xnat_takes_it(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """Found by its tags, sent as it is, and taken by the importer (dcm4che reads a dataset
+    with no preamble by guessing its encoding, as the emulator now does)."""
+    source = tmp_path / "export"
+    write_instance(source / "IM1", spec("A", 1, 1, patient_id="PX1"))
+    write_instance(source / "raw.bin", spec("A", 1, 2, patient_id="PX1"), preamble=False)
+    summary = await run(emu, source, tmp_path)
+    assert (summary.ok, summary.files_transferred) == (True, 2), summary.failures
+    assert await archived(emu) == {"PX1_20240102": {("1", "IM1"), ("1", "raw.bin")}}
