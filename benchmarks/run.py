@@ -201,8 +201,9 @@ def fault_spec(w: Workload, costs: str) -> str:
 
 def start_emulator(root: Path, w: Workload, costs: str = "") -> tuple[subprocess.Popen[str], str]:
     spec = fault_spec(w, costs)
-    seed = (1, 1, 1, 1024) if w.imports else (w.subjects, w.scans, w.files, w.size)  # imports
-    return spawn(  # go into empty projects: their seed is a token one
+    # imports go into empty projects: their emulator gets a token seed
+    seed = (1, 1, 1, 1024) if w.imports else (w.subjects, w.scans, w.files, w.size)
+    return spawn(
         "--root", str(root), "--seed", "synthetic", "--project", PROJECT,
         "--subjects", str(seed[0]), "--sessions", "1", "--scans", str(seed[1]),
         "--files", str(seed[2]), "--file-size", str(seed[3]), *(["--faults", spec] if spec else []),
