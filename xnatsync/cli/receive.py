@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -168,22 +170,32 @@ class _JsonLog(logging.Handler):
         self._lines.record(getattr(record, "event", "Log"), fields)
 
 
-def log_to_stderr(*, json_lines: bool, level: int) -> None:
-    """Route xnatsync's and pynetdicom's log records to stderr, in this command's style
-    (pynetdicom's own records: warnings and errors only)."""
+@contextmanager
+def log_to_stderr(*, json_lines: bool, level: int) -> Iterator[None]:
+    """While it lasts, xnatsync's and pynetdicom's log records go to stderr in this command's
+    style (pynetdicom's own: warnings and errors only)."""
     handler = _JsonLog(JsonLines(sys.stderr.write)) if json_lines else _TextLog()
+    saved = []
     for name, at in (("xnatsync", level), ("pynetdicom", max(level, logging.WARNING))):
         logger = logging.getLogger(name)
+        saved.append((logger, logger.level, logger.propagate))
         logger.addHandler(handler)
         logger.setLevel(at)
         logger.propagate = False
+    try:
+        yield
+    finally:
+        for logger, was, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(was)
+            logger.propagate = propagate
 
 
 def run_receive(args: argparse.Namespace) -> int:
     options = options_from(args)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    log_to_stderr(json_lines=args.log_json, level=level)
     from xnatsync.receive.run import receive  # pynetdicom: only for this command
 
-    run_interruptible(lambda: receive(options))
+    with log_to_stderr(json_lines=args.log_json, level=level):
+        run_interruptible(lambda: receive(options))
     return ExitCode.OK  # stopped by a signal: a daemon's normal end
