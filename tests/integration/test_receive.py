@@ -36,6 +36,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from tests.unit.dicom.dicomfiles import spec, write_instance
 from xnatsync.cli.main import main
+from xnatsync.cli.receive import RECEIVE_EXAMPLE
 from xnatsync.receive.options import DicomTimeouts, ReceiveOptions
 from xnatsync.receive.run import receiving
 from xnatsync.receive.scp import Receiver
@@ -348,37 +349,54 @@ async def test_receiving_on_an_event_loop(tmp_path: Path) -> None:
 # -- the command line ----------------------------------------------------------------------
 
 
-def unit_command(spool: Path) -> list[str]:
-    """configs/xnatsync-receive.service's command, with a test's port and spool."""
-    unit = (REPO / "configs" / "xnatsync-receive.service").read_text("utf-8")
-    joined = unit.replace("\\\n", " ")  # systemd's continuation lines
-    (line,) = re.findall(r"^ExecStart=(.*)$", joined, re.M)
-    words = shlex.split(line)
+def example_command(source: str) -> str:
+    """The command of configs/xnatsync-receive.service, or of ``receive --help``'s example."""
+    if source == "unit":
+        text = (REPO / "configs" / "xnatsync-receive.service").read_text("utf-8")
+        prefix = "ExecStart="
+    else:
+        text, prefix = RECEIVE_EXAMPLE, "  xnatsync "
+    joined = re.sub(r"\\\n\s*", " ", text)  # continuation lines
+    (line,) = [line for line in joined.splitlines() if line.startswith(prefix)]
+    return line.removeprefix("ExecStart=").strip()
+
+
+def test_the_readme_shows_the_help_example() -> None:
+    readme = re.sub(r"\\\n\s*", " ", (REPO / "README.md").read_text("utf-8"))
+    assert example_command("help") in readme
+
+
+@pytest.mark.parametrize("source", ["unit", "help"])
+def test_the_examples_receive_and_stop_with_0(tmp_path: Path, source: str) -> None:
+    """As written, with only the port and the spool swapped for the test's."""
+    instance = write_instance(tmp_path / "a.dcm", spec("s8"))
+    (spool := tmp_path / "spool").mkdir()
+    words = shlex.split(example_command(source))
     assert Path(words[0]).name == "xnatsync"
     words = words[1:]
     words[words.index("--listen") + 1] = "127.0.0.1:0"
     words[words.index("--spool") + 1] = str(spool)
-    return words
-
-
-def test_the_systemd_units_command_receives_and_stops_with_0(tmp_path: Path) -> None:
-    instance = write_instance(tmp_path / "a.dcm", spec("s8"))
-    (spool := tmp_path / "spool").mkdir()
-    with _start(unit_command(spool)) as proc:
-        records = _records(proc)
-        listening = next(records)
-        assert listening["event"] == "Listening", listening
-        address = ("127.0.0.1", int(listening["port"]))
-        assert listening["allowed_aes"] == ["SCANNER1"]
+    with _start(words) as proc:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        port = re.search(r"127\.0\.0\.1:(\d+)", first)
+        assert port, first
+        address = ("127.0.0.1", int(port[1]))
         with association(address, "SCANNER1") as assoc:
             assert store(assoc, instance) == 0
         with association(address, "STRANGER") as refused:
             assert refused.is_rejected
         proc.send_signal(signal.SIGTERM)
-        seen = [r["event"] for r in records]
         assert proc.wait(20) == 0
-    assert {"AssociationEnded", "AssociationRefused", "Stopped"} <= set(seen), seen
+        rest = proc.stderr.read()
+    assert "STRANGER" in rest
+    assert "stopped" in rest.lower()
     assert len(spooled(spool)) == 1
+    if "--log-json" in words:  # every line a JSON record, for a log collector
+        records = [json.loads(line) for line in [first, *rest.splitlines()]]
+        seen = [r["event"] for r in records]
+        assert seen[0] == "Listening"
+        assert {"AssociationEnded", "AssociationRefused", "Stopped"} <= set(seen)
 
 
 def test_text_logs_warn_loudly_and_sigint_stops_with_0(tmp_path: Path) -> None:
@@ -438,9 +456,3 @@ def _start(args: list[str]) -> Iterator[subprocess.Popen[str]]:
             yield proc
         finally:
             proc.kill()
-
-
-def _records(proc: subprocess.Popen[str]) -> Iterator[dict[str, Any]]:
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        yield json.loads(line)
