@@ -36,7 +36,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 
 from tests.unit.dicom.dicomfiles import spec, write_instance
 from xnatsync.cli.main import main
-from xnatsync.cli.receive import RECEIVE_EXAMPLE
+from xnatsync.cli.receive import RECEIVE_EXAMPLE, parse_listen
 from xnatsync.receive.options import DicomTimeouts, ReceiveOptions
 from xnatsync.receive.run import receiving
 from xnatsync.receive.scp import Receiver
@@ -430,6 +430,12 @@ def test_bad_options_exit_2_with_a_clear_message(
     argv = ["receive", *[w for pair in base.items() for w in pair]]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen("0.0.0.0:11112") == ("0.0.0.0", 11112)
+    assert parse_listen("[::1]:104") == ("::1", 104)
+    assert parse_listen("scanner-gw.local:0") == ("scanner-gw.local", 0)
 
 
 def test_a_port_in_use_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -154,7 +154,8 @@ class _TextLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-        sys.stderr.write(f"xnatsync: {level}{record.getMessage()}\n")
+        source = "pynetdicom: " if record.name.startswith("pynetdicom") else ""
+        sys.stderr.write(f"xnatsync: {level}{source}{record.getMessage()}\n")
 
 
 class _JsonLog(logging.Handler):
