@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import pydicom
 import pytest
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
@@ -37,6 +37,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 from tests.unit.dicom.dicomfiles import spec, write_instance
 from xnatsync.cli.main import main
 from xnatsync.cli.receive import RECEIVE_EXAMPLE, parse_listen
+from xnatsync.receive.naming import spool_name
 from xnatsync.receive.options import DicomTimeouts, ReceiveOptions
 from xnatsync.receive.run import receiving
 from xnatsync.receive.scp import Receiver
@@ -146,6 +147,24 @@ def test_a_data_set_keeps_the_syntax_it_was_sent_in(tmp_path: Path) -> None:
     back = pydicom.dcmread(spool / f"{ds.SOPInstanceUID}.dcm")
     assert back.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
     assert back.PatientName == ds.PatientName
+    assert back.PixelData == ds.PixelData
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR UI:UserWarning")  # on both sides
+def test_a_non_conformant_uid_gets_a_safe_name_of_its_own(tmp_path: Path) -> None:
+    """Some senders put letters or worse in UIDs: stored, under a name that cannot escape."""
+    uid = "1.2.x/../4"
+    ds = pydicom.dcmread(write_instance(tmp_path / "a.dcm", spec("s9")))
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = UID(uid)
+    (spool := tmp_path / "spool").mkdir()
+    with Receiver(options(spool)) as receiver, association(receiver.address) as assoc:
+        assert assoc.send_c_store(ds).Status == 0
+    (name,) = spooled(spool)
+    assert name == spool_name(uid)
+    assert name.startswith("1.2.x_.._4-")
+    back = pydicom.dcmread(spool / name)
+    assert back.file_meta.MediaStorageSOPInstanceUID == uid
+    assert back.SOPInstanceUID == uid
     assert back.PixelData == ds.PixelData
 
 
@@ -291,8 +310,11 @@ def test_a_silent_connection_is_closed(tmp_path: Path) -> None:
         assert sock.recv(1) == b""  # closed by us, long before the socket's own timeout
 
 
-def test_stop_lets_a_store_being_written_finish_then_aborts(tmp_path: Path) -> None:
-    instance = write_instance(tmp_path / "a.dcm", spec("s6"))
+def test_stop_lets_a_store_being_written_finish_refuses_later_ones_then_aborts(
+    tmp_path: Path,
+) -> None:
+    first = write_instance(tmp_path / "a.dcm", spec("s6", number=1))
+    late = write_instance(tmp_path / "b.dcm", spec("s6", number=2))
     (spool_dir := tmp_path / "spool").mkdir()
     writing, go_on = threading.Event(), threading.Event()
 
@@ -304,20 +326,21 @@ def test_stop_lets_a_store_being_written_finish_then_aborts(tmp_path: Path) -> N
     receiver = Receiver(options(spool_dir), spool=Spool(spool_dir, write=write))
     _, port = receiver.start()
     statuses: list[int] = []
-    with association(receiver.address) as assoc:
-        sender = threading.Thread(target=lambda: statuses.append(store(assoc, instance)))
+    with association(receiver.address) as busy, association(receiver.address) as other:
+        sender = threading.Thread(target=lambda: statuses.append(store(busy, first)))
         sender.start()
         assert writing.wait(10)
         stopper = threading.Thread(target=receiver.stop)
         stopper.start()
         until(lambda: _refuses_connections(port), what="the listener closed")
+        assert store(other, late) == 0xA700  # stopping: the sender keeps it for later
         go_on.set()
         sender.join(10)
         stopper.join(10)
         assert not stopper.is_alive()
         assert statuses == [0]  # the store in flight finished and was acknowledged
-        until(lambda: assoc.is_aborted, what="the open association's abort")
-    assert len(spooled(spool_dir)) == 1
+        until(lambda: busy.is_aborted and other.is_aborted, what="the associations' abort")
+    assert list(spooled(spool_dir)) == [f"{pydicom.dcmread(first).SOPInstanceUID}.dcm"]
 
 
 def _refuses_connections(port: int) -> bool:

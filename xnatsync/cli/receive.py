@@ -154,7 +154,7 @@ class _TextLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         level = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
-        source = "pynetdicom: " if record.name.startswith("pynetdicom") else ""
+        source = "" if record.name.startswith("xnatsync") else f"{record.name}: "
         sys.stderr.write(f"xnatsync: {level}{source}{record.getMessage()}\n")
 
 
@@ -173,11 +173,13 @@ class _JsonLog(logging.Handler):
 
 @contextmanager
 def log_to_stderr(*, json_lines: bool, level: int) -> Iterator[None]:
-    """While it lasts, xnatsync's and pynetdicom's log records go to stderr in this command's
-    style (pynetdicom's own: warnings and errors only)."""
+    """While it lasts, xnatsync's and pynetdicom's log records, and Python warnings, go to
+    stderr in this command's style (pynetdicom's and the warnings: warnings and errors only)."""
     handler = _JsonLog(JsonLines(sys.stderr.write)) if json_lines else _TextLog()
     saved = []
-    for name, at in (("xnatsync", level), ("pynetdicom", max(level, logging.WARNING))):
+    logging.captureWarnings(True)  # pydicom warns of a sender's non-conformant UIDs
+    others = max(level, logging.WARNING)
+    for name, at in (("xnatsync", level), ("pynetdicom", others), ("py.warnings", others)):
         logger = logging.getLogger(name)
         saved.append((logger, logger.level, logger.propagate))
         logger.addHandler(handler)
@@ -186,6 +188,7 @@ def log_to_stderr(*, json_lines: bool, level: int) -> Iterator[None]:
     try:
         yield
     finally:
+        logging.captureWarnings(False)
         for logger, was, propagate in saved:
             logger.removeHandler(handler)
             logger.setLevel(was)
