@@ -76,7 +76,7 @@ class _Tally:
 
 
 class Receiver:
-    """A DICOM C-STORE SCP writing into a spool; ``start`` then ``stop`` (or ``with``)."""
+    """A DICOM C-STORE SCP writing into a spool; ``start`` once, then ``stop`` (or ``with``)."""
 
     def __init__(
         self, options: ReceiveOptions, *, spool: Spool | None = None, log: logging.Logger = LOG
@@ -143,18 +143,22 @@ class Receiver:
         server.shutdown()
         with self._busy:
             finished = self._busy.wait_for(lambda: self._writing == 0, self.options.stop_grace)
-        aborted = 0
-        for assoc in server.active_associations:
+            unfinished = self._writing
+        open_now = server.active_associations
+        for assoc in open_now:
             assoc.abort()
-            aborted += 1
-        for assoc in server.active_associations:
-            assoc.join(timeout=self.options.stop_grace)
+        deadline = time.monotonic() + self.options.stop_grace
+        for assoc in open_now:
+            assoc.join(timeout=max(0.0, deadline - time.monotonic()))
+        message = f"stopped ({len(open_now)} association(s) aborted)"
+        if not finished:  # their senders got no answer: they resend, and the file is replaced
+            message += f"; {unfinished} store(s) still being written after the grace period"
         self._note(
-            logging.INFO,
+            logging.INFO if finished else logging.WARNING,
             "Stopped",
-            f"stopped ({aborted} association(s) aborted)",
-            aborted=aborted,
-            writes_finished=finished,
+            message,
+            aborted=len(open_now),
+            unfinished_writes=unfinished,
         )
 
     def __enter__(self) -> Receiver:
