@@ -223,7 +223,8 @@ class Uploader:
         for entry in todo:
             got = listed.get(entry.target.path)
             if got is not None:
-                entry = await self._hashed(entry, self.source / entry.relpath)
+                path = resolve_under(self.source, PurePosixPath(entry.relpath), self.known_dirs)
+                entry = await self._hashed(entry, path)
                 if same(entry, got):
                     arrived.append(entry)
                     continue
