@@ -113,6 +113,18 @@ class DestLock:
                 tags.add(holder.token[:TAG_LENGTH])
         return tags
 
+    def live_others(self) -> list[tuple[str, LockInfo]]:
+        """The other runs on DEST that hold a lock and are not stale: (lock file name, holder),
+        sorted by name. A shard sees the unsharded run and the other shards; so does it."""
+        others = []
+        for path in sorted(self.path.parent.glob(LOCK_FILE + "*")):
+            if path == self.path or not _is_lock_name(path.name):
+                continue
+            holder = read_lock(path)
+            if holder is not None and holder.pid > 0 and not self._stale(holder):
+                others.append((path.name, holder))
+        return others
+
     def __enter__(self) -> DestLock:
         self.acquire()
         return self
