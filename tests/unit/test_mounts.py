@@ -58,7 +58,8 @@ def test_network_filesystems_are_named_and_local_ones_are_not(tmp_path: Path) ->
         ("/mnt/lab share/m", "cifs"),
     ]:
         mount = network_filesystem(Path(folder), TABLE)
-        assert mount is not None and mount.fstype == kind, folder
+        assert mount is not None, folder
+        assert mount.fstype == kind
     for folder in ("/scratch/local/j", "/lustre/scratch/node-tmp/j", "/home2/m", "/tmp/j"):
         assert network_filesystem(Path(folder), TABLE) is None, folder
     assert network_filesystem(Path("/home/x"), "") is None  # no mount table: nothing known
@@ -70,4 +71,5 @@ def test_a_folder_reached_through_a_symlink_is_judged_where_it_leads(tmp_path: P
     (tmp_path / "link").symlink_to(real)
     table = f"1 0 0:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:2 / {real} rw - nfs server:/x rw\n"
     mount = network_filesystem(tmp_path / "link" / "not-yet" / ".xnatsync", table)
-    assert mount is not None and mount.fstype == "nfs"
+    assert mount is not None
+    assert mount.fstype == "nfs"
