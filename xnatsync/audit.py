@@ -88,28 +88,38 @@ class _ShardRun:
 
 
 def _shard_runs(dest: Path, paths: dict[int, Path]) -> dict[int, _ShardRun]:
+    """Each shard's journal summary and state. A live lock says "running" whatever the
+    journal says: a run on a network filesystem holds its journal exclusively, and what
+    can be read of it then is its state before the run."""
     out = {}
     for index, path in paths.items():
-        with _open(path, readonly=True) as journal:
-            info = journal.summary()
+        shard = shard_named(path.name)
+        assert shard is not None
+        live = _liveness(dest / STATE_DIR / shard.lock_name)
+        try:
+            with _open(path, readonly=True) as journal:
+                info = journal.summary()
+        except XnatSyncError as exc:
+            empty = {"files": 0, "bytes": 0}
+            info = {"states": {s.value: empty for s in FileState}, "last_run": None}
+            out[index] = _ShardRun(info, live or f"unreadable ({exc})", path.stat().st_mtime)
+            continue
         last = info["last_run"]
-        count = shard_named(path.name)
-        assert count is not None
         state = "never ran" if last is None else str(last["status"])
-        if state == "running":
-            state = _liveness(dest / STATE_DIR / count.lock_name)
+        if live is not None or state == "running":
+            state = live or "killed"
         out[index] = _ShardRun(info, state, float(last["started"]) if last else 0.0)
     return out
 
 
-def _liveness(lock: Path) -> str:
-    """A run recorded as not ended: still running (its lock is held), or killed."""
+def _liveness(lock: Path) -> str | None:
+    """ "running" while the shard's lock is held by a live process; None otherwise."""
     holder = read_lock(lock)
     if holder is None or holder.pid < 0:
-        return "killed"
+        return None
     if holder.host != socket.gethostname():
         return f"running on {holder.host} (pid {holder.pid}), or died there"
-    return "running" if pid_alive(holder.pid) else "killed"
+    return "running" if pid_alive(holder.pid) else None
 
 
 def _shard_table(count: int, runs: dict[int, _ShardRun], folder: Path) -> tuple[str, bool]:

@@ -5,8 +5,9 @@ file verified (size and MD5) at its final name. The journal may under-report, ne
 a crash loses at most the unflushed batch, whose files are simply re-checked next run.
 
 Durability: WAL + ``synchronous=NORMAL`` (consistent after any crash; a power loss may roll back
-the last commits, which point one makes harmless). The journal must live on a local disk (WAL's
-shared memory does not work over NFS/Lustre).
+the last commits, which point one makes harmless). WAL's shared memory (the ``-shm`` file)
+does not work over NFS, Lustre or GPFS: there a pull opens its journal ``exclusive`` (the WAL
+index in the process's memory, the lock held for the run; ``mounts`` tells where it is).
 
 Cost: ``mark_*`` calls append a tuple to a buffer (about a microsecond); ``flush`` writes the
 buffer in one ``BEGIN IMMEDIATE … COMMIT``. It flushes by itself every ``batch_rows`` writes or
@@ -154,6 +155,7 @@ class Journal:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         readonly: bool = False,
+        exclusive: bool = False,
     ) -> Journal:
         """Open (creating parent directory and schema) and migrate; ``JournalError`` if unusable.
 
@@ -176,7 +178,7 @@ class Journal:
             if readonly:
                 require_current(conn, path)
             else:
-                configure(conn, path)
+                configure(conn, path, exclusive=exclusive)
                 migrate(conn, path)
         except sqlite3.DatabaseError as exc:
             conn.close()

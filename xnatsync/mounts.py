@@ -5,7 +5,8 @@ processes on one host share, and whose locks are POSIX locks that Lustre (mounte
 or ``noflock``), GPFS and NFS either keep per host or do not keep at all. SQLite's own advice is
 to keep a database that several processes use off network filesystems. So before a pull opens
 its journal, ``network_filesystem`` says whether the journal's folder is on one; the run then
-refuses (``pull.run``) with advice to keep journals on a local disk (``--journal-dir``).
+opens it in exclusive locking mode, which keeps the WAL index in the process's memory (no
+``-shm``) and takes SQLite's lock once for the run (``journal_schema.configure``).
 
 Where there is no mount table (macOS, or /proc not mounted) nothing is known and nothing is
 refused. The parsing is pure (``parse_mountinfo``, ``filesystem_of``); one function reads.

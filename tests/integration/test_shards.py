@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import Recorder
 from tests.integration.conftest import (
     FILE_GETS,
     NOTES,
@@ -36,7 +37,8 @@ from tests.integration.conftest import (
 from xnatsync.audit import status_of_dest
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
-from xnatsync.errors import LockedError, UsageError
+from xnatsync.errors import LockedError
+from xnatsync.events import Event
 from xnatsync.lock import DestLock
 from xnatsync.pull.run import pull
 from xnatsync.shards import Shard, shard_of
@@ -236,18 +238,36 @@ async def test_deletes_wait_for_the_shards_and_follow_the_server(
     assert f"total: {len(expected) - 1} files done" in said
 
 
-async def test_a_journal_on_a_network_filesystem_is_refused(emu: Emulator, tmp_path: Path) -> None:
+async def test_a_journal_on_a_network_filesystem_is_opened_without_shared_memory(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """On Lustre (as the mount table says) the shard's journal is opened in exclusive mode:
+    no ``-shm`` file at any time, the run says so, and the mirror and journal are as usual."""
     dest = tmp_path / "lustre" / "mirror"
     table = (
         "20 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
         f"21 20 0:50 / {tmp_path / 'lustre'} rw,relatime - lustre 10.0.0.1@tcp:/fs rw\n"
     )
-    config = make_config(emu, dest, shard=Shard(0, 2))
-    with pytest.raises(UsageError, match=r"network filesystem \(lustre .*--journal-dir"):
-        await pull(config, mount_table=table)
-    assert not dest.exists()  # refused before anything was written
-    local = replace(config, journal_dir=tmp_path / "local-journals")
-    summary = await pull(local, mount_table=table)
-    assert summary.ok
-    assert (tmp_path / "local-journals" / Shard(0, 2).journal_name).is_file()
-    assert not list((dest / ".xnatsync").glob("journal*"))  # only the lock lived there
+    config = make_config(emu, dest, shard=Shard(0, 1))
+    journal = dest / ".xnatsync" / Shard(0, 1).journal_name
+    shm_seen: list[bool] = []
+
+    class Watch(Recorder):
+        def emit(self, event: Event) -> None:
+            super().emit(event)
+            shm_seen.append(Path(f"{journal}-shm").exists())
+
+    watch = Watch()
+    summary = await pull(config, watch, mount_table=table)
+    assert summary.ok, summary.failures
+    assert any("is on lustre" in str(e) and "exclusive" in str(e) for e in watch.events)
+    assert shm_seen
+    assert not any(shm_seen)
+    assert_mirror(dest, mirror_of(emu, "DEMO"))
+    assert done_in(journal) == set(mirror_of(emu, "DEMO"))
+
+    local = replace(config, journal_dir=tmp_path / "local-journals")  # the other way out
+    watch = Watch()
+    assert (await pull(local, watch, mount_table=table)).ok
+    assert not any("exclusive" in str(e) for e in watch.events)
+    assert (tmp_path / "local-journals" / Shard(0, 1).journal_name).is_file()

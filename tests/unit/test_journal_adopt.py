@@ -1,8 +1,12 @@
-"""``Journal.adopt``: another journal's done and deleted rows of our owners, newest first."""
+"""``Journal.adopt``: another journal's done and deleted rows of our owners, newest first; and
+a journal opened ``exclusive`` (on a network filesystem)."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+
+import pytest
 
 from xnatsync.journal import Journal
 from xnatsync.model import FileState, Level, RemoteFile
@@ -69,3 +73,23 @@ def test_the_newest_word_on_a_file_wins_deleted_included(tmp_path: Path) -> None
     with Journal.open(tmp_path / "theirs.db", clock=clock) as theirs:
         assert theirs.adopt(tmp_path / "mine.db", lambda owner: True) == 0  # nothing newer
         assert {e.state for e in theirs.iter_done()} == {FileState.DONE}
+
+
+def test_an_exclusive_journal_has_no_shared_memory_file_and_is_read_after_close(
+    tmp_path: Path,
+) -> None:
+    """The mode for a network filesystem: the WAL index stays in the process (no -shm), and
+    another process cannot read the journal until the run closes it."""
+    path = tmp_path / "journal.db"
+    with Journal.open(path, exclusive=True) as journal:
+        journal.mark_done(remote("E1", "a"), "P/a", 4, 1, "m" * 32)
+        journal.flush()
+        assert Path(f"{path}-wal").exists()
+        assert not Path(f"{path}-shm").exists()
+        other = sqlite3.connect(path, timeout=0.05)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("SELECT count(*) FROM files").fetchone()
+        other.close()
+    assert not Path(f"{path}-shm").exists()
+    with Journal.open(path, readonly=True) as reader:
+        assert [e.relpath for e in reader.iter_done()] == ["P/a"]

@@ -116,8 +116,9 @@ def add_pull(sub: Any) -> None:
     out.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
     out.add_argument(
         "--journal-dir",
-        help="folder of the journals, one per shard (default DEST/.xnatsync); on a local disk "
-        "when DEST is on Lustre, GPFS, NFS or CIFS, where a pull refuses to keep them",
+        help="folder of the journals, one per shard (default DEST/.xnatsync). On Lustre, GPFS, "
+        "NFS or CIFS a journal is opened in SQLite's exclusive mode (readable by others only "
+        "after its run); a local disk here avoids that",
     )  # fmt: skip
     add_shard_options(p)
     run = p.add_argument_group("transfers")

@@ -24,7 +24,6 @@ from xnatsync.errors import (
     LocalDiskError,
     LockedError,
     ProjectNotFoundError,
-    UsageError,
     first_error,
 )
 from xnatsync.events import Fanout, Notice, PlanShown, Reporter
@@ -56,7 +55,8 @@ async def pull(
 
     Cancel the surrounding scope to stop: temp files are removed, the journal keeps what was
     verified and records the run as interrupted; running it again finishes the rest.
-    ``mount_table`` (a mountinfo text; read from /proc when None) says where the journal is.
+    ``mount_table`` (a mountinfo text; read from /proc when None) says where the journal is:
+    on a network filesystem it is opened in SQLite's exclusive locking mode.
     """
     reporter = reporter if reporter is not None else Fanout()
     client = client or XnatClient(
@@ -68,7 +68,7 @@ async def pull(
         await _dry_run(options, Fanout(reporter, counts), client)
         counts.close()
         return counts
-    _journal_on_local_disk(options, mount_table)
+    exclusive = _journal_mode(options, mount_table, reporter)
     # Log in before touching DEST: a run that cannot reach the server, or is refused, leaves
     # the destination as it found it (no folder, no lock, no journal).
     async with client:
@@ -78,7 +78,7 @@ async def pull(
             raise LocalDiskError(f"cannot create {options.dest}: {exc.strerror or exc}") from exc
         with DestLock(options.dest, name=options.lock_name) as lock:
             _alone_or_among_shards(options, lock)
-            with Journal.open(options.journal_file) as journal:
+            with Journal.open(options.journal_file, exclusive=exclusive) as journal:
                 await _sweep(options, lock, journal.last_run())
                 await _adopt_others(options, journal, reporter)
                 await _run_recorded(options, reporter, client, journal, lock, counts)
@@ -103,20 +103,26 @@ async def _run_recorded(
         temps.close()
 
 
-def _journal_on_local_disk(options: PullOptions, mount_table: str | None) -> None:
-    """Refuse a journal on a network filesystem (``xnatsync.mounts`` says why), before any
-    request or write. Refused rather than opened in another journal mode: SQLite's locks,
-    which any mode relies on, are per host or absent on Lustre, GPFS and many NFS mounts."""
+def _journal_mode(options: PullOptions, mount_table: str | None, reporter: Reporter) -> bool:
+    """Whether to open the journal ``exclusive``: yes on a network filesystem, and say so.
+
+    Switched rather than refused: on HPC scratch and Kubernetes ReadWriteMany volumes (Lustre,
+    GPFS, NFS) there is often no local disk that outlives a job, and a journal lost with its
+    node costs a re-hash of every file. One process at a time uses a journal (its run holds
+    DEST's lock, an O_EXCL file, which NFS and Lustre honour), so exclusive locking loses
+    nothing but reading it while that run is live (``status`` says "running" then)."""
     folder = options.journal_folder
     mount = network_filesystem(folder, mount_table)
     if mount is None:
-        return
-    raise UsageError(
-        f"the journal's folder {folder} is on a network filesystem ({mount.fstype} "
-        f"{mount.source} at {mount.point}), where SQLite's journal is not safe; keep the "
-        "journals on a local disk with --journal-dir DIR (the files, the lock and the temps "
-        "stay under DEST)"
+        return False
+    reporter.emit(
+        Notice(
+            f"the journal's folder {folder} is on {mount.fstype} ({mount.source}): its journal "
+            "is opened in exclusive mode (no shared-memory file; other processes read it only "
+            "after this run); --journal-dir DIR on a local disk avoids that"
+        )
     )
+    return True
 
 
 def _alone_or_among_shards(options: PullOptions, lock: DestLock) -> None:
