@@ -328,9 +328,10 @@ class Journal:
 
     # -- rows another journal of this DEST holds (a shard's) ----------------------------------
 
-    def adopt(self, source: Path, owns: Callable[[str], bool]) -> int:
+    def adopt(self, source: Path, owns: Callable[[str, str], bool]) -> int:
         """Copy from ``source`` (another journal of this DEST: another shard count's, or the
-        unsharded one) the ``done`` and ``deleted`` rows of the owners ``owns`` accepts, where
+        unsharded one) the ``done`` and ``deleted`` rows of the owners ``owns(project, owner)``
+        accepts, where
         ours has no row for the key, or one neither done nor deleted, or an older one; return
         how many rows changed. The newest word on a file wins, so a shard that re-fetched a
         file, or a ``--delete-only`` run that removed one, is heard by the others.
@@ -351,7 +352,7 @@ class Journal:
             rows = src.execute(sql)
             batch: list[tuple[Any, ...]] = []
             for row in rows:
-                if owns(row[2]):
+                if owns(row[1], row[2]):
                     batch.append(row)
                 if len(batch) >= self._batch_rows:
                     changed += self._adopt_rows(batch)

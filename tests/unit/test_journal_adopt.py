@@ -41,13 +41,15 @@ def test_rows_of_our_owners_are_taken_where_newer(tmp_path: Path) -> None:
         old.mark_done(remote("E1", "b"), "P/b", 4, 1, "m" * 32)
         old.mark_done(remote("E2", "c"), "P/c", 4, 1, "m" * 32)  # another shard's owner
         old.mark_failed(remote("E1", "f"), "boom")  # no evidence: never adopted
+        old.mark_done(remote("E1", "q", project="Q"), "Q/q", 4, 1, "m" * 32)  # not our project
     with Journal.open(tmp_path / "new.db", clock=clock) as new:
         new.mark_in_progress(remote("E1", "b"), "P/b")  # ours says less than theirs
         new.set_fingerprint("P", "E1", "fp")
-        assert new.adopt(tmp_path / "old.db", lambda owner: owner == "E1") == 2
+        ours = lambda project, owner: project == "P" and owner == "E1"  # noqa: E731
+        assert new.adopt(tmp_path / "old.db", ours) == 2
         assert states(new) == {"E1/a": ("done", 4), "E1/b": ("done", 4)}
         assert new.fingerprint("P", "E1") is None  # its files must be looked at once
-        assert new.adopt(tmp_path / "old.db", lambda owner: owner == "E1") == 0  # idempotent
+        assert new.adopt(tmp_path / "old.db", ours) == 0  # idempotent
         assert [e.key.rsplit("/", 1)[1] for e in new.iter_done()] == ["a", "b"]
         # adopted rows are not seen by this run: if its listing lacks them, they may go
         assert [e.key.rsplit("/", 1)[1] for e in new.delete_candidates(["P"], run_id=7)] == [
@@ -62,16 +64,16 @@ def test_the_newest_word_on_a_file_wins_deleted_included(tmp_path: Path) -> None
         mine.mark_done(remote("E1", "a"), "P/a", 4, 1, "m" * 32)
         mine.mark_done(remote("E1", "b"), "P/b", 4, 1, "m" * 32)
     with Journal.open(tmp_path / "theirs.db", clock=clock) as theirs:
-        theirs.adopt(tmp_path / "mine.db", lambda owner: True)
+        theirs.adopt(tmp_path / "mine.db", lambda project, owner: True)
         theirs.mark_done(remote("E1", "a"), "P/a", 9, 2, "n" * 32)  # fetched again, changed
         theirs.mark_deleted(remote("E1", "b").key)  # removed by a --delete-only run
     with Journal.open(tmp_path / "mine.db", clock=clock) as mine:
         mine.set_fingerprint("P", "E1", "fp")
-        assert mine.adopt(tmp_path / "theirs.db", lambda owner: True) == 2
+        assert mine.adopt(tmp_path / "theirs.db", lambda project, owner: True) == 2
         assert states(mine) == {"E1/a": ("done", 9), "E1/b": ("deleted", 4)}
         assert mine.fingerprint("P", "E1") is None
     with Journal.open(tmp_path / "theirs.db", clock=clock) as theirs:
-        assert theirs.adopt(tmp_path / "mine.db", lambda owner: True) == 0  # nothing newer
+        assert theirs.adopt(tmp_path / "mine.db", lambda project, owner: True) == 0  # nothing newer
         assert {e.state for e in theirs.iter_done()} == {FileState.DONE}
 
 

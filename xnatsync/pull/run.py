@@ -38,7 +38,7 @@ from xnatsync.pull.options import PullOptions
 from xnatsync.pull.plan import Action, Plan
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
-from xnatsync.shards import Shard, shard_named
+from xnatsync.shards import shard_named
 from xnatsync.temps import TempNames, sweep
 from xnatsync.xnat.client import XnatClient
 
@@ -164,8 +164,15 @@ def _sources(options: PullOptions, journal: Journal) -> list[Path]:
 
 
 async def _adopt_others(options: PullOptions, journal: Journal, reporter: Reporter) -> None:
-    shard: Shard | None = options.shard
-    owns = shard.owner_in if shard is not None else (lambda owner: True)
+    """Take over the other journals' newer rows of this run's projects and shard. Not with
+    ``--journal FILE``: its folder may hold other destinations' journals."""
+    if options.journal_path is not None:
+        return
+    shard, projects = options.shard, set(options.projects)
+
+    def owns(project: str, owner: str) -> bool:
+        return project in projects and (shard is None or shard.owner_in(owner))
+
     for source in _sources(options, journal):
         adopted = await anyio.to_thread.run_sync(journal.adopt, source, owns)
         if adopted:
