@@ -74,7 +74,9 @@ async def status(dest: Path) -> tuple[int, str]:
 
 
 def fetched(emu: Emulator) -> collections.Counter[str]:
-    return collections.Counter(r.path for r in emu.requests.matching("GET", FILE_GETS))
+    """Files served, by request path (answers that carried no file are not counted)."""
+    gets = emu.requests.matching("GET", FILE_GETS)
+    return collections.Counter(r.path for r in gets if r.status == 200)
 
 
 def owners_in(journal: Path) -> set[str]:
@@ -100,7 +102,12 @@ async def test_four_shards_make_an_exact_mirror_fetching_each_file_once(
 ) -> None:
     expected = mirror_of(emu, "DEMO")
     emu.requests.clear()
+    # shard 0 (XNAT_E00002) is told to back off twice; shard 1 (XNAT_E00001) loses its session
+    assert (shard_of("XNAT_E00002", 4), shard_of("XNAT_E00001", 4)) == (0, 1)
+    emu.faults.script("GET", "*/experiments/XNAT_E00002/*/files/*", ["429:0", "429:0"])
+    emu.faults.script("GET", "*/experiments/XNAT_E00001/*/files/*", ["expire"])
     await run_shards(emu, tmp_path, "DEMO", ["0/4", "1/4"])
+    assert emu.requests.count("GET", "*/XNAT_E00002/*/files/*") > 2
     said, complete = status_of_dest(tmp_path)
     assert not complete
     assert "shard 2/4: never ran" in said
@@ -113,6 +120,11 @@ async def test_four_shards_make_an_exact_mirror_fetching_each_file_once(
     counts = fetched(emu)
     assert sum(counts.values()) == len(expected)
     assert set(counts.values()) == {1}
+    faults = [r.fault for r in emu.requests.records]
+    assert len([f for f in faults if f.startswith("429")]) == 2
+    assert len([f for f in faults if f.startswith("expire")]) == 1
+    # four logins and one more by shard 1 alone: the others kept their sessions
+    assert emu.requests.count("POST", "/data/JSESSION") == 5
     assert emu.requests.count("DELETE", "/data/JSESSION") == 4  # each shard logged out
 
     state = tmp_path / ".xnatsync"
