@@ -251,6 +251,8 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
 
     async def show(owner: Owner, plan: Plan) -> None:
         nonlocal total
+        if options.delete_only:
+            return  # the run would fetch none of it
         total = total + plan.summary()
         if plan.downloads or plan.batches or plan.verifies or plan.moves or plan.errors:
             reporter.emit(PlanShown(owner.describe(), format_plan(plan)))
