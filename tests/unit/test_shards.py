@@ -45,19 +45,16 @@ def test_the_definition_written_in_the_docstring() -> None:
     assert shard_of("XNAT_E00001", 1000) == int.from_bytes(digest[:8], "little") % 1000
 
 
-def test_the_same_in_other_processes_whatever_their_hash_seed() -> None:
+def test_the_same_in_another_process_with_another_hash_seed() -> None:
     code = (
         "from xnatsync.shards import shard_of;"
         "print([shard_of(f'XNAT_E{i:05d}', 7) for i in range(200)])"
     )
-    answers = set()
-    for seed in ("0", "1", "12345"):
-        env = {**os.environ, "PYTHONHASHSEED": seed}
-        out = subprocess.run(
-            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-        )
-        answers.add(out.stdout)
-    assert answers == {str([shard_of(f"XNAT_E{i:05d}", 7) for i in range(200)]) + "\n"}
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}  # str hashes differ from this process's
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout == f"{[shard_of(f'XNAT_E{i:05d}', 7) for i in range(200)]}\n"
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7, 64])
