@@ -56,6 +56,11 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "follow_symlinks": bool,  # import
     "part_size": str,  # import
     "to": str,  # import
+    "shard": str,  # pull: K/N or auto
+    "shards": int,  # pull
+    "journal_dir": str,  # pull
+    "delete_only": bool,  # pull
+    "total_concurrency": int,  # pull
 }
 _LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
 _ONE_OR_MORE = ("source",)  # a string or a list of strings (push takes one, import several)
