@@ -26,10 +26,12 @@ from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.client import XnatClient
 
 IMPORTS = "/data/services/import"
-QUIET = 0.5
+QUIET = 0.3
 FAST = RetryPolicy(attempts=2, backoff_base=0.01, backoff_max=0.02)
 REQUEUE = RetryPolicy(attempts=1_000_000, backoff_base=0.05, backoff_max=0.2)
-NAMING = Naming(subject=parse_template("{PatientID}"), session=parse_template("{PatientID}_{StudyDate}"))
+NAMING = Naming(
+    subject=parse_template("{PatientID}"), session=parse_template("{PatientID}_{StudyDate}")
+)
 
 
 def options(emu: Emulator, spool: Path, **changes: Any) -> WatchOptions:
@@ -37,7 +39,7 @@ def options(emu: Emulator, spool: Path, **changes: Any) -> WatchOptions:
     base = WatchOptions(
         emu.url, "DEMO", spool, Credentials("admin", "admin"),
         live=Reloadable(quiet_seconds=QUIET, naming=NAMING),
-        settle_seconds=0.1, poll_seconds=0.1, status_seconds=0.05, stop_grace=5.0,
+        settle_seconds=0.05, poll_seconds=0.1, status_seconds=0.05, stop_grace=5.0,
         retry=FAST, requeue=REQUEUE, timeouts=Timeouts(connect=2, read_stall=5),
     )  # fmt: skip
     return replace(base, **changes)
