@@ -17,6 +17,7 @@ from tests.integration.conftest import wait_for
 from tests.unit.dicom.dicomfiles import spec, write_instance
 from xnatsync.dicom.labels import Naming, parse_template
 from xnatsync.emulator.server import Emulator
+from xnatsync.errors import JournalError
 from xnatsync.limits import Timeouts
 from xnatsync.retry import RetryPolicy
 from xnatsync.watch.daemon import Control, watch
@@ -76,8 +77,11 @@ def queue_rows(state: Path, sql: str) -> list[tuple[Any, ...]]:
     """Rows of the daemon's queue (none while it is not made yet)."""
     if not (state / QUEUE).exists():
         return []
-    with Queue.open(state / QUEUE, readonly=True) as queue:
-        return queue._read(sql)
+    try:
+        with Queue.open(state / QUEUE, readonly=True) as queue:
+            return queue._read(sql)
+    except JournalError:  # made, its tables not yet
+        return []
 
 
 def instances(state: Path) -> int:

@@ -379,3 +379,31 @@ class Queue:
                 {"study": u, "session": s, "attempts": a, "error": e} for u, s, a, e in failed
             ],
         }
+
+
+def describe(path: Path, now: float) -> str:
+    """``xnatsync status --journal STATE/queue.db``: the watch queue in a few lines (only
+    reads; a running daemon is not disturbed)."""
+    if not path.exists():
+        raise JournalError(f"no watch queue at {path}")
+    with Queue.open(path, readonly=True) as queue:
+        info = queue.summary()
+    studies, files = info["studies"], info["files"]
+    oldest = info["oldest_pending_since"]
+    lines = [
+        f"watch queue {path}",
+        "  studies: " + ", ".join(f"{studies[s]} {s}" for s in STUDY_STATES),
+        "  files:   " + ", ".join(f"{n} {s}" for s, n in files.items() if n),
+        f"  backlog age: {0 if oldest is None else now - oldest:.0f} s",
+        f"  last success: {_when(info['last_success'], now)}",
+    ]
+    error = info["last_error"]
+    if error is not None:
+        lines.append(f"  last error ({_when(error['at'], now)}): study {error['study']}: "
+                     f"{error['error']}")  # fmt: skip
+    lines += [f"  failed: {f['session'] or f['study']}: {f['error']}" for f in info["failed"]]
+    return "\n".join(lines)
+
+
+def _when(at: float | None, now: float) -> str:
+    return "never" if at is None else f"{now - at:.0f} s ago"
