@@ -15,7 +15,8 @@ def instance(path: str, study: str = "1.2.3", sop: str = "1.2.3.1", series: str 
 
 
 def states(queue: Queue) -> dict[str, str]:
-    return {path: state for path, state in queue._read("SELECT path, state FROM files")}
+    rows = queue._read("SELECT path, state FROM files")
+    return {str(row[0]): str(row[1]) for row in rows}
 
 
 def test_files_are_seen_relooked_and_seen_again_when_they_change(tmp_path: Path) -> None:
