@@ -5,10 +5,12 @@ reloads the config; ``xnatsync status`` shows the queue."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from pathlib import Path
 
 from tests.integration.conftest import done_in, run_cli, start_cli, wait_for
+from tests.integration.test_examples import workdir
 from tests.integration.watchhelp import archived, instance, queue_rows, sends_by_session
 from xnatsync.emulator.server import Emulator
 
@@ -105,3 +107,21 @@ async def test_sighup_reloads_the_quiet_period(emu: Emulator, tmp_path: Path) ->
     code, err = await stop(proc)
     assert code == 0, err
     assert "SIGHUP: reloaded quiet-seconds=0.1, after-upload=delete" in err
+
+
+async def test_the_scanner_config_runs_as_written(emu: Emulator, tmp_path: Path) -> None:
+    """configs/scanner.toml with the emulator's URL; only the quiet period is shortened."""
+    work = workdir(tmp_path, emu.url)
+    first = instance(work / "spool", "A", 1, 1)
+    proc = await start_cli("watch", "--config", "configs/scanner.toml", "--quiet-seconds", "0.1",
+                           "--settle-seconds", "0.05", cwd=work)  # fmt: skip
+    state = work / "watch-state"
+    await wait_for(lambda: (work / "sent" / "A/s1/IM1.dcm").exists(), what="sent, then moved")
+    code, err = await stop(proc)
+    assert code == 0, err
+    assert not first.exists()
+    assert done_studies(state) == {"PA_20240102"}
+    assert await archived(emu) == {"PA_20240102": {("1", "IM1.dcm")}}
+    status = json.loads((state / "status.json").read_text())
+    assert status["studies"]["done"] == 1
+    assert status["reason"] == "stopped"
