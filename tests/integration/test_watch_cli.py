@@ -6,13 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import shlex
 import signal
+from functools import partial
 from pathlib import Path
 
-from tests.integration.conftest import done_in, run_cli, start_cli, wait_for
-from tests.integration.test_examples import workdir
-from tests.integration.watchhelp import archived, instance, queue_rows, sends_by_session
+import anyio
+import pytest
+
+from tests.integration.conftest import cli_env, done_in, run_cli, start_cli, wait_for
+from tests.integration.test_examples import PLACEHOLDER, REPO, workdir
+from tests.integration.watchhelp import (
+    archived,
+    instance,
+    queue_rows,
+    sends_by_session,
+    status_file,
+)
+from xnatsync.cli.main import build_parser, main
+from xnatsync.cli.settings import merged
+from xnatsync.cli.watch import DEFAULTS, WATCH_EXAMPLE, options_from
 from xnatsync.emulator.server import Emulator
+from xnatsync.watch.daemon import Control, watch
 
 
 def args(emu: Emulator, spool: Path, state: Path, *more: str) -> list[str]:
@@ -125,3 +141,43 @@ async def test_the_scanner_config_runs_as_written(emu: Emulator, tmp_path: Path)
     status = json.loads((state / "status.json").read_text())
     assert status["studies"]["done"] == 1
     assert status["reason"] == "stopped"
+
+
+def commands(text: str) -> list[list[str]]:
+    """The ``xnatsync ...`` lines of an example text, continuations joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", "", text)
+    lines = [line.split("#", 1)[0].strip() for line in joined.splitlines()]
+    return [shlex.split(line)[1:] for line in lines if line.startswith("xnatsync ")]
+
+
+async def test_the_readme_and_help_examples_run_as_written(
+    emu: Emulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each ``xnatsync watch`` example parsed as the command line does, run in this process
+    until it is healthy, then stopped; the ``status`` example after them."""
+    work = workdir(tmp_path, emu.url)
+    (work / "spool").mkdir()
+    monkeypatch.chdir(work)
+    readme = next(b for b in re.findall(r"```sh\n(.*?)```", (REPO / "README.md").read_text(),
+                                        re.S) if "xnatsync watch" in b)  # fmt: skip
+    examples = commands(readme.replace(PLACEHOLDER, emu.url))
+    examples += commands(WATCH_EXAMPLE.replace(PLACEHOLDER, emu.url))
+    assert [e[0] for e in examples] == ["watch", "watch", "status", "watch", "watch"]
+    for example in examples:
+        if example[0] == "status":
+            assert main(example) == 0
+            assert "0 pending, 0 sending, 0 done, 0 failed" in capsys.readouterr().out
+            continue
+        args = build_parser().parse_args(example)
+        options = options_from(merged(args, "watch", DEFAULTS), cli_env())
+        control = Control(options.live)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(partial(watch, options, Path("watch-state"), control=control))
+            await wait_for(lambda: status_file(work / "watch-state").get("healthy") is True,
+                           what=f"{example} running")  # fmt: skip
+            control.stop()
+        assert options.live.after_upload.folder == work / "sent"
+        (work / "watch-state" / "status.json").unlink()

@@ -35,9 +35,10 @@ from xnatsync.watch.options import Reloadable, WatchOptions
 from xnatsync.watch.rules import parse_address, parse_after_upload
 from xnatsync.xnat.routes import check_base_url
 
-WATCH_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --seed demo'):
-  xnatsync watch https://xnat.example.org --project DEMO --spool /srv/dicom-spool \\
-      --state /var/lib/xnatsync/scanner --after-upload move:/srv/dicom-sent
+WATCH_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --seed demo', in a
+folder holding ./spool; stop them with Ctrl-C):
+  xnatsync watch https://xnat.example.org --project DEMO --spool spool --state watch-state \\
+      --after-upload move:sent
   xnatsync watch --config configs/scanner.toml
 
 Each StudyInstanceUID becomes one archived session, sent through XNAT's import service once no
