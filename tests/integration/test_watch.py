@@ -28,9 +28,12 @@ from tests.integration.watchhelp import (
     until_done,
 )
 from tests.unit.dicom.dicomfiles import spec, write
+from xnatsync.dicom.headers import read_found
+from xnatsync.dicom.instance import Instance
 from xnatsync.emulator.dicom_synth import make_instance
 from xnatsync.emulator.server import Emulator
 from xnatsync.watch.options import Reloadable
+from xnatsync.watch.queue import QUEUE, Queue
 from xnatsync.watch.rules import AfterUpload
 
 SESSION_A, SESSION_B = "PA_20240102", "PB_20240102"
@@ -206,3 +209,22 @@ async def test_health_endpoint_200_while_healthy_503_with_the_reason(
         await until_done(state, {SESSION_A})
         await wait_for(lambda: status_file(state).get("healthy") is True, what="healthy")
         assert (await get())[0] == 200
+
+
+async def test_a_crash_between_the_check_and_the_after_upload_is_finished_at_start(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    spool, state = tmp_path / "spool", tmp_path / "state"
+    path = instance(spool, "A", 1, 1)
+    found = read_found(path)
+    assert isinstance(found, Instance)
+    with Queue.open(state / QUEUE) as queue:  # what a kill right after the check leaves
+        queue.observe([(path, found.size, found.mtime_ns)], now=0.0)
+        queue.record_instance(found, now=0.0)
+        queue.begin(found.study_uid, now=1.0)
+        assert queue.finish(found.study_uid, [path], now=2.0) == "done"
+    live = Reloadable(quiet_seconds=QUIET, naming=NAMING, after_upload=AfterUpload("delete"))
+    async with running(options(emu, spool, live=live), state):
+        await wait_for(lambda: not path.exists(), what="deleted at start")
+    assert queue_rows(state, "SELECT state FROM files") == [("deleted",)]
+    assert sends_by_session(emu) == {}  # nothing sent again

@@ -145,6 +145,7 @@ class _Daemon:
         self.quarantined = 0
         self._wake = anyio.Event()
         self._halt = False  # tells a scan in a worker thread to stop
+        self._status_failed = False
 
     def counts(self) -> dict[str, int]:
         out = self.sending.outcome
@@ -196,9 +197,11 @@ class _Daemon:
 
     async def _finish_after_upload(self) -> None:
         """Files sent and checked before a stop whose after-upload action was not done."""
-        while paths := self.queue.files_in("sent", LOOKS):
+        paths = self.queue.files_in("sent", None)
+        for start in range(0, len(paths), LOOKS):
             await after_upload(self.options.spool, self.control.live.after_upload, self.queue,
-                               paths, self.clock)  # fmt: skip
+                               paths[start : start + LOOKS], self.clock,
+                               self.reporter)  # fmt: skip
 
     # -- the spool -----------------------------------------------------------------------------
 
@@ -417,7 +420,14 @@ class _Daemon:
         }
         self.board.document = document
         with anyio.CancelScope(shield=stopped):
-            await anyio.to_thread.run_sync(write_status, self.state, document)
+            try:
+                await anyio.to_thread.run_sync(write_status, self.state, document)
+            except OSError as exc:  # the endpoint still answers; the journal will fail loudly
+                if not self._status_failed:
+                    self.reporter.emit(Notice(f"cannot write {self.state}/status.json: {exc}"))
+                self._status_failed = True
+            else:
+                self._status_failed = False
 
 
 def _look_all(paths: list[Path]) -> list[spool.Look | None]:

@@ -266,8 +266,10 @@ class Queue:
             out.append((Instance(Path(path), size, mtime_ns, part10, **fields), state))
         return out
 
-    def files_in(self, state: str, limit: int) -> list[Path]:
-        rows = self._read("SELECT path FROM files WHERE state=? LIMIT ?", (state, limit))
+    def files_in(self, state: str, limit: int | None) -> list[Path]:
+        """Paths of files in ``state`` (at most ``limit``; None: all, for a state that is
+        short-lived, such as ``sent``)."""
+        rows = self._read("SELECT path FROM files WHERE state=? LIMIT ?", (state, limit or -1))
         return [Path(p) for (p,) in rows]
 
     def known(self, path: Path) -> Seen | None:

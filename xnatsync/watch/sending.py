@@ -205,27 +205,44 @@ class Sending:
             f"archived and checked ({item.study.count} in all); files: {after.text}"
             + ("; more arrived meanwhile" if state == "pending" else "")
         ))  # fmt: skip
-        await after_upload(self.options.spool, after, self.queue, fresh, self.clock)
+        await after_upload(self.options.spool, after, self.queue, fresh, self.clock,
+                           self.reporter)  # fmt: skip
 
 
 async def after_upload(
-    root: Path, after: AfterUpload, queue: Queue, paths: list[Path], clock: Callable[[], float]
+    root: Path,
+    after: AfterUpload,
+    queue: Queue,
+    paths: list[Path],
+    clock: Callable[[], float],
+    reporter: Reporter,
 ) -> None:
-    """Apply ``after`` to sent files (``sent`` in the queue), then record it."""
+    """Apply ``after`` to sent files (``sent`` in the queue), then record it. A file that
+    cannot be deleted or moved stays ``sent`` (tried again on the next start), said once."""
     if after.action == "keep":
         queue.set_files(paths, "kept", clock())
         return
     folder = Path(after.folder) if after.folder is not None else None
 
-    def apply() -> None:
+    def apply() -> tuple[list[Path], list[str]]:
+        done, failed = [], []
         for path in paths:
-            if folder is None:
-                spool.delete(path)
+            try:
+                if folder is None:
+                    spool.delete(path)
+                else:
+                    spool.move_out(root, folder, path)
+            except OSError as exc:
+                failed.append(f"{path}: {exc.strerror or exc}")
             else:
-                spool.move_out(root, folder, path)
+                done.append(path)
+        return done, failed
 
-    await anyio.to_thread.run_sync(apply)
-    queue.set_files(paths, "deleted" if folder is None else "moved", clock())
+    done, failed = await anyio.to_thread.run_sync(apply)
+    queue.set_files(done, "deleted" if folder is None else "moved", clock())
+    if failed:
+        reporter.emit(Notice(f"after-upload {after.text} failed for {len(failed)} sent files "
+                             f"(first: {failed[0]}); tried again on the next start"))  # fmt: skip
 
 
 @dataclass(frozen=True)
