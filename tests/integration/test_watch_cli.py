@@ -85,14 +85,17 @@ async def test_sigterm_lets_the_send_under_way_finish_and_exits_0(
 ) -> None:
     spool, state = tmp_path / "spool", tmp_path / "state"
     emu.faults.configure("time:import=0.5")
-    proc = await start_cli(*args(emu, spool, state, "--quiet-seconds", "0.1"))
+    proc = await start_cli(*args(emu, spool, state, "--quiet-seconds", "0.1", "--log-json"))
     instance(spool, "A", 1, 1)
     await wait_for(lambda: bool(queue_rows(state, "SELECT 1 FROM studies WHERE state='sending'")),
                    what="a study being sent")  # fmt: skip
     code, err = await stop(proc)
     assert code == 0, err
-    assert "stopping" in err
-    assert f"in {state}" in err  # where its state lives is said at start
+    records = [json.loads(line) for line in err.splitlines()]  # JSON lines only
+    notices = [r["message"] for r in records if r["event"] == "Notice"]
+    assert f"state (queue, journal, quarantine, status.json) in {state}" in notices[0]
+    assert any(n.startswith("stopping") for n in notices)
+    assert any("PA/PA_20240102: 1 new instances archived and checked" in n for n in notices)
     assert done_studies(state) == {"PA_20240102"}
     assert {r.rsplit("/", 1)[-1] for r in done_in(state / "journal.db")} == {"PA_20240102"}
     runs = queue_rows_journal(state)
