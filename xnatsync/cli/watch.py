@@ -32,7 +32,7 @@ from xnatsync.errors import ExitCode, UsageError, XnatSyncError, first_error, re
 from xnatsync.events import Event, FileFailed, FileRetry, Notice, Reporter
 from xnatsync.report import JsonLines
 from xnatsync.watch.options import Reloadable, WatchOptions
-from xnatsync.watch.rules import parse_address, parse_after_upload
+from xnatsync.watch.rules import AfterUpload, parse_address, parse_after_upload
 from xnatsync.xnat.routes import check_base_url
 
 WATCH_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --seed demo', in a
@@ -121,7 +121,7 @@ def live_from(settings: dict[str, Any]) -> Reloadable:
     """The settings a SIGHUP may change (``Reloadable``)."""
     after = parse_after_upload(str(settings["after_upload"]))
     if after.folder is not None:
-        after = type(after)(after.action, Path(after.folder).absolute())
+        after = AfterUpload(after.action, Path(after.folder).absolute())
     return Reloadable(quiet_seconds=float(settings["quiet_seconds"]),
                       naming=naming_from(settings), after_upload=after)  # fmt: skip
 

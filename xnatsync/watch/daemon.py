@@ -25,14 +25,13 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
 
 import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from watchfiles import Change, awatch
 
 from xnatsync.dicom.headers import NOT_DICOM, read_found
-from xnatsync.dicom.instance import Instance, Skipped
+from xnatsync.dicom.instance import Found, Instance, Skipped
 from xnatsync.dicom.studies import group
 from xnatsync.errors import NotFoundError, ProjectNotFoundError, UsageError, XnatSyncError
 from xnatsync.events import Fanout, Notice, Reporter
@@ -306,7 +305,7 @@ class _Daemon:
                 found = await anyio.to_thread.run_sync(read_found, row.path)
                 await self._record(row, found)
 
-    async def _record(self, row: Seen, found: Any) -> None:
+    async def _record(self, row: Seen, found: Found) -> None:
         now = self.clock()
         if isinstance(found, Instance):
             rejected = group([found]).rejected
