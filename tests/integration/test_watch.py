@@ -228,3 +228,21 @@ async def test_a_crash_between_the_check_and_the_after_upload_is_finished_at_sta
         await wait_for(lambda: not path.exists(), what="deleted at start")
     assert queue_rows(state, "SELECT state FROM files") == [("deleted",)]
     assert sends_by_session(emu) == {}  # nothing sent again
+
+
+async def test_a_session_lost_while_the_server_is_away_is_replaced_by_a_fresh_login(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    spool, state = tmp_path / "spool", tmp_path / "state"
+    async with running(options(emu, spool), state):
+        await wait_for(lambda: status_file(state).get("reachable_since") is not None,
+                       what="logged in")  # fmt: skip
+        logins = emu.requests.count("POST", "/data/JSESSION")
+        # the session expires (XNAT's idle timeout, a restart); the re-login meets a 503 twice
+        emu.faults.script("POST", IMPORTS, ["expire"])
+        emu.faults.script("POST", "/data/JSESSION", ["503", "503"])
+        instance(spool, "A", 1, 1)
+        await until_done(state, {SESSION_A})
+    assert emu.requests.count("POST", "/data/JSESSION") == logins + 3  # 2 refused, 1 fresh
+    assert await archived(emu) == {SESSION_A: {("1", "IM1.dcm")}}
+    assert sends_by_session(emu) == {SESSION_A: 2}  # the one refused with 401, then the send
