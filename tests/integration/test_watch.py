@@ -25,9 +25,10 @@ from tests.integration.watchhelp import (
     running,
     sends_by_session,
     status_file,
+    study_states,
     until_done,
 )
-from tests.unit.dicom.dicomfiles import spec, write
+from tests.unit.dicom.dicomfiles import spec, write, write_instance
 from xnatsync.dicom.headers import read_found
 from xnatsync.dicom.instance import Instance
 from xnatsync.emulator.dicom_synth import make_instance
@@ -246,3 +247,24 @@ async def test_a_session_lost_while_the_server_is_away_is_replaced_by_a_fresh_lo
     assert emu.requests.count("POST", "/data/JSESSION") == logins + 3  # 2 refused, 1 fresh
     assert await archived(emu) == {SESSION_A: {("1", "IM1.dcm")}}
     assert sends_by_session(emu) == {SESSION_A: 2}  # the one refused with 401, then the send
+
+
+async def test_a_study_xnat_refuses_fails_with_the_reason_until_it_grows(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    spool, state = tmp_path / "spool", tmp_path / "state"
+    emu.faults.script("POST", IMPORTS, ["error:400"])  # refused: no retry will cure it
+    async with running(options(emu, spool, poll=True), state):
+        instance(spool, "A", 1, 1)
+        await wait_for(lambda: study_states(state).get(SESSION_A) == "failed", what="failed")
+        await wait_for(lambda: "400" in str(status_file(state).get("last_error")),
+                       what="the reason in the status")  # fmt: skip
+        assert status_file(state)["studies"]["failed"] == 1
+        assert sends_by_session(emu) == {SESSION_A: 1}  # not retried
+        outside = tmp_path / "elsewhere" / "A2"
+        instance(outside.parent, "A2", 1, 1)  # a new series, moved in as a whole folder
+        write_instance(outside / "s2/IM1.dcm", spec("A", 2, 1, patient_id="PA"))
+        (outside / "s1").rename(tmp_path / "unused")  # keep only study A's series
+        outside.rename(spool / "A2")
+        await until_done(state, {SESSION_A})
+    assert await archived(emu) == {SESSION_A: {("1", "IM1.dcm"), ("2", "IM1.dcm")}}
