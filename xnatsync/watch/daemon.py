@@ -42,7 +42,7 @@ from xnatsync.watch import spool
 from xnatsync.watch.health import Board, serve, write_status
 from xnatsync.watch.link import Link, server_away
 from xnatsync.watch.options import Reloadable, WatchOptions
-from xnatsync.watch.queue import QUEUE, Queue, Seen
+from xnatsync.watch.queue import HISTORY, QUEUE, Queue, Seen
 from xnatsync.watch.rules import Look, Snapshot, settled, verdict
 from xnatsync.watch.sending import Recorded, Sending, after_upload
 from xnatsync.xnat.client import XnatClient
@@ -252,6 +252,7 @@ class _Daemon:
             seen = await anyio.to_thread.run_sync(self._scan_all)
             if seen:
                 self.reporter.emit(Notice(f"spool scan: {seen} new or changed files"))
+            self.queue.prune(self.clock() - HISTORY)
             with anyio.move_on_after(self.options.rescan_seconds):
                 await self.control.stopping.wait()
             if self.control.stopping.is_set():

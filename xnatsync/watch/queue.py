@@ -14,6 +14,9 @@ File states, in the order a file travels::
 * ``kept``/``deleted``/``moved``: done with. A kept file that changes is seen again.
 * ``quarantined`` (not DICOM, unparseable, refused by XNAT's rules) or ``ignored`` (a duplicate
   of an instance already in its study, a symlink): never sent.
+* Rows of files gone from the spool (``deleted``, ``moved``, ``quarantined``) are forgotten
+  ``HISTORY`` (30 days) after their last change (``prune``), so the queue follows what the
+  spool holds, not all it ever held.
 
 Study states: ``pending`` (waiting for its quiet period or its next try) → ``sending`` →
 ``done`` (every instance archived, checked) or back to ``pending`` (with ``attempts``,
@@ -79,6 +82,8 @@ STUDY_STATES = ("pending", "sending", "done", "failed")
 FILE_STATES = ("unstable", "stable", "instance", "sent", "kept", "deleted", "moved",
                "quarantined", "ignored")  # fmt: skip
 SENT = ("instance", "sent", "kept", "deleted", "moved")  # rows an archived study may hold
+ACTIVE = ("unstable", "stable", "instance", "sent", "quarantined", "ignored")  # counted
+HISTORY = 30 * 86400.0  # rows of files gone from the spool are kept this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +358,15 @@ class Queue:
         with self._tx() as db:
             db.execute("DELETE FROM studies WHERE uid=? AND state!='done'", (uid,))
 
+    def prune(self, before: float) -> int:
+        """Forget files no longer in the spool (deleted, moved, quarantined) whose row has not
+        changed since ``before``: the queue then grows with what the spool holds, not with
+        everything it ever held. A study that grows later is checked on what is left."""
+        with self._tx() as db:
+            cursor = db.execute("DELETE FROM files WHERE state IN ('deleted', 'moved',"
+                                " 'quarantined') AND updated_at<?", (before,))  # fmt: skip
+            return int(cursor.rowcount)
+
     # -- reading the whole -------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
@@ -360,8 +374,10 @@ class Queue:
         unsent study (for the status file, the health check and ``xnatsync status``)."""
         studies = dict.fromkeys(STUDY_STATES, 0)
         studies.update(self._read("SELECT state, count(*) FROM studies GROUP BY state"))
-        files = dict.fromkeys(FILE_STATES, 0)
-        files.update(self._read("SELECT state, count(*) FROM files GROUP BY state"))
+        files = dict.fromkeys(ACTIVE, 0)  # by the state index: cheap however long the history
+        marks = ",".join("?" * len(ACTIVE))
+        files.update(self._read(f"SELECT state, count(*) FROM files WHERE state IN ({marks})"
+                                " GROUP BY state", ACTIVE))  # fmt: skip
         oldest = self._read("SELECT min(pending_since) FROM studies WHERE state IN"
                             " ('pending', 'sending')")[0][0]  # fmt: skip
         success = self._read("SELECT max(done_at) FROM studies WHERE state='done'")[0][0]

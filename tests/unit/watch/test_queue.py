@@ -101,3 +101,15 @@ def test_session_labels_are_fixed_and_unique_across_studies(tmp_path: Path) -> N
         assert queue.label("1.2", "P1", "p1_mr") == "p1_mr_2"  # XNAT labels ignore case
         assert queue.label("1.3", "P1", "P1_MR") == "P1_MR_3"
         assert queue.label("1.1", "P1", "P1_MR") == "P1_MR"  # its own label is no clash
+
+
+def test_files_gone_from_the_spool_are_forgotten_after_a_while(tmp_path: Path) -> None:
+    with Queue.open(tmp_path / "q.db") as queue:
+        queue.observe([(Path(f"/s/{n}"), 10, 7) for n in range(4)], now=0.0)
+        queue.set_files([Path("/s/0")], "moved", now=10.0)
+        queue.set_files([Path("/s/1")], "deleted", now=10.0)
+        queue.set_files([Path("/s/2")], "kept", now=10.0)
+        queue.set_files([Path("/s/3")], "moved", now=50.0)
+        assert queue.prune(before=20.0) == 2
+        assert states(queue) == {"/s/2": "kept", "/s/3": "moved"}  # kept: still in the spool
+        assert queue.summary()["files"]["unstable"] == 0
