@@ -27,9 +27,9 @@ from xnatsync.errors import (
     UsageError,
 )
 from xnatsync.events import Reporter
+from xnatsync.layout import parse_layout
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
-from xnatsync.pull.layout import parse_layout
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
 from xnatsync.pull.selection import Selection

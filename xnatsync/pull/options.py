@@ -12,9 +12,9 @@ from pathlib import Path
 
 from xnatsync.errors import UsageError
 from xnatsync.journal import JOURNAL
+from xnatsync.layout import Layout, parse_layout
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
-from xnatsync.pull.layout import Layout, parse_layout
 from xnatsync.pull.listing import Scope
 from xnatsync.pull.plan import PlanOptions
 from xnatsync.pull.selection import Selection
