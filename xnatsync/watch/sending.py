@@ -8,9 +8,10 @@ The order, for one study:
    sent (same SOPInstanceUID) is ``ignored``.
 2. Its labels: fixed the first time (``Queue.label``), from the templates in force then.
 3. ``dicom.send.StudySender`` looks at the archive, sends only what is missing as one streamed
-   DICOM-zip (appended to the same session), checks the session and journals the study
-   ``done``. The project's sessions are listed afresh for each study, so a late series finds
-   the session its first part made.
+   DICOM-zip (appended to the same session: found by label or by StudyInstanceUID), checks
+   the session (sizes, and the MD5s of what it sent) and journals the study ``done``. The
+   project's sessions are listed afresh for each study, so a late series finds the session its
+   first part made.
 4. Checked: the files sent become ``sent``, the study ``done`` (or ``pending`` again if an
    instance arrived meanwhile), and only then the after-upload action applies to those files.
    Not checked: a server that did not answer, a 5xx, a reset or an incomplete archive puts
@@ -31,7 +32,7 @@ import anyio
 
 from xnatsync.dicom.instance import Instance
 from xnatsync.dicom.labels import LabelFailure, Labelled, assign
-from xnatsync.dicom.send import StudySender
+from xnatsync.dicom.send import StudySender, list_sessions
 from xnatsync.dicom.studies import group
 from xnatsync.errors import XnatSyncError
 from xnatsync.events import Notice, Reporter
@@ -90,6 +91,7 @@ class Sending:
     clock: Callable[[], float]
     rand: Callable[[], float] = random.random
     outcome: Outcome = field(default_factory=Outcome)
+    checked_by_size: bool = False  # the server keeps no digests (said once)
 
     async def send(self, uid: str) -> None:
         """Send the study ``uid`` (``sending`` in the queue) and record what became of it."""
@@ -101,11 +103,14 @@ class Sending:
             sender = StudySender(client=client, journal=self.journal,
                                  project=self.options.project, reporter=self.reporter,
                                  attempts=self.attempts, part_bytes=self.options.part_bytes,
-                                 to_prearchive=self.options.to_prearchive)  # fmt: skip
-            if not self.options.to_prearchive:
-                experiments = await client.list_experiments(self.options.project)
-                sender.sessions.update((e.label, e) for e in experiments)
+                                 to_prearchive=self.options.to_prearchive,
+                                 checked_by_size=self.checked_by_size)  # fmt: skip
+            if not self.options.to_prearchive:  # afresh: a late series finds its session
+                listed = await list_sessions(client, self.options.project)
+                sender.sessions.update(listed.by_label)
+                sender.by_uid.update(listed.by_uid)
             await sender.run(item)
+            self.checked_by_size = sender.checked_by_size  # said once, not once per study
         except XnatSyncError as exc:
             if not server_away(exc):
                 raise
