@@ -6,6 +6,7 @@ Both read the journal (``xnatsync.audit``); ``verify`` also re-hashes every file
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from xnatsync.journal import JOURNAL
 
 
 def add_status(sub: Any) -> None:
-    p = _add_journal_command(sub, "status", "summarise a destination's journal", run_status)
+    help_ = "summarise a destination's journal (or, given STATE/queue.db, a watch daemon's queue)"
+    p = _add_journal_command(sub, "status", help_, run_status)
     p.add_argument(
         "--journal-dir",
         help="folder of a sharded pull's journals (default DEST/.xnatsync); with shards, "
@@ -44,7 +46,14 @@ def journal_path(args: argparse.Namespace) -> Path:
 
 def run_status(args: argparse.Namespace) -> int:
     if args.journal:
-        print(status(journal_path(args)))
+        path = journal_path(args)
+        queue = path if path.name == "queue.db" else path.parent / "queue.db"
+        if path != queue:
+            print(status(path))
+        if queue.exists():  # the watch daemon's state folder: its queue too
+            from xnatsync.watch.queue import describe
+
+            print(describe(queue, time.time()))
         return ExitCode.OK
     folder = Path(args.journal_dir) if args.journal_dir else None
     text, complete = status_of_dest(Path(args.dest), folder)
