@@ -16,6 +16,7 @@ from xnatsync.emulator.dicom_import import (
     BadArchive,
     Naming,
     UnreadableDicom,
+    as_archived,
     clean_label,
     identify,
     iter_archive,
@@ -131,3 +132,19 @@ def test_a_dataset_without_preamble_is_read_as_dcm4che_reads_it(explicit: bool) 
     for junk in (b"\x08\x00\x05\x00garbage", b"%PDF-1.4 not dicom at all", b""):
         with pytest.raises(UnreadableDicom):
             read_header("junk", junk)
+
+
+def test_an_archived_object_has_xnat_s_preamble_and_file_meta() -> None:
+    """GradualDicomImporter.write re-encodes the file meta with a zero preamble (built from the
+    SOP UIDs when the object came bare) and copies the data set after it."""
+    spec = InstanceSpec(series_number=3, modality="MR")
+    part10 = make_instance(spec)
+    tagged = b"TIFF" * 32 + part10[128:]  # a preamble some writers fill
+    header = read_header("x", tagged)
+    assert as_archived(tagged, header) == bytes(128) + part10[128:]
+    bare = part10[132 + int.from_bytes(part10[140:144], "little") + 12 :]
+    stored = as_archived(bare, header)
+    assert stored[128:132] == b"DICM"
+    assert stored.endswith(bare)
+    ds = pydicom.dcmread(io.BytesIO(stored))
+    assert (ds.file_meta.MediaStorageSOPInstanceUID, ds.SOPInstanceUID) == (spec.sop_uid,) * 2

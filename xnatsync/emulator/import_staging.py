@@ -10,7 +10,6 @@ unless unparsable members are to be ignored (XNAT keeps what it imported before 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from xnatsync.emulator.dicom_import import (
     BadArchive,
     DicomHeader,
     UnreadableDicom,
+    as_archived,
     base_name,
     instance_file_name,
     iter_archive,
@@ -54,7 +54,8 @@ def stage_single(spool: Path, file_name: str, staging: Path, *, rename: bool) ->
     generic = file_name in ("", "upload", "upload.dcm")
     name = instance_file_name(header) if rename or generic else base_name(file_name)
     target = staging / "0"
-    os.replace(spool, target)
+    target.write_bytes(as_archived(spool.read_bytes(), header))
+    spool.unlink()
     result.instances.append(Staged(name, header, target))
     return result
 
@@ -74,7 +75,7 @@ def stage_archive(
                 result.unreadable = member
                 return result
             target = staging / str(index)
-            target.write_bytes(data)
+            target.write_bytes(as_archived(data, header))
             name = instance_file_name(header) if rename else base_name(member)
             result.instances.append(Staged(name, header, target))
     except BadArchive:
