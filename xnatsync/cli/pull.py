@@ -29,6 +29,7 @@ from xnatsync.errors import (
 from xnatsync.events import Reporter
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.changes import DAY, DEFAULT_FULL_EVERY_DAYS, ChangedOnly
 from xnatsync.pull.layout import parse_layout
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
@@ -40,6 +41,7 @@ PULL_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --se
   xnatsync pull https://xnat.example.org --project DEMO --dest mirror
   xnatsync pull https://xnat.example.org --project DEMO --experiment @sessions.csv:label \\
       --scan-type 'T1*' --resource DICOM --dest cohort --concurrency 16
+  xnatsync pull https://xnat.example.org --project DEMO --dest mirror --changed-only
   xnatsync pull --config configs/nightly-mirror.toml
 """
 
@@ -87,6 +89,7 @@ def add_pull(sub: Any) -> None:
     sel.add_argument("--since", help="experiments inserted or modified on/after YYYY-MM-DD")
     for level in ("assessors", "session-resources", "subject-resources", "project-resources"):
         sel.add_argument(f"--no-{level}", action="store_true", default=None, help=f"skip {level}")
+    add_nightly(p)
     out = p.add_argument_group("local tree")
     out.add_argument(
         "--layout",
@@ -142,6 +145,41 @@ def add_pull(sub: Any) -> None:
     )  # fmt: skip
     add_reporting(p)
     p.set_defaults(handler=run_pull)
+
+
+CHANGED_ONLY_HELP = (
+    "list in detail only the sessions (and subjects) whose insert_date or last_modified, as "
+    "the server reports them, moved since the last run that completed without failures "
+    "(or that this destination has never mirrored); the others are not looked at. "
+    "Assumes XNAT moves those dates when a session changes: it may not when only files change "
+    "(a file added to a resource), hence a full listing every --full-every days. The cut-off "
+    "is the server's own newest date minus a 2-hour margin (clock skew, late commits); a run "
+    "that failed does not advance it; another selection or layout lists in full; a run with "
+    "--delete always lists in full, so deletes keep following the server"
+)
+
+
+def add_nightly(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("nightly runs")
+    group.add_argument("--changed-only", action="store_true", default=None, help=CHANGED_ONLY_HELP)
+    group.add_argument(
+        "--full-every", type=float, metavar="DAYS",
+        help=f"with --changed-only: list every session when the last full listing is this "
+        f"many days old (default: {DEFAULT_FULL_EVERY_DAYS:g}; 0: every run)",
+    )  # fmt: skip
+
+
+def changed_only_from(settings: dict[str, Any]) -> ChangedOnly | None:
+    days = settings.get("full_every")
+    if not settings.get("changed_only"):
+        if days is not None:
+            raise UsageError("--full-every applies only with --changed-only")
+        return None
+    if days is None:
+        days = DEFAULT_FULL_EVERY_DAYS
+    if days < 0:
+        raise UsageError(f"--full-every must be 0 or more days, not {days:g}")
+    return ChangedOnly(full_every=days * DAY)
 
 
 def selection_from(settings: dict[str, Any]) -> Selection:
@@ -264,6 +302,7 @@ def options_from(
         fsync=bool(settings.get("fsync")),
         batch=None if settings.get("no_zip") else BatchPolicy(),
         adopt_by_size=bool(settings.get("adopt_by_size")),
+        changed_only=changed_only_from(settings),
         limits=limits,
         timeouts=timeouts,
         retry=retry,

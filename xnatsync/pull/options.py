@@ -7,6 +7,8 @@ the environment. Nothing here reads a file or the environment.
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from xnatsync.errors import UsageError
 from xnatsync.journal import JOURNAL
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.changes import ChangedOnly
 from xnatsync.pull.layout import Layout, parse_layout
 from xnatsync.pull.listing import Scope
 from xnatsync.pull.plan import PlanOptions
@@ -33,6 +36,8 @@ class PullOptions:
     advised), or None for the system's trust store. A file already at its place with the
     listed size is adopted when its MD5 is the listed digest; with ``adopt_by_size`` also
     where the server lists no digest (size alone proves little: off by default).
+    ``changed_only`` lists in detail only sessions whose server dates moved since the last
+    complete run (``pull.changes``); a run with ``delete`` always lists in full.
     """
 
     url: str
@@ -53,6 +58,8 @@ class PullOptions:
     retry: RetryPolicy = RetryPolicy()
     ssl: ssl.SSLContext | bool | None = None
     adopt_by_size: bool = False
+    changed_only: ChangedOnly | None = None  # list only sessions changed since the last run
+    clock: Callable[[], float] = field(default=time.time, repr=False)  # wall clock (--full-every)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "url", check_base_url(self.url))

@@ -10,6 +10,7 @@ files outside the selection are never deletion candidates.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import anyio
 
@@ -21,6 +22,7 @@ from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor
 from xnatsync.pull.listing import Ledger, Planner
 from xnatsync.pull.manifest import LocalState, NoJournal, Owner
+from xnatsync.pull.nightly import Nightly
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.plan import Action, Plan
 from xnatsync.report import Summary
@@ -61,7 +63,11 @@ async def pull(
             command = f"pull {options.url} {' '.join(options.projects)}"
             try:
                 with recorded_run(journal, command, counts) as run_id:
-                    await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps)
+                    done = await _sync(
+                        options, Fanout(reporter, counts), client, journal, run_id, temps
+                    )
+                    if done.nightly is not None and counts.ok:
+                        done.nightly.record(journal, done.planner, reporter)
             finally:
                 temps.close()
     return counts
@@ -96,7 +102,7 @@ async def _sync(
     journal: Journal,
     run_id: int,
     temps: TempNames,
-) -> None:
+) -> _Synced:
     ledger = Ledger(journal, run_id)
     reporter = Fanout(reporter, ledger)
     throttle = Throttle(options.limits.transfers)
@@ -111,8 +117,14 @@ async def _sync(
             executor.record(plan.errors)
             await scheduler.submit(plan.actions())
 
+        scope, nightly = options.scope(), None
+        if options.changed_only is not None:
+            nightly, scope = Nightly.plan(
+                options.changed_only, scope, journal, reporter,
+                now=options.clock(), delete=options.delete,
+            )  # fmt: skip
         planner = Planner(
-            scope=options.scope(), lister=client, state=journal, reporter=reporter,
+            scope=scope, lister=client, state=journal, reporter=reporter,
             submit=submit, ledger=ledger,
         )  # fmt: skip
         try:
@@ -125,6 +137,15 @@ async def _sync(
         executor.record(deletes.errors)
         await scheduler.submit(deletes.actions())
     _check_projects(options, planner.missing)
+    return _Synced(planner, nightly if planner.complete else None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Synced:
+    """A finished listing stage, and what ``--changed-only`` records if the run succeeded."""
+
+    planner: Planner
+    nightly: Nightly | None
 
 
 async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient) -> None:

@@ -25,6 +25,7 @@ from xnatsync.errors import UsageError, redact
 EXPERIMENT_COLUMNS = (
     "ID,label,project,subject_ID,subject_label,xsiType,date,insert_date,last_modified"
 )
+SUBJECT_COLUMNS = "ID,label,project,insert_date,last_modified"
 SESSION = "/data/JSESSION"
 
 # RFC 3986 pchar minus "+" (see the module docstring); "/" is handled by the callers.
@@ -78,7 +79,8 @@ def projects() -> Route:
 
 
 def subjects(project: str) -> Route:
-    return Route(f"/data/projects/{segment(project)}/subjects", _json())
+    """A project's subjects with their dates (``last_modified`` is not a default column)."""
+    return Route(f"/data/projects/{segment(project)}/subjects", _json(columns=SUBJECT_COLUMNS))
 
 
 def experiments(project: str) -> Route:

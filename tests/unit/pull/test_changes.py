@@ -1,0 +1,69 @@
+"""``pull.changes``: which owners a ``--changed-only`` run lists, and when it lists in full."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from xnatsync.pull.changes import (
+    DAY,
+    ChangedOnly,
+    Cutoff,
+    Since,
+    decide,
+    newest,
+    parse_stamp,
+    shape_of,
+    stamps_of,
+)
+from xnatsync.pull.selection import Selection
+
+KEPT = stamps_of("2023-09-27 17:31:21.352", "2023-10-01 08:00:00.1")
+
+
+def test_an_owner_is_listed_unless_its_dates_are_the_kept_ones() -> None:
+    since = Since({"E1": KEPT, "E2": stamps_of("2023-09-27 17:31:21.352", "")})
+    assert not since.wants("E1", KEPT)
+    assert since.wants("E1", stamps_of("2023-09-27 17:31:21.352", "2023-10-01 08:00:00.2"))
+    # an earlier date is a change too: a transaction that committed late, a clock set back
+    assert since.wants("E1", stamps_of("2023-09-27 17:31:21.352", "2023-09-30 08:00:00.1"))
+    assert since.wants("E2", KEPT)  # last_modified appeared
+    assert since.wants("E3", KEPT)  # never mirrored whole here (new, shared in, or failed)
+    assert since.wants("E1", "")  # the server gave no dates: nothing to compare
+
+
+def test_server_dates_read_as_xnat_writes_them() -> None:
+    assert parse_stamp("2023-09-27 17:31:21.352") == dt.datetime(2023, 9, 27, 17, 31, 21, 352000)
+    assert parse_stamp("2023-09-27T17:31:21+02:00") == dt.datetime(2023, 9, 27, 15, 31, 21)
+    assert parse_stamp("27/09/2023") is None
+    dates = ["2023-09-27 17:31:21.352", "", "junk", "2023-09-27 17:31:21.4", "2023-01-01"]
+    assert newest(dates) == "2023-09-27 17:31:21.4"
+    assert newest(["", "junk"]) == ""
+
+
+def test_the_shape_follows_selection_and_layout_not_set_order() -> None:
+    a = Selection(experiments=frozenset({"E1", "E2", "E3"}), resources=frozenset({"DICOM"}))
+    b = Selection(experiments=frozenset({"E3", "E1", "E2"}), resources=frozenset({"DICOM"}))
+    assert shape_of(a, "L") == shape_of(b, "L")
+    assert shape_of(a, "L") != shape_of(a, "M")
+    assert shape_of(a, "L") != shape_of(Selection(experiments=a.experiments), "L")
+    searched = Selection(search_ids=frozenset({"E1"}))
+    assert shape_of(searched, "L") != shape_of(Selection(), "L")
+
+
+def test_decide_lists_in_full_for_every_reason_it_must() -> None:
+    mode = ChangedOnly(full_every=7 * DAY)
+    record = Cutoff("S", "2023-10-01 08:00:00.1", full_at=1000.0)
+    assert decide(None, record, "S", 1000.0, delete=False) == (False, "")
+    by_change, why = decide(mode, record, "S", 1000.0 + 6 * DAY, delete=False)
+    assert by_change
+    assert "2023-10-01 08:00:00.1" in why
+    cases = {
+        "--delete": decide(mode, record, "S", 1000.0, delete=True),
+        "no complete run": decide(mode, None, "S", 1000.0, delete=False),
+        "selection or layout": decide(mode, record, "T", 1000.0, delete=False),
+        "--full-every 7": decide(mode, record, "S", 1000.0 + 7 * DAY, delete=False),
+        "--full-every 0": decide(ChangedOnly(full_every=0), record, "S", 1000.0, delete=False),
+    }
+    for words, (by_change, why) in cases.items():
+        assert not by_change, words
+        assert words in why

@@ -1,0 +1,131 @@
+"""``--changed-only``: which owners a nightly run lists in detail, by XNAT's own dates. Pure.
+
+Each experiment and subject row of a project's listing carries the server's ``insert_date`` and
+``last_modified`` (server local time, ``YYYY-MM-DD HH:MM:SS.fff``, no zone: xnat-api §3.2,
+§3.3). When an owner's files are all mirrored, the journal keeps those dates beside its listing
+fingerprint. A changed-only run lists an owner in detail only if its dates differ from the kept
+ones, or none are kept (new, shared in, or not mirrored whole: a file that failed keeps the
+owner's old dates out). The project's own resources are always listed.
+
+The cut-off is per owner and compared for equality with the server's own text, never against
+our clock: clock skew, the server's time zone and daylight saving do not matter, and a date that
+becomes visible late (a transaction that committed after the listing that mirrored the owner)
+still differs from the one kept. No margin is needed.
+
+The mode applies only after a complete run (every listing answered, no file failed) recorded
+the project's ``Cutoff``: the selection and layout it vouches for (``shape_of``; another one lists
+in full) and when the last full listing ran. What it cannot see: XNAT may not move a session's
+dates when only its files change (§10.4), so ``full_every`` forces a full listing periodically.
+A run with ``--delete`` always lists in full (``decide``), so deletes keep following the server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from xnatsync.pull.selection import Selection
+
+DAY = 86400.0
+DEFAULT_FULL_EVERY_DAYS = 7.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedOnly:
+    """The mode's settings: a full listing every ``full_every`` seconds (0: every run)."""
+
+    full_every: float = DEFAULT_FULL_EVERY_DAYS * DAY
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoff:
+    """What the journal keeps per project after a complete run: the shape it was made with,
+    the newest server date of its listing (for messages), and when (our clock) the last full
+    listing ran."""
+
+    shape: str
+    stamp: str
+    full_at: float
+
+
+def stamps_of(insert_date: str, last_modified: str) -> str:
+    """An owner's dates as one value to keep and compare ("" when the server gives none)."""
+    return f"{insert_date}|{last_modified}" if insert_date or last_modified else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Since:
+    """One project's filter for a changed-only run: the dates kept for each owner."""
+
+    kept: Mapping[str, str]
+
+    def wants(self, owner_id: str, stamps: str) -> bool:
+        """List this owner in detail: no dates from the server, none kept, or different ones."""
+        return not stamps or self.kept.get(owner_id) != stamps
+
+
+def parse_stamp(text: str) -> dt.datetime | None:
+    """A server date as a naive datetime (one with a zone is taken to UTC), or None."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value
+
+
+def newest(stamps: Iterable[str]) -> str:
+    """The latest readable date of ``stamps`` as the server wrote it ("" if none)."""
+    best: tuple[dt.datetime, str] | None = None
+    for text in stamps:
+        value = parse_stamp(text) if text else None
+        if value is not None and (best is None or value > best[0]):
+            best = (value, text.strip())
+    return best[1] if best else ""
+
+
+def shape_of(selection: Selection, layout: str) -> str:
+    """A stable digest of what a cut-off vouches for: the whole selection and the layout."""
+    s = selection
+    parts = [
+        layout,
+        *(",".join(sorted(v)) for v in (s.subjects, s.experiments, s.xsi_types, s.resources)),
+        ",".join(s.scan_types),
+        s.since.isoformat() if s.since else "",
+        repr((s.assessors, s.session_resources, s.subject_resources, s.project_resources)),
+    ]
+    if s.search_ids is not None:
+        parts.append("search:" + ",".join(sorted(s.search_ids)))
+    text = "\n".join(parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def decide(
+    mode: ChangedOnly | None, record: Cutoff | None, shape: str, now: float, *, delete: bool
+) -> tuple[bool, str]:
+    """(whether this project is listed by change, and why or why not, in words)."""
+    if mode is None:
+        return False, ""
+    if delete:
+        return False, "--delete lists every session, so deletes follow the server"
+    if record is None:
+        return False, "no complete run recorded yet: listing every session"
+    if record.shape != shape:
+        return (
+            False,
+            "selection or layout differs from the last complete run: listing every session",
+        )
+    age = now - record.full_at
+    if age >= mode.full_every:
+        days, every = age / DAY, mode.full_every / DAY
+        return False, (
+            f"last full listing {days:.1f} days ago (--full-every {every:g}): listing every session"
+        )
+    newest = f" (newest server date then: {record.stamp})" if record.stamp else ""
+    return True, (
+        "listing the sessions and subjects whose server dates changed since the last "
+        f"complete run{newest}"
+    )
