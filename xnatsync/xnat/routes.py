@@ -120,6 +120,16 @@ def subject_files(project: str, subject_id: str) -> Route:
     return Route(f"{_subject_base(project, subject_id)}/files", _json())
 
 
+def issue_token() -> Route:
+    """A new alias token for the session's user (xnat-api §2.3)."""
+    return Route("/data/services/tokens/issue", {})
+
+
+def invalidate_token(alias: str) -> Route:
+    """Disable a token by its alias (the secret never travels in a URL)."""
+    return Route(f"/data/services/tokens/invalidate/{segment(alias)}", {})
+
+
 def file_uri(resource_base: str, path: str) -> str:
     """``{resource_base}/files/{path}`` with the path encoded; the base must already be encoded.
 
