@@ -36,12 +36,14 @@ from xnatsync.pull.run import pull
 from xnatsync.pull.selection import Selection
 from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.routes import check_base_url
+from xnatsync.xnat.search import SearchSource, read_document
 
 PULL_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --seed demo'):
   xnatsync pull https://xnat.example.org --project DEMO --dest mirror
   xnatsync pull https://xnat.example.org --project DEMO --experiment @sessions.csv:label \\
       --scan-type 'T1*' --resource DICOM --dest cohort --concurrency 16
   xnatsync pull https://xnat.example.org --project DEMO --dest mirror --changed-only
+  xnatsync pull https://xnat.example.org --project DEMO --search DEMO_MR --dest cohort-mr
   xnatsync pull --config configs/nightly-mirror.toml
 """
 
@@ -87,6 +89,14 @@ def add_pull(sub: Any) -> None:
     sel.add_argument("--scan-type", action="append", help="scan type glob, e.g. 'T1*'")
     sel.add_argument("--resource", action="append", help="resource label, e.g. DICOM")
     sel.add_argument("--since", help="experiments inserted or modified on/after YYYY-MM-DD")
+    sel.add_argument(
+        "--search", action="append", metavar="ID",
+        help="experiments a stored search (/data/search/saved/ID) returns, run as you now",
+    )  # fmt: skip
+    sel.add_argument(
+        "--search-xml", action="append", metavar="FILE",
+        help="experiments an XNAT search document (an xdat:bundle, as XNAT saves one) returns",
+    )  # fmt: skip
     for level in ("assessors", "session-resources", "subject-resources", "project-resources"):
         sel.add_argument(f"--no-{level}", action="store_true", default=None, help=f"skip {level}")
     add_nightly(p)
@@ -180,6 +190,24 @@ def changed_only_from(settings: dict[str, Any]) -> ChangedOnly | None:
     if days < 0:
         raise UsageError(f"--full-every must be 0 or more days, not {days:g}")
     return ChangedOnly(full_every=days * DAY)
+
+
+def searches_from(settings: dict[str, Any]) -> tuple[SearchSource, ...]:
+    """The searches to select by; each document file read and checked here, before any
+    request (a malformed one, or one not rooted at an experiment type, is a usage error)."""
+    sources = [SearchSource(search_id=i) for i in _strings(settings.get("search"))]
+    for path in _strings(settings.get("search_xml")):
+        try:
+            xml = Path(path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--search-xml {path}: {exc.strerror or exc}") from exc
+        sources.append(SearchSource(document=read_document(xml, f"--search-xml {path}")))
+    return tuple(sources)
+
+
+def _strings(value: str | list[str] | None) -> list[str]:
+    """A setting the command line repeats and a config file may give once."""
+    return [value] if isinstance(value, str) else list(value or ())
 
 
 def selection_from(settings: dict[str, Any]) -> Selection:
@@ -279,6 +307,7 @@ def options_from(
     limits, timeouts, retry = limits_from(settings)
     delete_options(settings)
     selection = selection_from(settings)
+    searches = searches_from(settings)
     layout = settings.get("layout")
     journal = settings.get("journal")
     credentials = resolve_login(
@@ -303,6 +332,7 @@ def options_from(
         batch=None if settings.get("no_zip") else BatchPolicy(),
         adopt_by_size=bool(settings.get("adopt_by_size")),
         changed_only=changed_only_from(settings),
+        searches=searches,
         limits=limits,
         timeouts=timeouts,
         retry=retry,

@@ -39,8 +39,6 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "adopt_by_size": bool,
     "changed_only": bool,
     "full_every": (int, float),
-    "search": str,
-    "search_xml": str,
     "attempts": int,
     "read_timeout": (int, float),
     "connect_timeout": (int, float),
@@ -62,7 +60,7 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "to": str,  # import
 }
 _LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
-_ONE_OR_MORE = ("source",)  # a string or a list of strings (push takes one, import several)
+_ONE_OR_MORE = ("source", "search", "search_xml")  # a string or a list of strings
 
 
 def load_settings(path: str, command: str) -> dict[str, object]:

@@ -24,6 +24,7 @@ from xnatsync.pull.selection import Selection
 from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.routes import check_base_url
+from xnatsync.xnat.search import SearchSource
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class PullOptions:
     ssl: ssl.SSLContext | bool | None = None
     adopt_by_size: bool = False
     changed_only: ChangedOnly | None = None  # list only sessions changed since the last run
+    searches: tuple[SearchSource, ...] = ()  # experiments only of these server searches
     clock: Callable[[], float] = field(default=time.time, repr=False)  # wall clock (--full-every)
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ from xnatsync.pull.manifest import LocalState, NoJournal, Owner
 from xnatsync.pull.nightly import Nightly
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.plan import Action, Plan
+from xnatsync.pull.searches import searched
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.temps import TempNames, sweep
@@ -53,6 +54,7 @@ async def pull(
     # Log in before touching DEST: a run that cannot reach the server, or is refused, leaves
     # the destination as it found it (no folder, no lock, no journal).
     async with client:
+        options = await searched(client, options, reporter)  # a bad search changes nothing
         try:
             options.dest.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -164,6 +166,7 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
 
     try:
         async with client:
+            options = await searched(client, options, reporter)
             planner = Planner(
                 scope=options.scope(), lister=client, state=state, reporter=reporter, submit=show
             )

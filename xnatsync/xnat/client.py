@@ -412,6 +412,26 @@ class XnatClient:
             project, await self.list_rows(routes.experiments(project))
         )
 
+    async def saved_search(self, search_id: str) -> bytes:
+        """A stored search's XML document (``NotFoundError`` if there is none by that ID, or
+        the user may not see it)."""
+        url = self._url(*routes.saved_search(search_id))
+        return await self._get_listing(url, lambda body: body)
+
+    async def search(self, document: bytes) -> list[dict[str, str]]:
+        """The result rows of a search document (a read: retried like a listing)."""
+        url = self._url(*routes.search())
+
+        def body() -> Request:
+            return {"Content-Type": "text/xml"}, document
+
+        async def attempt() -> list[dict[str, str]]:
+            async with self.listing_limiter:
+                answer = await self._read("POST", url, body)
+            return parse.parse_result_set(answer, url=str(url))
+
+        return await self._retrying(url, attempt)
+
     async def _owner_listing(
         self,
         resources: routes.Route,

@@ -120,6 +120,16 @@ def subject_files(project: str, subject_id: str) -> Route:
     return Route(f"{_subject_base(project, subject_id)}/files", _json())
 
 
+def saved_search(search_id: str) -> Route:
+    """A stored search's ``xdat:bundle`` document (xnat-api §6.1)."""
+    return Route(f"/data/search/saved/{segment(search_id)}", {"format": "xml"})
+
+
+def search() -> Route:
+    """Run a search document (POSTed as ``text/xml``)."""
+    return Route("/data/search", _json())
+
+
 def issue_token() -> Route:
     """A new alias token for the session's user (xnat-api §2.3)."""
     return Route("/data/services/tokens/issue", {})
