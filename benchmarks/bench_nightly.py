@@ -4,9 +4,11 @@ which 10 sessions changed, against listing just those 10 sessions plus the proje
 Target (issue 11): requests and time at most 2 x those of the baseline. Requests are counted
 in the emulator's own request log (the emulator runs in this process, on a thread of its own;
 every client is a separate process, timed by wall clock as the other rows are). The baseline
-(``python -m benchmarks.bench_nightly baseline …``) logs in, lists the project's experiments
-and lists each changed session the way a pull does (its resources and its files), at the same
-listing concurrency; it downloads nothing. The nightly run also fetches what changed: each
+(``python -m benchmarks.bench_nightly baseline …``) logs in, takes the project listing a mirror
+of the project needs whatever changed (its experiments, its subjects, the project's own
+resources and files: what a pull lists at project level) and lists each changed session the
+way a pull does (its resources and its files), at the same listing concurrency; it downloads
+nothing. The nightly run also fetches what changed: each
 changed session got a field edit (which moves its ``last_modified``) and one new file.
 
 Setup, not timed: seeding (10,000 sessions of one 1 KiB file; about 8 s) and the first, full
@@ -93,7 +95,7 @@ async def change(url: str, emu_ids: list[str], stamp: str) -> None:
 
 
 async def baseline(url: str, project: str, ids: list[str]) -> None:
-    """Log in, list the project's experiments, list each of ``ids`` as a pull does."""
+    """Log in, take the project-level listings, list each of ``ids`` as a pull does."""
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(url, cookie_jar=jar) as http:
         await login(http, USER, PASSWORD)
@@ -104,7 +106,9 @@ async def baseline(url: str, project: str, ids: list[str]) -> None:
                 response.raise_for_status()
                 await response.json(content_type=None)
 
-        await get(f"/data/projects/{project}/experiments")
+        base = f"/data/projects/{project}"
+        listings = [f"{base}/{what}" for what in ("experiments", "subjects", "resources", "files")]
+        await asyncio.gather(*(get(p) for p in listings))
         paths = [f"/data/experiments/{e}/{what}" for e in ids for what in ("resources", "files")]
         await asyncio.gather(*(get(p, all="true") for p in paths))
 

@@ -227,6 +227,30 @@ class Planner:
         self.reporter.emit(ListingFailed(what, str(exc)))
 
     async def _discover(self, project: str, send: anyio.abc.ObjectSendStream[Owner]) -> None:
+        """List a project's experiments and (at the same time: both are project-level
+        listings, and a nightly run's cost is mostly these two) its subjects; queue owners."""
+        subjects: list[dict[str, str]] = []
+        failed: list[XnatSyncError] = []
+
+        async def list_subjects() -> None:
+            try:
+                subjects.extend(await self.lister.list_subjects(project))
+            except XnatSyncError as exc:
+                failed.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            if self.scope.selection.subject_resources:
+                tg.start_soon(list_subjects)
+            if not await self._discover_experiments(project, send):
+                return  # the project's own listing failed: its subjects do not matter
+        if failed:
+            self._listing_failed(f"subjects of {project}", failed[0])
+        elif self.scope.selection.subject_resources:
+            await self._discover_subjects(project, subjects, send)
+
+    async def _discover_experiments(
+        self, project: str, send: anyio.abc.ObjectSendStream[Owner]
+    ) -> bool:
         sel = self.scope.selection
         try:
             experiments = await self.lister.list_experiments(project)
@@ -235,10 +259,10 @@ class Planner:
             # the end, once the other projects are pulled; no deletes on an incomplete run
             self.missing.append(project)
             self.complete = False
-            return
+            return False
         except XnatSyncError as exc:
             self._listing_failed(f"experiments of {project}", exc)
-            return
+            return False
         if sel.project_resources:
             await self._queue(send, Owner(project, "", ""))
         self.kinds.add((project, "experiment"))
@@ -253,16 +277,15 @@ class Planner:
             if sel.wants_experiment(exp):
                 dates = stamps_of(exp.insert_date, exp.last_modified)
                 await self._queue_changed(send, Owner(project, exp.id, exp.label, exp), dates)
-        if not sel.subject_resources:
-            return
-        try:
-            subjects = await self.lister.list_subjects(project)
-        except XnatSyncError as exc:
-            self._listing_failed(f"subjects of {project}", exc)
-            return
+        return True
+
+    async def _discover_subjects(
+        self, project: str, subjects: list[dict[str, str]], send: anyio.abc.ObjectSendStream[Owner]
+    ) -> None:
+        sel = self.scope.selection
         self.kinds.add((project, "subject"))
         on_rows = (row.get(k, "") for row in subjects for k in ("insert_date", "last_modified"))
-        self.newest[project] = newest([self.newest[project], *on_rows])
+        self.newest[project] = newest([self.newest.get(project, ""), *on_rows])
         for row in subjects:
             sid, label = row.get("ID", ""), row.get("label", "")
             self.known.add((project, sid))
