@@ -287,17 +287,21 @@ class Journal:
 
     # -- --changed-only: cut-offs and the owners the journal knows ---------------------------
 
-    def set_cutoff(self, project: str, shape: str, stamp: str, full_at: float) -> None:
+    def set_cutoff(
+        self, project: str, shape: str, stamp: str, full_at: float, done_at: float
+    ) -> None:
         """Record a complete run's cut-off (``pull.changes.Cutoff``'s fields)."""
-        self._add("cutoff", (project, shape, stamp, full_at))
+        self._add("cutoff", (project, shape, stamp, full_at, done_at))
 
-    def cutoff(self, project: str) -> tuple[str, str, float] | None:
-        """(shape, stamp, full_at) of the project's last recorded cut-off, or None."""
+    def cutoff(self, project: str) -> tuple[str, str, float, float] | None:
+        """(shape, stamp, full_at, done_at) of the project's last recorded cut-off, or None."""
         self._flush_for_read()
-        rows = list(
-            self._query("SELECT shape, stamp, full_at FROM cutoffs WHERE project=?", (project,))
-        )
-        return (str(rows[0][0]), str(rows[0][1]), float(rows[0][2])) if rows else None
+        sql = "SELECT shape, stamp, full_at, done_at FROM cutoffs WHERE project=?"
+        rows = list(self._query(sql, (project,)))
+        if not rows:
+            return None
+        shape, stamp, full_at, done_at = rows[0]
+        return str(shape), str(stamp), float(full_at), float(done_at)
 
     def set_stamps(self, project: str, owner: str, stamps: str) -> None:
         """The owner's server dates as listed when its fingerprint was (or is being) recorded:

@@ -57,14 +57,15 @@ _V4_OWNER_SEEN = (
 
 # --changed-only: each owner's server dates when it was last mirrored whole (beside its
 # fingerprint), and per project the last complete run's selection and layout, its newest server
-# date and when (client clock) the last full listing ran
+# date, and when (client clock) the last full listing and the last complete run ran
 _V5_CUTOFFS = """
 ALTER TABLE owners ADD COLUMN stamps TEXT;
 CREATE TABLE cutoffs (
     project TEXT PRIMARY KEY,
     shape TEXT NOT NULL,
     stamp TEXT NOT NULL,
-    full_at REAL NOT NULL
+    full_at REAL NOT NULL,
+    done_at REAL NOT NULL
 ) WITHOUT ROWID
 """
 
@@ -110,9 +111,9 @@ WRITES = {
     "forget_owner": "DELETE FROM owners WHERE project=? AND owner=?",
     "stamps": "UPDATE owners SET stamps=? WHERE project=? AND owner=?",
     "cutoff": (
-        "INSERT INTO cutoffs (project, shape, stamp, full_at) VALUES (?,?,?,?)"
+        "INSERT INTO cutoffs (project, shape, stamp, full_at, done_at) VALUES (?,?,?,?,?)"
         " ON CONFLICT (project) DO UPDATE SET shape=excluded.shape, stamp=excluded.stamp,"
-        " full_at=excluded.full_at"
+        " full_at=excluded.full_at, done_at=excluded.done_at"
     ),
 }
 

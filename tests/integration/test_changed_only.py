@@ -99,6 +99,41 @@ async def test_a_failed_run_does_not_advance_the_cutoff(emu: Emulator, tmp_path:
     assert cutoff(tmp_path) != ARCHIVED
 
 
+async def test_a_file_added_without_a_date_moving_is_caught_by_its_workflow(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """XNAT leaves a session's dates alone when a file is added to it, but logs a workflow on
+    it, which the recent= listing shows (and the emulator does the same)."""
+    backdate(emu)
+    config = make_config(emu, tmp_path, changed_only=ChangedOnly(), clock=lambda: T0)
+    assert (await run_pull(config))[0].ok
+    url = f"{MR2}/resources/NOTES/files/quiet.txt?inbody=true"
+    assert await server_request(emu, "PUT", url, b"no date moved\n") == 200
+    assert emu.store.experiments[emu_id(emu, "DEMO01_MR2")].last_modified == ARCHIVED
+    emu.requests.clear()
+    summary, _ = await run_pull(config)
+    assert summary.ok
+    assert listed_sessions(emu) == {"DEMO01_MR2"}
+    assert emu.requests.count("GET", "/data/experiments") == 1  # recent=, once a run
+    quiet = tmp_path / "DEMO/DEMO01/DEMO01_MR2/resources/NOTES/files/quiet.txt"
+    assert quiet.read_bytes() == b"no date moved\n"
+    emu.requests.clear()
+    assert (await run_pull(config))[0].ok  # the workflow date is kept: not listed again
+    assert listed_sessions(emu) == set()
+
+
+async def test_without_recent_the_run_goes_on_by_dates(emu: Emulator, tmp_path: Path) -> None:
+    backdate(emu)
+    config = make_config(emu, tmp_path, changed_only=ChangedOnly(), clock=lambda: T0)
+    assert (await run_pull(config))[0].ok
+    await change_mr2(emu)
+    emu.faults.configure("paths=/data/experiments,error:404=1")
+    summary, events = await run_pull(config)
+    assert summary.ok
+    assert any("recent= listing failed" in n.message for n in events.of(Notice))
+    assert (tmp_path / "DEMO/DEMO01/DEMO01_MR2/resources/NOTES/files/late.txt").exists()
+
+
 async def test_full_every_forces_a_full_listing(emu: Emulator, tmp_path: Path) -> None:
     backdate(emu)
     now = [T0]

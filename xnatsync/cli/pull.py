@@ -158,14 +158,15 @@ def add_pull(sub: Any) -> None:
 
 
 CHANGED_ONLY_HELP = (
-    "list in detail only the sessions (and subjects) whose insert_date or last_modified, as "
-    "the server reports them, moved since the last run that completed without failures "
-    "(or that this destination has never mirrored); the others are not looked at. "
-    "Assumes XNAT moves those dates when a session changes: it may not when only files change "
-    "(a file added to a resource), hence a full listing every --full-every days. The cut-off "
-    "is the server's own newest date minus a 2-hour margin (clock skew, late commits); a run "
-    "that failed does not advance it; another selection or layout lists in full; a run with "
-    "--delete always lists in full, so deletes keep following the server"
+    "list in detail only the sessions and subjects whose server dates (insert_date, "
+    "last_modified; for image sessions also the newest workflow, which XNAT logs for every "
+    "file uploaded or removed through its API) differ from those the server gave when each "
+    "was last mirrored whole; the others are not looked at. Dates are compared as the server "
+    "writes them, never with this machine's clock. Assumes XNAT records a change in those "
+    "dates: it does not when files change on its disk behind its back, hence a full listing "
+    "every --full-every days. Applies after a run that completed without failures; another "
+    "selection or layout lists in full; a run with --delete always lists in full, so deletes "
+    "keep following the server"
 )
 
 

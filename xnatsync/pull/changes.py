@@ -17,12 +17,19 @@ the project's ``Cutoff``: the selection and layout it vouches for (``shape_of``;
 in full) and when the last full listing ran. What it cannot see: XNAT may not move a session's
 dates when only its files change (§10.4), so ``full_every`` forces a full listing periodically.
 A run with ``--delete`` always lists in full (``decide``), so deletes keep following the server.
+
+Files changed without a session date moving are caught for image sessions through XNAT's
+``recent=`` listing (xnat-api §3.3.2): each file upload or removal through the REST API is a
+workflow on the session, and the newest workflow date is kept with the session's dates. The
+window reaches back to the last complete run (``recent_window``); a session outside it keeps
+the workflow date kept for it (``Since.settle``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -43,16 +50,21 @@ class ChangedOnly:
 class Cutoff:
     """What the journal keeps per project after a complete run: the shape it was made with,
     the newest server date of its listing (for messages), and when (our clock) the last full
-    listing ran."""
+    listing and that run began."""
 
     shape: str
     stamp: str
     full_at: float
+    done_at: float  # our clock, when the run that recorded it started
 
 
-def stamps_of(insert_date: str, last_modified: str) -> str:
-    """An owner's dates as one value to keep and compare ("" when the server gives none)."""
-    return f"{insert_date}|{last_modified}" if insert_date or last_modified else ""
+def stamps_of(insert_date: str, last_modified: str, workflow_date: str = "") -> str:
+    """An owner's dates as one value to keep and compare ("" when the server gives none).
+    ``workflow_date`` is the session's newest workflow as ``recent=`` lists it ("" when the
+    session is not in that listing's window: unknown, not absent)."""
+    if not (insert_date or last_modified):
+        return ""
+    return f"{insert_date}|{last_modified}|{workflow_date}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +73,38 @@ class Since:
 
     kept: Mapping[str, str]
 
+    def settle(self, owner_id: str, stamps: str) -> str:
+        """``stamps`` with an unknown workflow date taken from the kept ones when the
+        session's own dates are the kept ones (it left ``recent=``'s window unchanged)."""
+        kept = self.kept.get(owner_id, "")
+        own, _, workflow = stamps.rpartition("|")
+        if stamps and not workflow and kept.rpartition("|")[0] == own:
+            return kept
+        return stamps
+
     def wants(self, owner_id: str, stamps: str) -> bool:
-        """List this owner in detail: no dates from the server, none kept, or different ones."""
+        """List this owner in detail: no dates from the server, none kept, or different ones
+        (``stamps`` settled)."""
         return not stamps or self.kept.get(owner_id) != stamps
+
+
+RECENT_LIMIT = 20_000  # rows asked of recent=; a full answer may be cut short: list in full
+
+
+def recent_window(since: float, now: float) -> tuple[int, int]:
+    """(days, limit) for ``/data/experiments?recent=`` covering ``since`` (our clock) with a
+    day to spare. XNAT ignores both unless neither is 60 (xnat-api §3.3.2)."""
+    days = max(1, math.ceil((now - since) / DAY) + 1)
+    return (61 if days == 60 else days), RECENT_LIMIT
+
+
+def workflow_dates(rows: Iterable[Mapping[str, str]], limit: int) -> dict[str, str] | None:
+    """Session ID → its newest workflow date, from ``recent=``'s rows; None if the answer
+    may have been cut at ``limit`` (then it cannot show that a session is not there)."""
+    table = list(rows)
+    if len(table) >= limit:
+        return None
+    return {r["id"]: r.get("workflow_date", "") for r in table if r.get("id")}
 
 
 def parse_stamp(text: str) -> dt.datetime | None:

@@ -77,6 +77,7 @@ class Scope:
     adopt_by_size: bool = False
     changed: Mapping[str, Since] = field(default_factory=dict)  # --changed-only, by project
     track_stamps: bool = False  # keep each owner's server dates with its fingerprint
+    workflows: Mapping[str, str] = field(default_factory=dict)  # session → recent= workflow
 
 
 @dataclass
@@ -275,7 +276,8 @@ class Planner:
             self.named.update(("subject", n) for n in subject_names)
             self.named.update(("experiment", n) for n in experiment_names)
             if sel.wants_experiment(exp):
-                dates = stamps_of(exp.insert_date, exp.last_modified)
+                workflow = self.scope.workflows.get(exp.id, "")
+                dates = stamps_of(exp.insert_date, exp.last_modified, workflow)
                 await self._queue_changed(send, Owner(project, exp.id, exp.label, exp), dates)
         return True
 
@@ -306,6 +308,7 @@ class Planner:
     ) -> None:
         """Queue an experiment or subject, unless ``--changed-only`` finds its dates as kept."""
         since = self.scope.changed.get(owner.project)
+        stamps = since.settle(owner.id, stamps) if since is not None else stamps
         if since is not None and not since.wants(owner.id, stamps):
             self.unchanged[owner.project] = self.unchanged.get(owner.project, 0) + 1
             return

@@ -12,10 +12,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from xnatsync.errors import XnatSyncError
 from xnatsync.events import Notice, Reporter
 from xnatsync.journal import Journal
-from xnatsync.pull.changes import ChangedOnly, Cutoff, Since, decide, shape_of
+from xnatsync.pull.changes import (
+    ChangedOnly,
+    Cutoff,
+    Since,
+    decide,
+    recent_window,
+    shape_of,
+    workflow_dates,
+)
 from xnatsync.pull.listing import Planner, Scope
+from xnatsync.xnat.client import XnatClient
 
 
 @dataclass
@@ -55,6 +65,38 @@ class Nightly:
                 nightly.full.add(project)
         return nightly, dataclasses.replace(scope, changed=changed, track_stamps=True)
 
+    async def with_workflows(self, client: XnatClient, scope: Scope, reporter: Reporter) -> Scope:
+        """The scope with each image session's newest workflow date from ``recent=`` (what
+        catches files changed without a session date moving). Unavailable: said, and the run
+        goes on by dates alone; possibly cut short: the projects are listed in full."""
+        if not scope.changed:
+            return scope
+        since = min(self.previous[p].done_at for p in scope.changed)
+        days, limit = recent_window(since, self.now)
+        try:
+            rows = await client.recent_experiments(days, limit)
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            reporter.emit(
+                Notice(
+                    f"--changed-only: the server's recent= listing failed ({exc}); files "
+                    "changed without a session date moving wait for the next full listing"
+                )
+            )
+            return scope
+        dates = workflow_dates(rows, limit)
+        if dates is None:
+            reporter.emit(
+                Notice(
+                    f"--changed-only: over {limit} sessions changed in {days} days: listing "
+                    "every session"
+                )
+            )
+            self.full.update(scope.changed)
+            return dataclasses.replace(scope, changed={})
+        return dataclasses.replace(scope, workflows=dates)
+
     def record(self, journal: Journal, planner: Planner, reporter: Reporter) -> None:
         """After a complete, failure-free run: each project's new record (its listing's newest
         server date, for messages; the previous one if the listing had no readable date)."""
@@ -77,4 +119,4 @@ class Nightly:
                 full_at = before.full_at
             else:
                 continue
-            journal.set_cutoff(project, self.shape, stamp, full_at)
+            journal.set_cutoff(project, self.shape, stamp, full_at, self.now)

@@ -125,6 +125,7 @@ async def _sync(
                 options.changed_only, scope, journal, reporter,
                 now=options.clock(), delete=options.delete,
             )  # fmt: skip
+            scope = await nightly.with_workflows(client, scope, reporter)
         planner = Planner(
             scope=scope, lister=client, state=journal, reporter=reporter,
             submit=submit, ledger=ledger,

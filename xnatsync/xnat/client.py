@@ -412,6 +412,10 @@ class XnatClient:
             project, await self.list_rows(routes.experiments(project))
         )
 
+    async def recent_experiments(self, days: int, limit: int) -> list[dict[str, str]]:
+        """The rows of ``/data/experiments?recent=`` (lower-case columns, site-wide)."""
+        return await self.list_rows(routes.recent_experiments(days, limit))
+
     async def saved_search(self, search_id: str) -> bytes:
         """A stored search's XML document (``NotFoundError`` if there is none by that ID, or
         the user may not see it)."""

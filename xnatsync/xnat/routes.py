@@ -90,6 +90,11 @@ def experiments(project: str) -> Route:
     )
 
 
+def recent_experiments(days: int, limit: int) -> Route:
+    """Image sessions whose dates or workflows fall in the last ``days`` (xnat-api §3.3.2)."""
+    return Route("/data/experiments", _json(recent=str(days), limit=str(limit)))
+
+
 def experiment_resources(experiment_id: str) -> Route:
     """Every resource of a session: its own, its scans', reconstructions' and assessors'."""
     return Route(f"/data/experiments/{segment(experiment_id)}/resources", _json(all="true"))

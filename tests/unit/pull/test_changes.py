@@ -6,14 +6,17 @@ import datetime as dt
 
 from xnatsync.pull.changes import (
     DAY,
+    RECENT_LIMIT,
     ChangedOnly,
     Cutoff,
     Since,
     decide,
     newest,
     parse_stamp,
+    recent_window,
     shape_of,
     stamps_of,
+    workflow_dates,
 )
 from xnatsync.pull.selection import Selection
 
@@ -52,7 +55,7 @@ def test_the_shape_follows_selection_and_layout_not_set_order() -> None:
 
 def test_decide_lists_in_full_for_every_reason_it_must() -> None:
     mode = ChangedOnly(full_every=7 * DAY)
-    record = Cutoff("S", "2023-10-01 08:00:00.1", full_at=1000.0)
+    record = Cutoff("S", "2023-10-01 08:00:00.1", full_at=1000.0, done_at=1000.0)
     assert decide(None, record, "S", 1000.0, delete=False) == (False, "")
     by_change, why = decide(mode, record, "S", 1000.0 + 6 * DAY, delete=False)
     assert by_change
@@ -67,3 +70,26 @@ def test_decide_lists_in_full_for_every_reason_it_must() -> None:
     for words, (by_change, why) in cases.items():
         assert not by_change, words
         assert words in why
+
+
+def test_a_session_leaving_the_recent_window_keeps_its_workflow_date() -> None:
+    kept = stamps_of("2023-09-27 17:31:21.352", "2023-10-01 08:00:00.1", "2023-10-02 09:00:00.5")
+    since = Since({"E1": kept})
+    unseen = stamps_of("2023-09-27 17:31:21.352", "2023-10-01 08:00:00.1")  # not in recent=
+    assert since.settle("E1", unseen) == kept
+    assert not since.wants("E1", since.settle("E1", unseen))
+    newer = stamps_of("2023-09-27 17:31:21.352", "2023-10-01 08:00:00.1", "2023-10-03 10:00:00.0")
+    assert since.wants("E1", since.settle("E1", newer))  # a file changed: a new workflow
+    edited = stamps_of("2023-09-27 17:31:21.352", "2023-10-04 08:00:00.1")
+    assert since.settle("E1", edited) == edited  # its own dates moved: nothing carried over
+    assert since.wants("E1", since.settle("E1", edited))
+
+
+def test_the_recent_window_reaches_back_to_the_last_complete_run() -> None:
+    assert recent_window(0.0, 0.5 * DAY) == (2, RECENT_LIMIT)
+    assert recent_window(0.0, 3.2 * DAY) == (5, RECENT_LIMIT)
+    assert recent_window(0.0, 58.5 * DAY) == (61, RECENT_LIMIT)  # XNAT ignores 60
+    assert RECENT_LIMIT != 60
+    rows = [{"id": "E1", "workflow_date": "2023-10-02 09:00:00.5"}, {"id": "E2"}, {"label": "x"}]
+    assert workflow_dates(rows, limit=5) == {"E1": "2023-10-02 09:00:00.5", "E2": ""}
+    assert workflow_dates(rows, limit=3) is None  # as many rows as asked for: maybe cut short
