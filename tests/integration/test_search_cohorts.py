@@ -11,6 +11,7 @@ import pytest
 
 from tests.integration.conftest import make_config, run_pull, server_request
 from xnatsync.emulator.server import Emulator
+from xnatsync.events import PlanShown
 from xnatsync.pull.selection import Selection
 from xnatsync.xnat.search import SearchError, SearchSource, read_document
 
@@ -82,3 +83,15 @@ async def test_a_stored_search_of_subjects_is_refused(emu: Emulator, tmp_path: P
         await run_pull(config)
     assert not dest.exists()
     assert emu.requests.count("POST", "/data/search") == 0
+
+
+async def test_a_dry_run_plans_only_the_searched_experiments(emu: Emulator, tmp_path: Path) -> None:
+    config = make_config(
+        emu, tmp_path / "none", dry_run=True, searches=(SearchSource(search_id="DEMO_CT"),)
+    )
+    _, events = await run_pull(config)
+    sessions = {f"DEMO/{label}" for label in ("DEMO01_MR1", "DEMO01_MR2", "DEMO02_MR1")}
+    sessions.add("DEMO/DEMO03_CT1")
+    planned = {e.title for e in events.of(PlanShown)}
+    assert planned & sessions == {"DEMO/DEMO03_CT1"}
+    assert not (tmp_path / "none").exists()
