@@ -11,14 +11,17 @@ way a pull does (its resources and its files), at the same listing concurrency; 
 nothing. The nightly run also fetches what changed: each
 changed session got a field edit (which moves its ``last_modified``) and one new file.
 
-Setup, not timed: seeding (10,000 sessions of one 1 KiB file; about 8 s) and the first, full
-``--changed-only`` pull that makes the mirror and records its dates. Each round then changes
+Setup, not timed: seeding (10,000 sessions of one 1 KiB file; about 8 s), dating the seeded
+sessions and subjects over the past year (as an archive's are: the seed stamps them all with
+the minute it ran, which would put every session in XNAT's ``recent=`` window) and the first,
+full ``--changed-only`` pull that makes the mirror and records its dates. Each round then changes
 10 other sessions and runs both candidates (order alternating); medians of per-round ratios.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import statistics
 import sys
@@ -75,6 +78,19 @@ def emulator(sessions: int) -> Iterator[Emulator]:
         loop, stop = stops[0]
         loop.call_soon_threadsafe(stop.set)
         thread.join(timeout=30)
+
+
+def archived_over_a_year(emu: Emulator) -> None:
+    """Give the seeded records the dates an archive filled over the past year would have
+    (before any client has seen them; the emulator's thread is idle meanwhile)."""
+    start = dt.datetime.now() - dt.timedelta(days=365)
+    subjects, experiments = list(emu.store.subjects.values()), list(emu.store.experiments.values())
+    step = dt.timedelta(days=364) / max(1, len(experiments))
+    for n, (subject, experiment) in enumerate(zip(subjects, experiments, strict=False)):
+        stamp = (start + n * step).strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0")
+        stamp += "0" if stamp.endswith(".") else ""
+        subject.insert_date = subject.last_modified = stamp
+        experiment.insert_date = experiment.last_modified = stamp
 
 
 def session_ids(emu: Emulator, first: int, count: int) -> list[str]:
@@ -134,6 +150,7 @@ def run(pairs: int, quick: bool, scratch: Path) -> Any:
     requests: dict[str, list[int]] = {}
     with emulator(sessions) as emu:
         print(f"\n## {name}: seeded in {emu.seed_seconds:.1f} s at {emu.url}", flush=True)
+        archived_over_a_year(emu)
         first = measure(commands(emu.url, dest, [])["xnatsync"], env)
         assert first.exit_code == 0, first.stderr_tail
         print(f"  first full pull {first.seconds:8.2f} s, {len(emu.requests.records)} requests")

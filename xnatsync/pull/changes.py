@@ -27,7 +27,6 @@ the workflow date kept for it (``Since.settle``).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
@@ -107,25 +106,10 @@ def workflow_dates(rows: Iterable[Mapping[str, str]], limit: int) -> dict[str, s
     return {r["id"]: r.get("workflow_date", "") for r in table if r.get("id")}
 
 
-def parse_stamp(text: str) -> dt.datetime | None:
-    """A server date as a naive datetime (one with a zone is taken to UTC), or None."""
-    try:
-        value = dt.datetime.fromisoformat(text.strip())
-    except ValueError:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
-
-
 def newest(stamps: Iterable[str]) -> str:
-    """The latest readable date of ``stamps`` as the server wrote it ("" if none)."""
-    best: tuple[dt.datetime, str] | None = None
-    for text in stamps:
-        value = parse_stamp(text) if text else None
-        if value is not None and (best is None or value > best[0]):
-            best = (value, text.strip())
-    return best[1] if best else ""
+    """The latest of ``stamps`` as the server wrote them ("" if none). XNAT's timestamps
+    (``YYYY-MM-DD HH:MM:SS.f``, trailing zeros trimmed) sort as text in time order."""
+    return max(filter(None, stamps), default="")
 
 
 def shape_of(selection: Selection, layout: str) -> str:
