@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from xml.etree import ElementTree
 
 from xnatsync.errors import UsageError
 
@@ -54,6 +53,8 @@ def _local(tag: str) -> str:
 def read_document(xml: bytes, source: str) -> SearchDocument:
     """Parse and check a search document; ``SearchError`` naming ``source`` if it is not
     well-formed XML, not a search (no root element name), or not rooted at an experiment."""
+    from xml.etree import ElementTree  # here: every pull imports this module, few parse XML
+
     try:
         top = ElementTree.fromstring(xml)
     except ElementTree.ParseError as exc:
