@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check bench lint format typecheck clean emulator
+.PHONY: demo test test-slurm check bench lint format typecheck clean emulator
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,6 +17,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+# A real one-node Slurm (Debian's slurm-wlm and munge, installed if missing: needs root and apt)
+# runs configs/slurm-submit.sh against the emulator. Not part of `make test`.
+test-slurm: $(STAMP)
+	PY=$(CURDIR)/$(BIN)/python PYTHONPATH=$(CURDIR) bash tests/slurm/run.sh
 
 check: $(STAMP)
 	$(BIN)/ruff check xnatsync tests benchmarks

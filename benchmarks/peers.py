@@ -11,15 +11,26 @@ Uploads (``push`` workloads), the same tree into an empty project:
   the server, xnatpy's default).
 * pyxnat: ``resource.put_dir(folder)`` per scan resource after creating the session and scan.
 
-Usage: ``python -m benchmarks.peers xnatpy|pyxnat|xnatpy-push|pyxnat-push URL USER PASSWORD
-PROJECT DIR`` (DIR: where to download, or the pulled tree to upload)
+DICOM imports (``import`` workloads), the same study folders into an empty project:
+
+* xnatpy: per study, one after another (xnatpy's session is synchronous), a stored zip built
+  with ``zipfile`` into a temp file (xnatpy sends a zip it is given; it makes none), then
+  ``session.services.import_(zip, destination=…, overwrite="append",
+  import_handler="DICOM-zip")``, the destination and overwrite ``xnatsync import`` sends.
+
+Usage: ``python -m benchmarks.peers xnatpy|pyxnat|xnatpy-push|pyxnat-push|xnatpy-import URL
+USER PASSWORD PROJECT DIR`` (DIR: where to download, the pulled tree to upload, or the study
+folders to import)
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+from benchmarks.studyzip import archive_destination, study_folders, write_zip
 
 
 def run_xnatpy(url: str, user: str, password: str, project: str, dest: Path) -> None:
@@ -89,8 +100,28 @@ def push_pyxnat(url: str, user: str, password: str, project: str, tree: Path) ->
         interface.disconnect()
 
 
+def import_xnatpy(url: str, user: str, password: str, project: str, source: Path) -> None:
+    import xnat
+
+    with xnat.connect(url, user=user, password=password, loglevel="ERROR") as session:
+        for subject, label, folder in study_folders(source):
+            with tempfile.TemporaryDirectory(prefix="xnatpy-import-") as temp:
+                target = Path(temp) / f"{label}.zip"
+                write_zip(folder, target)
+                session.services.import_(
+                    str(target),
+                    destination=archive_destination(project, subject, label),
+                    overwrite="append",
+                    import_handler="DICOM-zip",
+                    content_type="application/zip",
+                )
+
+
 def main(argv: list[str]) -> None:
     tool, url, user, password, project, folder = argv
+    if tool == "xnatpy-import":
+        import_xnatpy(url, user, password, project, Path(folder))
+        return
     if tool.endswith("-push"):
         pusher = push_xnatpy if tool == "xnatpy-push" else push_pyxnat
         pusher(url, user, password, project, Path(folder))

@@ -18,6 +18,7 @@ Usage::
     python -m benchmarks.reference listing URL USER PASSWORD PROJECT CONCURRENCY
     python -m benchmarks.reference md5tree DIR
     python -m benchmarks.reference upload URL USER PASSWORD TREE PROJECT CONCURRENCY
+    python -m benchmarks.reference importzip URL USER PASSWORD SOURCE PROJECT CONCURRENCY
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ import base64
 import hashlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
+
+from benchmarks.studyzip import archive_destination, study_folders, write_zip
 
 
 def basic(user: str, password: str) -> dict[str, str]:
@@ -188,12 +192,41 @@ async def upload(url: str, user: str, password: str, tree: Path, project: str, n
         await asyncio.gather(*(send(*f) for f in files))
 
 
+async def import_zips(
+    url: str, user: str, password: str, source: Path, project: str, n: int
+) -> None:
+    jar = aiohttp.CookieJar(unsafe=True)
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
+    async with aiohttp.ClientSession(url, timeout=timeout, cookie_jar=jar) as http:
+        await login(http, user, password)
+        limit = asyncio.Semaphore(n)
+
+        async def send(subject: str, session: str, folder: Path) -> None:
+            async with limit:
+                with tempfile.TemporaryDirectory(prefix="zip-post-") as temp:
+                    target = Path(temp) / "study.zip"
+                    await asyncio.to_thread(write_zip, folder, target)
+                    params = {"import-handler": "DICOM-zip", "overwrite": "append",
+                              "dest": archive_destination(project, subject, session)}  # fmt: skip
+                    headers = {"Content-Type": "application/zip"}
+                    with target.open("rb") as body:  # sent with its length (aiohttp stats it)
+                        async with http.post("/data/services/import", params=params,
+                                             data=body, headers=headers) as r:  # fmt: skip
+                            r.raise_for_status()
+                            await r.read()
+
+        await asyncio.gather(*(send(*study) for study in study_folders(source)))
+
+
 def main(argv: list[str]) -> None:
     if argv[0] == "md5tree":
         print(md5tree(Path(argv[1])))
         return
     mode, url, user, password = argv[:4]
-    if mode == "upload":
+    if mode == "importzip":
+        source, project, n = Path(argv[4]), argv[5], int(argv[6])
+        asyncio.run(import_zips(url, user, password, source, project, n))
+    elif mode == "upload":
         tree, project, n = Path(argv[4]), argv[5], int(argv[6])
         asyncio.run(upload(url, user, password, tree, project, n))
     elif mode == "download":

@@ -1,4 +1,4 @@
-"""``make bench``: xnatsync pull side by side with a reference loop and the peer clients.
+"""``make bench``: xnatsync pull, push and import side by side with reference loops and peers.
 
 Method (reference-performance §2.5): the emulator runs in its own process over plain HTTP,
 serving synthetic files it just wrote (warm page cache); every candidate is a separate process
@@ -14,7 +14,8 @@ changed in the same rounds, not against last week's machine. ``--costs`` turns o
 emulator's server-cost switches (its ``--faults`` items, e.g. ``stream=25MB/s`` for a
 per-connection bandwidth cap, or per-route server time) for every workload, so the same rows
 can be measured against a server that behaves like a loaded production XNAT; off by default,
-and the results say which switches were on.
+and the results say which switches were on. Workloads named "long network path" carry such
+switches of their own (``LONG_PATH``); ``optional`` ones run only when ``--only`` names them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks import bench_nightly
+from benchmarks.dicomsynth import SESSION_LABEL, SUBJECT_LABEL, write_studies
 from benchmarks.measure import Measurement, measure
 from benchmarks.reference import basic
 from xnatsync.emulator.cli import spawn
@@ -45,6 +47,7 @@ PROJECT = "BENCH"
 USER = PASSWORD = "admin"
 CONCURRENCY = 8
 LISTINGS = 4
+PAIRS = 3  # interleaved rounds per workload unless the workload or --pairs says otherwise
 RESULTS = Path(__file__).parent / "results"
 DEST = "{dest}"  # replaced by each run's own destination folder
 NO_ZIP = "xnatsync --no-zip"  # the same engine, one request per file (zips off)
@@ -53,6 +56,14 @@ FORGET_JOURNAL = 'rm -f -- "$0"/.xnatsync/journal.db "$0"/.xnatsync/journal.db-w
 FORGET_JOURNAL += '"$0"/.xnatsync/journal.db-shm && exec "$@"'
 TARGET = "{target}"  # replaced by each push run's own empty project
 PUT_LOOP = "PUT loop"
+ZIP_POST = "zip POST"  # the import floor: one zipfile-built zip POSTed per study
+IMPORTS = 2  # xnatsync import's default concurrency; every import candidate uses it
+MATRIX = 448  # pixels a side of a synthetic instance (16-bit): ~392 KiB, an MR/CT slice
+# A long network path to a loaded XNAT (the README says where the values come from): one
+# transatlantic round trip (80 ms) per request, Linux's default TCP window over that RTT as
+# the per-connection cap (3 MiB / 80 ms), and server time per request by route class
+LONG_PATH = ("paths=*,methods=GET|HEAD|PUT|POST|DELETE,delay=0.08,stream=37MiB/s,"
+             "time:listing=0.05,time:put=0.05,time:other=0.05,time:import=5")  # fmt: skip
 BEFORE = "xnatsync before"  # --against DIR: the same command run by an earlier checkout
 # the earlier checkout's CLI, found first on sys.path (before the editable install's finder)
 RUN_FROM = "import sys; sys.path.insert(0, sys.argv.pop(1)); from xnatsync.cli import main; "
@@ -71,12 +82,20 @@ class Workload:
     adopt: bool = False  # re-pull a complete mirror whose journal was deleted
     push: bool = False  # upload a pulled tree into an empty project
     peers: bool = True  # also time xnatpy and pyxnat (too slow on some workloads to repeat)
+    # import DICOM into an empty project: `subjects` studies of `scans` series of `files`
+    # instances (MATRIX x MATRIX), synthesised once per bench run
+    imports: bool = False
+    costs: str = ""  # the emulator's cost switches for this workload (before --costs)
+    pairs: int = 0  # rounds for this workload unless --pairs is given (0: PAIRS)
+    optional: bool = False  # run only when --only names it
 
     @property
     def count(self) -> int:
         return self.subjects * self.scans * self.files
 
     def scaled(self, factor: int) -> Workload:
+        if self.imports:  # keep the studies and series, fewer instances each
+            return dataclasses.replace(self, files=max(1, self.files // factor))
         if self.count == 1:
             return dataclasses.replace(self, subjects=1, scans=1, files=1, size=self.size // factor)
         return dataclasses.replace(self, subjects=max(1, self.subjects // factor))
@@ -115,6 +134,53 @@ WORKLOADS = (
         push=True,
         peers=False,
     ),
+    Workload(
+        "import 2000 DICOM in 4 studies",
+        subjects=4,
+        scans=5,
+        files=100,
+        size=MATRIX * MATRIX * 2,
+        imports=True,
+    ),
+    # The long path, two rounds each (default make bench stays under ~25 min on 2 cores).
+    # xnatpy and pyxnat push a tgz or a request per file one after another, which would take
+    # minutes a run: the push rows time xnatsync and the PUT loop only. xnatpy imports one
+    # study after another: ~80 s a run (twice xnatsync's, once measured), left out likewise
+    Workload(
+        "push 2000 x 512 KiB, long network path",
+        subjects=20,
+        scans=10,
+        files=10,
+        size=512 * 1024,
+        push=True,
+        peers=False,
+        costs=LONG_PATH,
+        pairs=2,
+    ),
+    Workload(
+        "import 2000 DICOM in 4 studies, long network path",
+        subjects=4,
+        scans=5,
+        files=100,
+        size=MATRIX * MATRIX * 2,
+        imports=True,
+        peers=False,
+        costs=LONG_PATH,
+        pairs=2,
+    ),
+    # 5000 requests at 130 ms each, 8 at a time: over a minute a run for each candidate
+    Workload(
+        "push 5000 x 16 KiB, long network path",
+        subjects=50,
+        scans=10,
+        files=10,
+        size=16 * 1024,
+        push=True,
+        peers=False,
+        costs=LONG_PATH,
+        pairs=2,
+        optional=True,
+    ),
 )
 
 
@@ -128,17 +194,20 @@ class Result:
 
 
 def fault_spec(w: Workload, costs: str) -> str:
-    """The emulator's ``--faults`` for a workload: its own server time, then ``--costs``."""
+    """The emulator's ``--faults`` for a workload: its own server time and cost switches, then
+    ``--costs`` (a later item wins)."""
     own = f"paths=*/files|*/files/*,delay={w.server_ms / 1000}" if w.server_ms else ""
-    return ",".join(part for part in (own, costs) if part)
+    return ",".join(part for part in (own, w.costs, costs) if part)
 
 
 def start_emulator(root: Path, w: Workload, costs: str = "") -> tuple[subprocess.Popen[str], str]:
     spec = fault_spec(w, costs)
+    # imports go into empty projects: their emulator gets a token seed
+    seed = (1, 1, 1, 1024) if w.imports else (w.subjects, w.scans, w.files, w.size)
     return spawn(
         "--root", str(root), "--seed", "synthetic", "--project", PROJECT,
-        "--subjects", str(w.subjects), "--sessions", "1", "--scans", str(w.scans),
-        "--files", str(w.files), "--file-size", str(w.size), *(["--faults", spec] if spec else []),
+        "--subjects", str(seed[0]), "--sessions", "1", "--scans", str(seed[1]),
+        "--files", str(seed[2]), "--file-size", str(seed[3]), *(["--faults", spec] if spec else []),
     )  # fmt: skip
 
 
@@ -165,10 +234,56 @@ async def new_project(url: str, project: str) -> None:
         response.raise_for_status()
 
 
+async def archived(url: str, project: str) -> tuple[int, int]:
+    """(sessions, files) a project holds (a check after each import run; not timed)."""
+    async with aiohttp.ClientSession(url, headers=basic(USER, PASSWORD)) as http:
+        params = {"format": "json"}
+        async with http.get(f"/data/projects/{project}/experiments", params=params) as r:
+            experiments = (await r.json())["ResultSet"]["Result"]
+        files = 0
+        for exp in experiments:
+            path = f"/data/experiments/{exp['ID']}/files"
+            async with http.get(path, params={**params, "all": "true"}) as r:
+                files += len((await r.json())["ResultSet"]["Result"])
+        return len(experiments), files
+
+
+def dicom_source(scratch: Path, w: Workload) -> Path:
+    """The workload's studies, written on first use into the bench run's scratch folder (setup,
+    not timed; the long-path row reuses the plain row's)."""
+    source = scratch / f"dicom-{w.subjects}x{w.scans}x{w.files}"
+    if not source.exists():
+        started = time.perf_counter()
+        write_studies(source.with_suffix(".part"), w.subjects, w.scans, w.files, MATRIX)
+        source.with_suffix(".part").rename(source)
+        print(f"  synthesised {w.count} instances in {time.perf_counter() - started:.1f} s")
+    return source
+
+
+def import_commands(url: str, source: Path, peers: bool) -> dict[str, list[str]]:
+    """Each run imports the studies into its own empty project; xnatsync's journal goes in
+    the run's own folder, so no run knows what an earlier one sent."""
+    py = sys.executable
+    labels = ["--subject-label", SUBJECT_LABEL, "--session-label", SESSION_LABEL]
+    cmds = {
+        "xnatsync": [str(Path(py).with_name("xnatsync")), "import", url, "--project", TARGET,
+                     "--source", str(source), *labels, "--concurrency", str(IMPORTS),
+                     "--state", DEST, "--no-progress", "--quiet"],
+        ZIP_POST: [py, "-m", "benchmarks.reference", "importzip", url, USER, PASSWORD,
+                   str(source), TARGET, str(IMPORTS)],
+    }  # fmt: skip
+    if peers:
+        cmds["xnatpy"] = [py, "-m", "benchmarks.peers", "xnatpy-import", url, USER, PASSWORD,
+                          TARGET, str(source)]  # fmt: skip
+    return cmds
+
+
 def commands(
     url: str, w: Workload, work: Path, peers: bool, against: Path | None = None
 ) -> dict[str, list[str]]:
     py = sys.executable
+    if w.imports:
+        return import_commands(url, dicom_source(work.parent.parent, w), peers)
     args = ["pull", url, "--project", PROJECT, "--dest", DEST, "--concurrency", str(CONCURRENCY)]
     args += ["--listings", str(LISTINGS), "--no-progress", "--quiet"]
     xnatsync = [str(Path(py).with_name("xnatsync")), *args]
@@ -211,7 +326,7 @@ def commands(
 
 def run_workload(
     w: Workload,
-    pairs: int,
+    pairs: int | None,
     peers: bool,
     scratch: Path,
     against: Path | None = None,
@@ -242,7 +357,7 @@ def run_workload(
                             env)  # fmt: skip
             assert first.exit_code == 0, first.stderr_tail
         names = list(cmds)
-        for round_ in range(pairs):
+        for round_ in range(pairs or w.pairs or PAIRS):
             order = names[round_ % len(names) :] + names[: round_ % len(names)]
             for name in order:
                 # a fresh folder per run, all deleted after the workload: deleting one between
@@ -250,11 +365,14 @@ def run_workload(
                 dest = str(work / (name if w.noop else f"{name}-{round_}"))
                 dest = str(work / "xnatsync") if w.adopt else dest
                 target = f"T{round_}{names.index(name)}"
-                if w.push:
+                if w.push or w.imports:
                     asyncio.run(new_project(url, target))  # setup, not timed
                 args = [dest if a == DEST else target if a == TARGET else a for a in cmds[name]]
                 m = measure(args, env)
                 report(name, m)
+                if w.imports and m.exit_code == 0:  # what each candidate left on the server
+                    got = asyncio.run(archived(url, target))
+                    assert got == (w.subjects, w.count), f"{name} archived {got}"
                 if w.adopt and name == "xnatsync":
                     moved = json.loads((work / "adopt-report.json").read_text())
                     assert moved["bytes_transferred"] == 0, moved  # adopted, not fetched
@@ -322,6 +440,11 @@ def table(results: list[Result]) -> str:
             times = 1 / s["ratio_vs_MD5_of_the_tree"]
             ratio = f"time = {times:.2f} x MD5"
             target = "<= 1.3 x MD5: " + ("met" if times <= 1.3 else "MISSED")
+        elif "ratio_vs_zip_POST" in s:
+            base = f"{s['zip_POST_s']:.2f} s (zip POST)"
+            times = 1 / s["ratio_vs_zip_POST"]
+            ratio = f"time = {times:.2f} x zip POST"
+            target = "<= 1.2 x zip POST: " + ("met" if times <= 1.2 else "MISSED")
         elif "ratio_vs_PUT_loop" in s:
             base = f"{s['PUT_loop_s']:.2f} s (PUT loop)"
             ratio = f"{s['ratio_vs_PUT_loop']:.2f}"
@@ -366,7 +489,9 @@ def before_table(results: list[Result]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument(
+        "--pairs", type=int, help=f"interleaved rounds (default {PAIRS}; long-path rows 2)"
+    )
     parser.add_argument("--only", help="run only workloads whose name contains this")
     parser.add_argument("--quick", action="store_true", help="1/10 of the data (smoke test)")
     parser.add_argument("--no-peers", action="store_true", help="skip xnatpy and pyxnat")
@@ -376,7 +501,11 @@ def main() -> None:
         help="server-cost switches for the emulator of every workload (its --faults items)",
     )  # fmt: skip
     args = parser.parse_args()
-    chosen = [w for w in WORKLOADS if not args.only or args.only in w.name]
+    chosen = (
+        [w for w in WORKLOADS if args.only in w.name]
+        if args.only
+        else [w for w in WORKLOADS if not w.optional]
+    )
     if args.quick:
         chosen = [w.scaled(10) for w in chosen]
     scratch = Path(tempfile.mkdtemp(prefix="xnatsync-bench-", dir=os.environ.get("BENCH_DIR")))
@@ -397,7 +526,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     full = not (args.quick or args.only or args.costs)
     name = "latest.json" if full else "quick.json"  # only full runs without costs are kept
-    meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pairs": args.pairs,
+    meta = {"cpus": os.cpu_count(), "python": sys.version.split()[0], "pairs": args.pairs or PAIRS,
             "costs": args.costs}  # fmt: skip
     data = {"meta": meta, "results": [asdict(r) for r in results], "table": text}
     (RESULTS / name).write_text(json.dumps(data, indent=2) + "\n")

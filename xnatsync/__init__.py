@@ -49,9 +49,9 @@ from xnatsync.events import (
     PlanShown,
     Reporter,
 )
+from xnatsync.layout import Layout, parse_layout
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
-from xnatsync.pull.layout import Layout, parse_layout
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
 from xnatsync.pull.selection import Selection

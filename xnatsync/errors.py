@@ -44,6 +44,7 @@ README repeats it):
 4     local disk or journal error (full, read-only, permission)
 5     the server cannot be reached, or is not an XNAT (worth retrying later, e.g. from cron)
 130   interrupted (Ctrl-C / SIGTERM); what was verified stays done
+0     (``watch``) the daemon's normal stop: SIGTERM/SIGINT end it cleanly with 0, not 130
 ====  ======================================================================================
 
 Messages never contain credentials: callers pass URLs through ``redact`` before building them.

@@ -5,8 +5,9 @@ file verified (size and MD5) at its final name. The journal may under-report, ne
 a crash loses at most the unflushed batch, whose files are simply re-checked next run.
 
 Durability: WAL + ``synchronous=NORMAL`` (consistent after any crash; a power loss may roll back
-the last commits, which point one makes harmless). The journal must live on a local disk (WAL's
-shared memory does not work over NFS/Lustre).
+the last commits, which point one makes harmless). WAL's shared memory (the ``-shm`` file)
+does not work over NFS, Lustre or GPFS: there a pull opens its journal ``exclusive`` (the WAL
+index in the process's memory, the lock held for the run; ``mounts`` tells where it is).
 
 Cost: ``mark_*`` calls append a tuple to a buffer (about a microsecond); ``flush`` writes the
 buffer in one ``BEGIN IMMEDIATE … COMMIT``. It flushes by itself every ``batch_rows`` writes or
@@ -100,6 +101,22 @@ def stat_local(dest: Path, entry: Entry) -> LocalFile:
     )
 
 
+_ADOPT_COLUMNS = (
+    "key, project, owner, relpath, size, mtime_ns, md5, remote_digest, state, updated_at"
+)
+_NEWER = "files.state NOT IN ('done', 'deleted') OR excluded.updated_at > files.updated_at"
+_ADOPT = (
+    f"INSERT INTO files ({_ADOPT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (key) DO"
+    " UPDATE SET relpath=excluded.relpath, size=excluded.size, mtime_ns=excluded.mtime_ns,"
+    " md5=excluded.md5, remote_digest=excluded.remote_digest, state=excluded.state,"
+    f" last_error=NULL, updated_at=excluded.updated_at WHERE {_NEWER}"
+)
+_FORGET_ADOPTED = (
+    "DELETE FROM owners WHERE (project, owner) IN (SELECT i.project, i.owner FROM"
+    " temp.incoming AS i LEFT JOIN files AS f ON f.key = i.key WHERE f.key IS NULL"
+    " OR f.state NOT IN ('done', 'deleted') OR i.updated_at > f.updated_at)"
+)
+
 JOURNAL = Path(".xnatsync") / "journal.db"
 """Where a destination's journal lives unless a run is told otherwise (relative to DEST)."""
 
@@ -138,6 +155,7 @@ class Journal:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         readonly: bool = False,
+        exclusive: bool = False,
     ) -> Journal:
         """Open (creating parent directory and schema) and migrate; ``JournalError`` if unusable.
 
@@ -160,7 +178,7 @@ class Journal:
             if readonly:
                 require_current(conn, path)
             else:
-                configure(conn, path)
+                configure(conn, path, exclusive=exclusive)
                 migrate(conn, path)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -336,6 +354,60 @@ class Journal:
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
+
+    # -- rows another journal of this DEST holds (a shard's) ----------------------------------
+
+    def adopt(self, source: Path, owns: Callable[[str, str], bool]) -> int:
+        """Copy from ``source`` (another journal of this DEST: another shard count's, or the
+        unsharded one) the ``done`` and ``deleted`` rows of the owners ``owns(project, owner)``
+        accepts, where
+        ours has no row for the key, or one neither done nor deleted, or an older one; return
+        how many rows changed. The newest word on a file wins, so a shard that re-fetched a
+        file, or a ``--delete-only`` run that removed one, is heard by the others.
+
+        As safe as the row copied: ``done`` means verified at ``relpath`` with this size, mtime
+        and MD5, and the diff still compares those with the disk and the listing. A copied row
+        is not seen by this run (no ``seen_run``), and its owner's fingerprint is forgotten (the
+        no-op fast path must look at its files once). ``source`` is opened read-only."""
+        self.flush()
+        try:
+            src = sqlite3.connect(read_only_uri(source), uri=True, timeout=10.0)
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {source}: {exc}") from exc
+        changed = 0
+        try:
+            require_current(src, source)
+            sql = f"SELECT {_ADOPT_COLUMNS} FROM files WHERE state IN ('done', 'deleted')"
+            rows = src.execute(sql)
+            batch: list[tuple[Any, ...]] = []
+            for row in rows:
+                if owns(row[1], row[2]):
+                    batch.append(row)
+                if len(batch) >= self._batch_rows:
+                    changed += self._adopt_rows(batch)
+                    batch = []
+            changed += self._adopt_rows(batch)
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise JournalError(f"cannot adopt the rows of journal {source}: {exc}") from exc
+        finally:
+            src.close()
+        return changed
+
+    def _adopt_rows(self, rows: list[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS incoming ({_ADOPT_COLUMNS})")
+        self._conn.execute("DELETE FROM temp.incoming")
+        marks = ",".join("?" * len(rows[0]))
+        self._conn.executemany(f"INSERT INTO temp.incoming VALUES ({marks})", rows)
+        self._conn.execute(_FORGET_ADOPTED)
+        self._conn.execute("DELETE FROM temp.incoming")
+        forgotten = self._conn.total_changes
+        self._conn.executemany(_ADOPT, rows)
+        self._conn.execute("COMMIT")
+        return self._conn.total_changes - forgotten
 
     # -- runs ---------------------------------------------------------------------------------
 

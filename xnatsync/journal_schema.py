@@ -118,7 +118,14 @@ WRITES = {
 }
 
 
-def configure(conn: sqlite3.Connection, path: Path) -> None:
+def configure(conn: sqlite3.Connection, path: Path, *, exclusive: bool = False) -> None:
+    """WAL, ``synchronous=NORMAL``. ``exclusive`` (a journal on a network filesystem): the
+    connection holds its lock from its first access to its close, which SQLite asks for before
+    WAL is entered to keep the WAL index in the process's memory instead of a ``-shm`` file
+    mapped by every process (sqlite.org/wal.html, "Use of WAL Without Shared-Memory"); one
+    process, whose run holds DEST's lock, then uses the journal at a time."""
+    if exclusive:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise JournalError(

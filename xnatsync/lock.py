@@ -9,7 +9,10 @@ Invariants:
 * A second run fails fast with ``LockedError`` naming host, pid and start time.
 * Staleness is decided by PID liveness on the same host, never by the lock's age (clocks skew,
   laptops sleep). A lock held by a dead PID on this host is taken over; a lock from another
-  host is never taken over automatically: the message says which file to remove.
+  host is never taken over automatically: the message says which file to remove. A lock
+  naming this very process (host and PID) that this process does not hold is a dead run's
+  too: a container's run is often PID 1, and the pod that replaces a killed one has the same
+  hostname (a Kubernetes Indexed Job's) and PID.
 * Release removes the file only if it still holds our token (a lock broken by hand and taken
   by another run is left alone).
 * Correctness does not depend on the lock: transfers use temp names unique to the run and
@@ -39,6 +42,7 @@ STATE_DIR = Path(".xnatsync")
 LOCK_FILE = "lock"
 LOCK_NAME = STATE_DIR / LOCK_FILE  # the lock of an unsharded run, under DEST
 TAG_LENGTH = 12
+_HELD_HERE: set[str] = set()  # the lock files this process holds (see DestLock._reused_pid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,18 @@ class DestLock:
                 tags.add(holder.token[:TAG_LENGTH])
         return tags
 
+    def live_others(self) -> list[tuple[str, LockInfo]]:
+        """The other runs on DEST that hold a lock and are not stale: (lock file name, holder),
+        sorted by name. A shard sees the unsharded run and the other shards; so does it."""
+        others = []
+        for path in sorted(self.path.parent.glob(LOCK_FILE + "*")):
+            if path == self.path or not _is_lock_name(path.name):
+                continue
+            holder = read_lock(path)
+            if holder is not None and holder.pid > 0 and not self._stale(holder):
+                others.append((path.name, holder))
+        return others
+
     def __enter__(self) -> DestLock:
         self.acquire()
         return self
@@ -131,7 +147,7 @@ class DestLock:
         if self._try_create():
             return
         holder = read_lock(self.path)
-        if holder is not None and not self._stale(holder):
+        if holder is not None and not self._stale(holder) and not self._reused_pid(holder):
             raise LockedError(self._message(holder))
         if holder is not None:
             self._break(holder)
@@ -143,6 +159,7 @@ class DestLock:
         if not self.held:
             return
         self.held = False
+        _HELD_HERE.discard(str(self.path))
         holder = read_lock(self.path)
         if holder is not None and holder.token == self.info.token:
             with contextlib.suppress(FileNotFoundError):
@@ -162,7 +179,13 @@ class DestLock:
         finally:
             os.close(fd)
         self.held = True
+        _HELD_HERE.add(str(self.path))
         return True
+
+    def _reused_pid(self, holder: LockInfo) -> bool:
+        """The lock names this process, which does not hold it: a dead run's, same PID."""
+        mine = holder.host == self.info.host and holder.pid == self.info.pid
+        return mine and str(self.path) not in _HELD_HERE
 
     def _stale(self, holder: LockInfo) -> bool:
         return holder.host == self.info.host and holder.pid > 0 and not self._is_alive(holder.pid)

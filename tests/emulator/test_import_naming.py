@@ -112,3 +112,22 @@ def test_an_object_without_its_sop_uids_is_refused(keyword: str) -> None:
     ds.save_as(out, enforce_file_format=True)
     with pytest.raises(UnreadableDicom):
         read_header("x.dcm", out.getvalue())
+
+
+@pytest.mark.parametrize("explicit", [True, False])
+def test_a_dataset_without_preamble_is_read_as_dcm4che_reads_it(explicit: bool) -> None:
+    """XNAT's importer hands each file to dcm4che's DicomInputStream without a transfer syntax:
+    with no preamble it guesses one from the first element, so a bare dataset is DICOM."""
+    spec = InstanceSpec(series_number=3, modality="MR")
+    ds = pydicom.dcmread(io.BytesIO(make_instance(spec)))
+    bare = io.BytesIO()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.preamble = None
+    ds.save_as(bare, implicit_vr=not explicit, little_endian=True, enforce_file_format=False)
+    data = bare.getvalue()
+    assert data[128:132] != b"DICM"
+    header = read_header("bare", data)
+    assert (header.study_uid, header.series_number) == (spec.study_uid, "3")
+    for junk in (b"\x08\x00\x05\x00garbage", b"%PDF-1.4 not dicom at all", b""):
+        with pytest.raises(UnreadableDicom):
+            read_header("junk", junk)

@@ -23,8 +23,8 @@ from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 from xnatsync.events import Fanout
 from xnatsync.journal import Journal
+from xnatsync.layout import sanitize_type
 from xnatsync.limits import Timeouts
-from xnatsync.pull.layout import sanitize_type
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
 from xnatsync.report import Summary
@@ -104,6 +104,18 @@ async def server_request(emu: Emulator, method: str, url: str, data: bytes | Non
     ):
         await response.read()
         return response.status
+
+
+async def server_json(emu: Emulator, url: str) -> list[dict[str, str]]:
+    """The rows of a ResultSet listing, as the administrator."""
+    async with (
+        aiohttp.ClientSession(emu.url, headers=emu.auth()) as http,
+        http.get(url) as response,
+    ):
+        assert response.status == 200, url
+        body = await response.json()
+        rows: list[dict[str, str]] = body["ResultSet"]["Result"]
+        return rows
 
 
 # -- fault, crash and CLI scenarios ----------------------------------------------------------

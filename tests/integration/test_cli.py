@@ -32,7 +32,7 @@ from tests.integration.conftest import (
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.sessions import HttpSession
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
-from xnatsync.pull.layout import parse_layout
+from xnatsync.layout import parse_layout
 
 TARGET = "*/XNAT_E00001/scans/1/resources/*/files/1-00001.dat"
 TARGET_REL = "SYNTH/SYNTH_S0001/SYNTH_S0001_MR1/scans/1-SERIES1/resources/DICOM/files/1-00001.dat"

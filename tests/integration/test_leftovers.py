@@ -13,14 +13,15 @@ from tests.integration.conftest import make_config, run_pull
 from xnatsync.emulator.server import Emulator
 from xnatsync.errors import AuthError
 from xnatsync.lock import DestLock
+from xnatsync.shards import Shard
 from xnatsync.temps import TMP_DIR, TempNames
 from xnatsync.xnat.auth import Credentials
 
 PART = ".xnatsync-part"
 
 
-def record_last_run_as(dest: Path, status: str) -> None:
-    with sqlite3.connect(dest / ".xnatsync" / "journal.db") as db:
+def record_last_run_as(dest: Path, status: str, journal: str = "journal.db") -> None:
+    with sqlite3.connect(dest / ".xnatsync" / journal) as db:
         db.execute("UPDATE runs SET status=? WHERE id=(SELECT max(id) FROM runs)", (status,))
 
 
@@ -58,16 +59,16 @@ async def test_a_spool_is_swept_even_after_a_clean_run(emu: Emulator, tmp_path: 
 async def test_a_live_run_s_temps_are_spared_and_a_dead_run_s_are_swept(
     emu: Emulator, tmp_path: Path, last: str
 ) -> None:
-    """Two runs on one DEST under separate locks (as shards will be): the second run's start
-    removes the temps of a run killed earlier, and none of the live one's, whether or not the
-    journal says the last run ended (with "error" the whole tree is walked as well)."""
-    config = make_config(emu, tmp_path)
+    """Two shards on one DEST: the second one's start removes the temps of a run killed
+    earlier, and none of the live one's, whether or not its journal says its last run ended
+    (with "error" the whole tree is walked as well)."""
+    config = make_config(emu, tmp_path, shard=Shard(0, 2))
     await run_pull(config)
-    record_last_run_as(tmp_path, last)
+    record_last_run_as(tmp_path, last, Shard(0, 2).journal_name)
     scan = next((tmp_path / "DEMO").rglob("*.dcm")).parent
     killed = TempNames("deadbeef0001", tmp_path)  # its lock is gone; its ledger stayed
     dead = [killed.beside(scan / "x.dcm"), killed.beside(tmp_path / TMP_DIR / "b.zip")]
-    with DestLock(tmp_path, name="lock.shard-1-of-2") as other:
+    with DestLock(tmp_path, name=Shard(1, 2).lock_name) as other:
         working = TempNames(other.tag, tmp_path)
         alive = [working.beside(scan / "y.dcm"), working.beside(tmp_path / TMP_DIR / "b.zip")]
         for path in dead + alive:

@@ -24,7 +24,7 @@ from xnatsync.audit import verify
 from xnatsync.emulator.server import Emulator
 from xnatsync.events import FileDeleted, Notice, PlanShown
 from xnatsync.journal import Journal
-from xnatsync.pull.layout import parse_layout
+from xnatsync.layout import parse_layout
 from xnatsync.pull.selection import Selection
 from xnatsync.xnat.auth import Credentials
 

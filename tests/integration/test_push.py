@@ -5,11 +5,14 @@ server's own request log show what was sent."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import re
 import shutil
 import signal
 import sqlite3
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
@@ -22,13 +25,16 @@ from tests.integration.conftest import (
     make_config,
     run_cli,
     run_pull,
+    server_json,
     server_request,
     start_cli,
     wait_for,
 )
 from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
-from xnatsync.errors import ProjectNotFoundError, UsageError
+from xnatsync.errors import PermissionDeniedError, ProjectNotFoundError, UsageError
+from xnatsync.layout import parse_layout
+from xnatsync.pull.selection import Selection
 from xnatsync.push.options import PushOptions
 from xnatsync.push.run import push
 from xnatsync.push.tree import place
@@ -64,7 +70,7 @@ def without_assessors(tree: dict[str, str]) -> dict[str, str]:
 
 
 async def pull_without_assessors(emu: Emulator, dest: Path) -> None:
-    """A pulled DEMO tree less its assessors (push does not send those yet)."""
+    """A pulled DEMO tree less its assessors (a new project has none to fill)."""
     await run_pull(make_config(emu, dest))
     for folder in (dest / "DEMO").glob("*/*/assessors"):
         shutil.rmtree(folder)
@@ -82,10 +88,10 @@ async def test_a_pulled_tree_pushed_into_another_project_comes_back_equal(
     summary = await push(push_options(emu, tmp_path / "a"))
     pulled = tree_of(tmp_path / "a", "DEMO")
     original = without_assessors(pulled)
-    # assessors are reported, one failure per file, and the rest goes
-    assert [f["reason"].endswith("assessors are not pushed yet") for f in summary.failures] == [
-        True
-    ] * (len(pulled) - len(original))
+    # COPY has no assessors: their files are reported, one failure each, and the rest goes
+    reasons = [f["reason"] for f in summary.failures]
+    assert len(reasons) == len(pulled) - len(original) > 0
+    assert all("does not create one" in r for r in reasons)
     assert summary.files_transferred == len(original) > 0
     assert puts(emu) == len(original)
     await run_pull(make_config(emu, tmp_path / "b", project="COPY"))
@@ -99,6 +105,37 @@ async def test_a_pulled_tree_pushed_into_another_project_comes_back_equal(
     with sqlite3.connect(tmp_path / "a" / ".xnatsync" / "push.db") as db:
         states = dict(db.execute("SELECT state, count(*) FROM files GROUP BY state").fetchall())
     assert states == {"done": len(original)}
+
+
+async def test_files_added_to_assessors_go_into_the_existing_assessor_by_id_or_label(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    await run_pull(make_config(emu, tmp_path / "a"))
+    folder = sorted((tmp_path / "a" / "DEMO").glob("*/*/assessors/*"))[0]
+    subject, session = folder.parts[-4], folder.parts[-3]
+    rows = await server_json(emu, f"/data/projects/DEMO/subjects/{subject}/experiments/{session}"
+                                  "/assessors?format=json")  # fmt: skip
+    label = next(r["label"] for r in rows if r["ID"] == folder.name)
+    added = folder / "resources" / "EXTRA" / "files" / "notes" / "qc.txt"
+    added.parent.mkdir(parents=True)
+    added.write_text("reviewed")
+    before = puts(emu)
+    summary = await push(push_options(emu, tmp_path / "a", project="DEMO"))
+    assert (summary.ok, summary.files_transferred, puts(emu) - before) == (True, 1, 1)
+    # a folder may name the assessor by label: the file goes into the same assessor
+    renamed = folder.with_name(label)
+    folder.rename(renamed)
+    (renamed / "resources" / "EXTRA" / "files" / "second.txt").write_text("again")
+    summary = await push(push_options(emu, tmp_path / "a", project="DEMO"))
+    assert (summary.ok, summary.files_transferred, puts(emu) - before) == (True, 1, 2)
+    renamed.rename(folder)
+    (folder / "resources" / "EXTRA" / "files" / "second.txt").unlink()
+    await run_pull(make_config(emu, tmp_path / "b"))
+    back = tree_of(tmp_path / "b", "DEMO")
+    assert {k: v for k, v in back.items() if not k.endswith("second.txt")} == tree_of(
+        tmp_path / "a", "DEMO"
+    )
+    assert any(k.endswith(f"{folder.name}/resources/EXTRA/files/second.txt") for k in back)
 
 
 async def test_a_changed_file_is_a_conflict_unless_overwrite(emu: Emulator, tmp_path: Path) -> None:
@@ -125,6 +162,21 @@ async def test_a_missing_project_is_refused_and_nothing_is_sent(
     with pytest.raises(ProjectNotFoundError, match="NOPE"):
         await push(push_options(emu, tmp_path, project="NOPE"))
     assert puts(emu) == 0
+
+
+async def test_a_read_only_project_is_refused_and_nothing_is_sent(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    files = many_small_files(tmp_path / "src", count=3)
+    emu.store.projects["DEMO"].members["user"] = "Collaborators"  # may read, not add data
+    with pytest.raises(PermissionDeniedError, match="may not add data"):
+        await push(push_options(emu, tmp_path / "src", project="DEMO",
+                                credentials=Credentials("user", "user")))  # fmt: skip
+    assert puts(emu) == 0
+    emu.store.projects["DEMO"].members["user"] = "Members"  # a member's same push sends
+    summary = await push(push_options(emu, tmp_path / "src", project="DEMO",
+                                      credentials=Credentials("user", "user")))  # fmt: skip
+    assert (summary.ok, puts(emu)) == (True, len(files))
 
 
 async def test_a_path_outside_the_layout_stops_the_run_naming_it(
@@ -237,18 +289,21 @@ def sent_target(path: str) -> tuple[str, ...]:
 
 
 def local_target(relpath: str) -> tuple[str, ...]:
-    t = place(PurePosixPath(relpath.split("/", 1)[1]))
+    t = place(PurePosixPath(relpath))
     return (t.subject, t.session, t.scan, t.resource, t.path)
 
 
+@pytest.mark.parametrize("mode", ["files", "zips"])
 async def test_kill_during_push_then_rerun_sends_only_what_was_missing(
-    wide: Emulator, tmp_path: Path
+    wide: Emulator, tmp_path: Path, mode: str
 ) -> None:
+    """Killed once 24 files are checked: the rerun sends no file (``--no-zip``), and no
+    resource's zip (12 files a resource: zipped by default), that was checked before."""
     await run_pull(make_config(wide, tmp_path, project="BIG"))
     await make_project(wide, "COPY")
     wide.faults.configure("time:put=0.03")  # every upload answered 30 ms after it is stored
     args = ["push", wide.url, "--project", "COPY", "--source", str(tmp_path), "--no-progress",
-            "--concurrency", "4"]  # fmt: skip
+            "--concurrency", "4", *(["--no-zip"] if mode == "files" else [])]  # fmt: skip
     proc = await start_cli(*args)
     await wait_for(
         lambda: len(done_in(tmp_path / ".xnatsync" / "push.db")) >= 24, within=60, what="24 done"
@@ -263,7 +318,147 @@ async def test_kill_during_push_then_rerun_sends_only_what_was_missing(
     rerun = {sent_target(r.path) for r in wide.requests.matching("PUT", UPLOADS)[before:]}
     verified = {local_target(rel) for rel in done_at_kill}
     assert rerun  # the kill left work to do
-    assert not rerun & verified  # nothing checked on the server before the kill went again
-    assert len(rerun) <= 192 - len(verified)
+    if mode == "files":
+        assert not rerun & verified  # nothing checked on the server before the kill went again
+        assert len(rerun) <= 192 - len(verified)
+    else:
+        assert {t[-1] for t in rerun} == {"xnatsync-upload.zip"}
+        per_resource = Counter(t[:4] for t in verified)
+        whole = {r for r, n in per_resource.items() if n == 12}
+        assert whole  # at least two resources were checked whole before the kill
+        assert not {t[:4] for t in rerun} & whole
     await run_pull(make_config(wide, tmp_path / "back", project="COPY"))
     assert tree_of(tmp_path / "back", "COPY") == tree_of(tmp_path, "BIG")
+
+
+def many_small_files(source: Path, count: int = 40) -> dict[str, bytes]:
+    """A session resource of ``count`` small files (odd names, sub-folders) and an empty one."""
+    files = {f"sub {n % 3}/a+b ü{n}.txt": f"file {n}\n".encode() * (n + 1) for n in range(count)}
+    files["empty.txt"] = b""
+    base = source / "P" / "SUBJ" / "SESS" / "resources" / "MANY" / "files"
+    for rel, data in files.items():
+        (base / rel).parent.mkdir(parents=True, exist_ok=True)
+        (base / rel).write_bytes(data)
+    return files
+
+
+async def pulled_back(emu: Emulator, dest: Path, resource: str = "MANY") -> dict[str, bytes]:
+    await run_pull(make_config(emu, dest, project="COPY"))
+    base = f"COPY/SUBJ/SESS/resources/{resource}/files/"
+    return {p.removeprefix(base): b for p, b in local_files(dest).items() if p.startswith(base)}
+
+
+async def test_many_small_files_go_as_one_zip_the_server_unpacks(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    files = many_small_files(tmp_path / "src")
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path / "src"))
+    assert (summary.ok, summary.files_transferred) == (True, len(files))
+    sent = [r for r in emu.requests.matching("PUT", UPLOADS) if r.status < 300]
+    # one zip of the 40 non-empty files, and the empty file alone (a zip member it could be,
+    # but XNAT's empty uploads go multipart, the one way it takes them)
+    assert sorted(r.path.rsplit("/", 1)[-1] for r in sent) == ["empty.txt", "xnatsync-upload.zip"]
+    assert await pulled_back(emu, tmp_path / "back") == files
+    with sqlite3.connect(tmp_path / "src" / ".xnatsync" / "push.db") as db:
+        assert db.execute("SELECT count(*) FROM files WHERE state='done'").fetchone()[0] == len(
+            files
+        )
+    again = await push(push_options(emu, tmp_path / "src"))
+    assert (again.files_transferred, again.files_skipped, puts(emu)) == (0, len(files), 2)
+
+
+async def test_a_zip_answered_502_after_it_was_unpacked_is_not_sent_again(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    files = many_small_files(tmp_path / "src")
+    await make_project(emu, "COPY")
+    emu.faults.script("PUT", "*/files/xnatsync-upload.zip", ["applied:502"])
+    summary = await push(push_options(emu, tmp_path / "src"))
+    assert (summary.ok, summary.files_transferred) == (True, len(files))
+    zips = [r for r in emu.requests.matching("PUT", UPLOADS) if r.path.endswith(".zip")]
+    assert [r.status for r in zips] == [502]  # looked, found all 40: nothing sent again
+    assert await pulled_back(emu, tmp_path / "back") == files
+
+
+async def test_no_zip_sends_each_file_alone(emu: Emulator, tmp_path: Path) -> None:
+    files = many_small_files(tmp_path / "src", count=20)
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path / "src", zips=False))
+    assert (summary.ok, puts(emu)) == (True, len(files))
+    assert await pulled_back(emu, tmp_path / "back") == files
+
+
+ONE_TEMPLATE = "{project}/{subject}/{experiment}/{container}/{resource}/{path}"
+
+
+async def test_a_tree_pulled_with_a_layout_is_pushed_with_it(emu: Emulator, tmp_path: Path) -> None:
+    """Pull's example layout writes scans, session and subject resources in shapes that a path
+    alone cannot tell apart: the tree's pull journal tells push which each file is."""
+    no_assessors = Selection(assessors=False)
+    layout = parse_layout(ONE_TEMPLATE, one_project=True)
+    await run_pull(make_config(emu, tmp_path / "a", layout=layout, selection=no_assessors))
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path / "a", layout=layout))
+    assert (summary.ok, summary.files_failed) == (True, 0)
+    # (the layout has no {type}: scans arrive untyped, so compare in the same layout)
+    await run_pull(make_config(emu, tmp_path / "copy", project="COPY", layout=layout))
+    assert tree_of(tmp_path / "copy", "COPY") == tree_of(tmp_path / "a", "DEMO")
+    # without the journal to ask, the first ambiguous path stops the run before any send
+    (tmp_path / "a" / ".xnatsync" / "journal.db").unlink()
+    before = puts(emu)
+    with pytest.raises(UsageError, match="no pull journal says which"):
+        await push(push_options(emu, tmp_path / "a", project="DEMO", layout=layout))
+    assert puts(emu) == before
+
+
+async def test_names_xnat_reads_wrongly_from_a_url_go_in_a_zip(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    """XNAT decodes a file path in a URL only when it holds %20 or %2B: ``ü.txt`` sent in a URL
+    as ``%C3%BC.txt`` would be stored under that name. Such files go in a zip (its member names
+    are UTF-8), even alone; a name with a space goes in the URL, decoded whole."""
+    files = {"ü.txt": b"u", "a%b.txt": b"pct", "c d+é.txt": b"space", "plain.txt": b"plain"}
+    base = tmp_path / "src" / "P" / "SUBJ" / "SESS" / "resources" / "MANY" / "files"
+    base.mkdir(parents=True)
+    for name, data in files.items():
+        (base / name).write_bytes(data)
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path / "src"))
+    assert (summary.ok, summary.files_transferred) == (True, len(files))
+    sent = sorted(r.path.rsplit("/", 1)[-1] for r in emu.requests.matching("PUT", UPLOADS))
+    assert sent == ["c d+é.txt", "plain.txt", "xnatsync-upload.zip"]
+    assert await pulled_back(emu, tmp_path / "back") == files
+
+
+async def test_a_read_error_mid_upload_fails_that_file_and_the_rest_go_on(
+    emu: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tmp_path / "src" / "P" / "SUBJ" / "SESS" / "resources" / "BIG" / "files"
+    base.mkdir(parents=True)
+    files = {f"f{n}.bin": os.urandom(3 << 20) for n in range(3)}  # 3 MiB: sent one by one
+    for name, data in files.items():
+        (base / name).write_bytes(data)
+    victim = (base / "f1.bin").stat().st_ino
+    real_read, reads = os.read, Counter[int]()
+
+    def failing_read(fd: int, size: int) -> bytes:
+        if os.fstat(fd).st_ino == victim:
+            reads[fd] += 1
+            if reads[fd] > 1:  # the first block went: the disk fails mid-file
+                raise OSError(errno.EIO, "Input/output error")
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", failing_read)
+    await make_project(emu, "COPY")
+    summary = await push(push_options(emu, tmp_path / "src"))
+    monkeypatch.undo()
+    assert (summary.files_transferred, summary.files_failed) == (2, 1)
+    (failure,) = summary.failures
+    assert "f1.bin" in failure["path"]
+    assert "Input/output error" in failure["reason"]
+    back = await pulled_back(emu, tmp_path / "back", resource="BIG")
+    assert back == {k: v for k, v in files.items() if k != "f1.bin"}  # nothing of f1 stored
+    with sqlite3.connect(tmp_path / "src" / ".xnatsync" / "push.db") as db:
+        states = dict(db.execute("SELECT relpath, state FROM files").fetchall())
+    assert sorted(states.values()) == ["done", "done", "failed"]

@@ -144,3 +144,17 @@ def test_live_tags_name_every_live_run_on_dest_and_no_dead_one(tmp_path: Path) -
 def test_a_lock_name_that_is_not_one_is_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError, match="bad lock name"):
         DestLock(tmp_path, name=name)
+
+
+def test_a_lock_naming_this_process_that_it_does_not_hold_is_a_dead_run_s(
+    tmp_path: Path,
+) -> None:
+    """A container's run is often PID 1 on a hostname that its replacement pod keeps (a
+    Kubernetes Indexed Job's): a lock naming us that we did not take is a killed run's."""
+    mine = DestLock(tmp_path, host="job-3")
+    write_lock(tmp_path, "job-3", os.getpid(), token="killed-pod")
+    with mine:  # taken over, though the PID it names is alive (it is ours)
+        assert read_lock(mine.path) == mine.info
+        again = DestLock(tmp_path, host="job-3")
+        with pytest.raises(LockedError, match="still running"):
+            again.acquire()  # but a lock this process holds is never taken from it

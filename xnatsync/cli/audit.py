@@ -6,16 +6,23 @@ Both read the journal (``xnatsync.audit``); ``verify`` also re-hashes every file
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
-from xnatsync.audit import status, verify
+from xnatsync.audit import status, status_of_dest, verify
 from xnatsync.errors import ExitCode
 from xnatsync.journal import JOURNAL
 
 
 def add_status(sub: Any) -> None:
-    _add_journal_command(sub, "status", "summarise a destination's journal", run_status)
+    help_ = "summarise a destination's journal (or, given STATE/queue.db, a watch daemon's queue)"
+    p = _add_journal_command(sub, "status", help_, run_status)
+    p.add_argument(
+        "--journal-dir",
+        help="folder of a sharded pull's journals (default DEST/.xnatsync); with shards, "
+        "exits 1 while any shard has not finished without error",
+    )  # fmt: skip
 
 
 def add_verify(sub: Any) -> None:
@@ -23,11 +30,12 @@ def add_verify(sub: Any) -> None:
     _add_journal_command(sub, "verify", help_, run_verify)
 
 
-def _add_journal_command(sub: Any, name: str, help_: str, handler: Any) -> None:
+def _add_journal_command(sub: Any, name: str, help_: str, handler: Any) -> Any:
     p = sub.add_parser(name, help=help_, epilog=f"example: xnatsync {name} --dest mirror")
     p.add_argument("--dest", default=".", help="destination directory (default: .)")
     p.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
     p.set_defaults(handler=handler)
+    return p
 
 
 def journal_path(args: argparse.Namespace) -> Path:
@@ -37,8 +45,20 @@ def journal_path(args: argparse.Namespace) -> Path:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    print(status(journal_path(args)))
-    return ExitCode.OK
+    if args.journal:
+        path = journal_path(args)
+        queue = path if path.name == "queue.db" else path.parent / "queue.db"
+        if path != queue:
+            print(status(path))
+        if queue.exists():  # the watch daemon's state folder: its queue too
+            from xnatsync.watch.queue import describe
+
+            print(describe(queue, time.time()))
+        return ExitCode.OK
+    folder = Path(args.journal_dir) if args.journal_dir else None
+    text, complete = status_of_dest(Path(args.dest), folder)
+    print(text)
+    return ExitCode.OK if complete else ExitCode.FAILED_FILES
 
 
 def run_verify(args: argparse.Namespace) -> int:

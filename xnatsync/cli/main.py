@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     from xnatsync.cli.importcmd import add_import
     from xnatsync.cli.pull import add_pull
     from xnatsync.cli.push import add_push
+    from xnatsync.cli.receive import add_receive
+    from xnatsync.cli.watch import add_watch
 
     parser = argparse.ArgumentParser(
         prog="xnatsync",
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pull(sub)
     add_push(sub)
     add_import(sub)
+    add_watch(sub)
+    add_receive(sub)
     add_status(sub)
     add_verify(sub)
     add_demo(sub)

@@ -23,18 +23,20 @@ from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
 from xnatsync.cli.settings import merged, parse_rate
+from xnatsync.cli.shardenv import SHARDS_ENV, shard_from
 from xnatsync.errors import (
     UsageError,
 )
 from xnatsync.events import Reporter
+from xnatsync.layout import parse_layout
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
 from xnatsync.pull.changes import DAY, DEFAULT_FULL_EVERY_DAYS, ChangedOnly
-from xnatsync.pull.layout import parse_layout
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
 from xnatsync.pull.selection import Selection
 from xnatsync.retry import RetryPolicy
+from xnatsync.shards import Shard
 from xnatsync.xnat.routes import check_base_url
 from xnatsync.xnat.search import SearchSource, read_document
 
@@ -125,10 +127,18 @@ def add_pull(sub: Any) -> None:
         "MD5 for it (files with a listed MD5 are always adopted if they hash to it)",
     )  # fmt: skip
     out.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
+    out.add_argument(
+        "--journal-dir",
+        help="folder of the journals, one per shard (default DEST/.xnatsync). On Lustre, GPFS, "
+        "NFS or CIFS a journal is opened in SQLite's exclusive mode (readable by others only "
+        "after its run); a local disk here avoids that",
+    )  # fmt: skip
+    add_shard_options(p)
     run = p.add_argument_group("transfers")
     run.add_argument(
         "--concurrency", type=int,
-        help=f"parallel file transfers, at most {MAX_TRANSFERS} (default: {Limits().transfers})",
+        help=f"parallel file transfers, at most {MAX_TRANSFERS} (default: {Limits().transfers}); "
+        "per process: with --shard, each shard runs this many",
     )  # fmt: skip
     run.add_argument(
         "--listings", type=int,
@@ -211,6 +221,53 @@ def _strings(value: str | list[str] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value or ())
 
 
+def add_shard_options(p: argparse.ArgumentParser) -> None:
+    shards = p.add_argument_group(
+        "shards (one part of the selection per process: Slurm job arrays, Kubernetes Indexed "
+        "Jobs; see configs/slurm-pull.sh and configs/k8s-indexed-job.yaml)"
+    )
+    shards.add_argument(
+        "--shard", metavar="K/N|auto",
+        help="take only the sessions (and subjects) whose accession ID hashes to shard K of N "
+        "(K from 0), project resources in shard 0; 'auto' reads SLURM_ARRAY_TASK_* or "
+        "JOB_COMPLETION_INDEX. Each shard keeps its own journal and lock; never with --delete",
+    )  # fmt: skip
+    shards.add_argument(
+        "--shards", type=int, metavar="N",
+        help=f"with --shard auto on Kubernetes: the number of shards (else ${SHARDS_ENV})",
+    )  # fmt: skip
+    shards.add_argument(
+        "--total-concurrency", type=int, metavar="T",
+        help="transfers for the whole job, shared by its N shards: each runs T/N "
+        "(instead of --concurrency, which is per shard)",
+    )  # fmt: skip
+    shards.add_argument(
+        "--delete-only", action="store_true", default=None,
+        help="after every shard finished: list everything unsharded, download nothing, "
+        "delete what left the server (as --delete, with its --max-delete and --no-trash)",
+    )  # fmt: skip
+
+
+def shard_settings(settings: dict[str, Any], env: dict[str, str]) -> Shard | None:
+    """The shard of this process, and its share of ``--total-concurrency`` (in ``settings``)."""
+    shards = settings.get("shards")
+    if shards is not None and shards < 1:
+        raise UsageError(f"--shards must be positive, not {shards}")
+    shard = shard_from(settings.get("shard"), shards, env)
+    total = settings.get("total_concurrency")
+    if total is None:
+        return shard
+    if settings["concurrency"] != DEFAULTS["concurrency"]:
+        raise UsageError("give --concurrency (per shard) or --total-concurrency, not both")
+    count = shard.count if shard is not None else 1
+    if total < count:
+        raise UsageError(
+            f"--total-concurrency {total} is less than the {count} shards: each runs at least one"
+        )
+    settings["concurrency"] = total // count
+    return shard
+
+
 def selection_from(settings: dict[str, Any]) -> Selection:
     since = settings.get("since")
     try:
@@ -273,7 +330,7 @@ def delete_options(settings: dict[str, Any]) -> None:
     max_delete = settings.get("max_delete")
     if max_delete is not None and max_delete < 0:
         raise UsageError(f"--max-delete must be 0 or more, not {max_delete}")
-    if not settings.get("delete"):
+    if not settings.get("delete") and not settings.get("delete_only"):
         for name in ("max_delete", "no_trash"):
             if settings.get(name) not in (None, False):
                 raise UsageError(f"--{name.replace('_', '-')} applies only with --delete")
@@ -305,12 +362,14 @@ def options_from(
     if not settings.get("project"):
         raise UsageError("pull needs at least one --project")
     url = check_base_url(settings["url"])
+    shard = shard_settings(settings, env)
     limits, timeouts, retry = limits_from(settings)
     delete_options(settings)
     selection = selection_from(settings)
     searches = searches_from(settings)
     layout = settings.get("layout")
     journal = settings.get("journal")
+    journal_dir = settings.get("journal_dir")
     credentials = resolve_login(
         url, user=settings.get("user"), token_env=settings.get("token_env"), env=env,
         prompt=prompt,
@@ -338,6 +397,9 @@ def options_from(
         timeouts=timeouts,
         retry=retry,
         ssl=tls_context(settings.get("ca_bundle"), bool(settings.get("insecure"))),
+        shard=shard,
+        journal_dir=Path(journal_dir).absolute() if journal_dir else None,
+        delete_only=bool(settings.get("delete_only")),
     )
 
 

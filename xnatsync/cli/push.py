@@ -18,6 +18,7 @@ from xnatsync.cli.pull import MAX_TRANSFERS, _prompt, limits_from, tls_context
 from xnatsync.cli.settings import merged, single
 from xnatsync.errors import UsageError
 from xnatsync.events import Reporter
+from xnatsync.layout import DEFAULT_LAYOUT, parse_layout
 from xnatsync.limits import Limits
 from xnatsync.push.options import PushOptions
 from xnatsync.push.run import push
@@ -30,10 +31,12 @@ project COPY exists there and DEMO was pulled with
   xnatsync push https://xnat.example.org --project COPY --source mirror --dry-run
   xnatsync push https://xnat.example.org --project COPY --source mirror
 
-A tree made by pull (its default layout) is sent into --project, creating the subjects,
-sessions and scans it names; files the server has with the same size and MD5 are skipped,
-files it has with other content are conflicts (exit 1) unless --overwrite. Assessor and
-reconstruction folders are not sent yet (each of their files is reported as failed).
+A tree made by pull is sent into --project (with the --layout that pull had, if any),
+creating the subjects, sessions and scans it names; files the server has with the same size
+and MD5 are skipped, files it has with other content are conflicts (exit 1) unless
+--overwrite. Many small new files of a resource go as zips the server unpacks. Assessor and
+reconstruction folders fill the resources of one that exists in the target session (by ID or
+label); push creates none (each file of one the target lacks is reported as failed).
 """
 
 _SHARED = ("concurrency", "listings", "tps_limit", "bwlimit", "attempts", "read_timeout",
@@ -62,6 +65,11 @@ def add_push(sub: Any) -> None:
         "named like --project)",
     )
     p.add_argument(
+        "--layout",
+        help="the tree's path template, as given to the pull that wrote it (default: pull's "
+        "default); {subject} and {experiment} labels are needed, IDs are refused",
+    )
+    p.add_argument(
         "--xsi-type",
         help="type of the sessions push creates (default: xnat:mrSessionData; scans get the "
         "matching scan type)",
@@ -80,6 +88,10 @@ def add_push(sub: Any) -> None:
     run.add_argument(
         "--attempts", type=int,
         help=f"tries per request, the first included (default: {RetryPolicy().attempts})",
+    )  # fmt: skip
+    run.add_argument(
+        "--no-zip", action="store_true", default=None,
+        help="one request per file, never a zip of a resource's many small new files",
     )  # fmt: skip
     add_reporting(p)
     p.set_defaults(handler=run_push)
@@ -105,9 +117,13 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
         source=Path(source).absolute(),
         credentials=credentials,
         tree_project=settings.get("tree_project"),
+        layout=parse_layout(settings["layout"], one_project=True)
+        if settings.get("layout")
+        else DEFAULT_LAYOUT,
         session_type=session_type,
         overwrite=bool(settings.get("overwrite")),
         dry_run=bool(settings.get("dry_run")),
+        zips=not settings.get("no_zip"),
         limits=limits,
         timeouts=timeouts,
         retry=retry,

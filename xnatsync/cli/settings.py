@@ -58,6 +58,22 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "follow_symlinks": bool,  # import
     "part_size": str,  # import
     "to": str,  # import
+    "shard": str,  # pull: K/N or auto
+    "shards": int,  # pull
+    "journal_dir": str,  # pull
+    "delete_only": bool,  # pull
+    "total_concurrency": int,  # pull
+    "spool": str,  # watch
+    "quiet_seconds": (int, float),  # watch
+    "settle_seconds": (int, float),  # watch
+    "after_upload": str,  # watch
+    "poll": bool,  # watch
+    "poll_seconds": (int, float),  # watch
+    "rescan_seconds": (int, float),  # watch
+    "health": str,  # watch
+    "max_backlog_age": (int, float),  # watch
+    "max_unreachable": (int, float),  # watch
+    "stop_grace": (int, float),  # watch
 }
 _LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
 _ONE_OR_MORE = ("source", "search", "search_xml")  # a string or a list of strings

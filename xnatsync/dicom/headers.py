@@ -15,8 +15,14 @@ Rules, in order:
    passes but is cut short is ``Unreadable``.
 4. "Cut short" means: the last element read ends past the end of the file, or bytes that are
    not a whole element remain after it, or the data set describes an image (Rows) and the
-   file ends before its pixel data. A file cut inside its pixel data is not detected here
-   (the header is whole; the server sees the bytes as they are).
+   file ends before its pixel data.
+5. A file that ends inside its pixel data (the Pixel Data element's length, read from its few
+   header bytes, runs past the end of the file; encapsulated data of undefined length is not
+   checked) is ``Unreadable`` too, and so not sent. XNAT's importer would take it: it parses
+   the header only up to a stop tag and copies the rest byte for byte, so the damaged image
+   would be archived silently, and once archived a repaired copy of the same instance is not
+   simply appended (its name is taken). Reported, the file is sent by a later run once it is
+   whole (its study's instances change, so the study is looked at again).
 
 Tag values are decoded from the raw element bytes (with the file's Specific Character Set for
 person names and free text) without pydicom's value validation, so a non-conformant value never
@@ -30,7 +36,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import pydicom
 from pydicom.charset import convert_encodings, decode_bytes
@@ -89,7 +95,12 @@ def _read_open(path: Path, handle: BinaryIO) -> Found:
             return Unreadable(path, f"unreadable DICOM header: {type(exc).__name__}: {exc}")
         return Skipped(path, NOT_DICOM)
     ended_at = handle.tell()
-    return _judge(path, ds, info, part10=part10, ended_at=ended_at)
+    found = _judge(path, ds, info, part10=part10, ended_at=ended_at)
+    if isinstance(found, Instance) and (cut := _pixels_cut(handle, ds, info.st_size, ended_at)):
+        have, need = cut
+        return Unreadable(path, f"truncated inside its pixel data ({have} of {need} bytes): "
+                                "not sent (XNAT would archive the incomplete image)")  # fmt: skip
+    return found
 
 
 def _judge(path: Path, ds: Dataset, info: os.stat_result, *, part10: bool, ended_at: int) -> Found:
@@ -135,6 +146,34 @@ def _cut_short(ds: Dataset, *, size: int, ended_at: int) -> bool:
         if end > size or (ended_at >= size and end < size):
             return True
     return ended_at >= size and _ROWS in ds and _PIXEL_DATA not in ds
+
+
+def _pixels_cut(handle: BinaryIO, ds: Dataset, size: int, ended_at: int) -> tuple[int, int] | None:
+    """Rule 5: (bytes present, bytes the Pixel Data element says it has) if the file ends
+    inside it; ``None`` if it is whole, encapsulated (undefined length) or absent. pydicom
+    leaves the file at the Pixel Data tag when it stops before it."""
+    header = handle.read(12)
+    implicit, little = getattr(ds, "original_encoding", (False, True))
+    order: Literal["little", "big"] = "little" if little else "big"
+    if (
+        len(header) < 8
+        or int.from_bytes(header[:2], order) << 16 | int.from_bytes(header[2:4], order)
+        != _PIXEL_DATA
+    ):
+        return None
+    if implicit:
+        start, length = 8, int.from_bytes(header[4:8], order)
+    elif header[4:6] in _LONG_VRS and len(header) == 12:
+        start, length = 12, int.from_bytes(header[8:12], order)
+    else:
+        start, length = 8, int.from_bytes(header[6:8], order)
+    if length == _UNDEFINED:
+        return None
+    have = size - ended_at - start
+    return (max(have, 0), length) if have < length else None
+
+
+_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"SQ", b"UC"})
 
 
 def _text(ds: Dataset, keyword: str) -> str:

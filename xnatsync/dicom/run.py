@@ -18,13 +18,12 @@ from xnatsync.dicom.discover import check_sources, discover
 from xnatsync.dicom.instance import Instance, Skipped, Unreadable
 from xnatsync.dicom.labels import LabelFailure, Labelled, assign
 from xnatsync.dicom.options import ImportOptions
-from xnatsync.dicom.send import StudySender, fingerprint, study_label
+from xnatsync.dicom.send import Sessions, StudySender, fingerprint, list_sessions, study_label
 from xnatsync.dicom.studies import group
 from xnatsync.errors import NotFoundError, ProjectNotFoundError
 from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, Notice, PlanShown, Reporter
 from xnatsync.journal import Journal, recorded_run
 from xnatsync.lock import DestLock
-from xnatsync.model import Experiment
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.xnat.client import XnatClient
@@ -51,12 +50,13 @@ async def import_dicom(
     await anyio.to_thread.run_sync(check_sources, list(options.sources))  # a typo: no login
     async with client:  # logged in before the sources are read: a server down fails at once
         try:
-            archived = {e.label: e for e in await client.list_experiments(options.project)}
+            archived = await list_sessions(client, options.project)
         except NotFoundError as exc:
             raise ProjectNotFoundError(
                 f"project {options.project}: not on {client.base_url}, or not visible to this "
                 "user (XNAT answers 404 for both); nothing was sent"
             ) from exc
+        await client.check_writable(options.project)
         labelled = await _studies(options, events)
         if options.dry_run:
             _show(labelled, archived, events)
@@ -120,24 +120,28 @@ async def _send(
     client: XnatClient,
     journal: Journal,
     reporter: Reporter,
-    archived: dict[str, Experiment],
+    archived: Sessions,
 ) -> None:
     attempts = Attempts(reporter, retry=options.retry, throttle=Throttle(options.limits.transfers))
     sender = StudySender(client=client, journal=journal, project=options.project,
                          reporter=reporter, attempts=attempts,
                          part_bytes=options.part_bytes,
                          to_prearchive=options.to_prearchive)  # fmt: skip
-    sender.sessions.update(archived)
+    sender.sessions.update(archived.by_label)
+    sender.by_uid.update(archived.by_uid)
     async with Scheduler[Labelled](sender, options.limits) as scheduler:
         await scheduler.submit(todo)
 
 
-def _show(labelled: list[Labelled], archived: dict[str, Experiment], reporter: Reporter) -> None:
+def _show(labelled: list[Labelled], archived: Sessions, reporter: Reporter) -> None:
     lines = []
     for item in labelled:
-        there = (
-            " (the session exists: what it lacks is appended)" if item.session in archived else ""
-        )
+        there = ""
+        found = archived.by_uid.get(item.study.uid)
+        if found is not None and found.label != item.session:
+            there = f" (archived as {found.label}: what it lacks is appended there)"
+        elif found is not None or item.session in archived.by_label:
+            there = " (the session exists: what it lacks is appended)"
         lines.append(f"{item.session} ({item.subject}): {item.study.count} instances, "
                      f"{len(item.study.series)} series{there}")  # fmt: skip
     reporter.emit(PlanShown("plan", "\n".join(lines) + f"\nplan: {len(labelled)} studies to send"))

@@ -10,9 +10,23 @@ Invariants:
   byte (``dicomzip``); ``dest`` and ``overwrite=append`` are always explicit, so a study that
   grew since it was sent is appended into the same session, never a second one. A study over
   ``part_bytes`` goes in several requests, cut between scans, into that same session.
+* Never a second session for one study: the session is found by label, or by the study's
+  UID (XNAT keeps the StudyInstanceUID as the session's ``UID``; the project's experiments
+  listing gives it, ``sessions``). A study archived before under another label (the label
+  templates changed between runs) is appended into that session, with a ``Notice``; a label
+  whose session holds another study fails this study before anything is sent (XNAT would
+  refuse the merge, or merge two studies).
 * A study is ``done`` in the journal only after a fresh listing shows every instance archived
-  with its size; its fingerprint (the set of SOPInstanceUIDs) tells a later run whether the
-  study changed since.
+  with its size and, for each instance sent in this run, its MD5 (hashed while the zip
+  streamed) equal to the catalog's ``digest``; a server that keeps no digests (XNAT's
+  ``checksums`` setting off) is checked by size, said once per run. A difference fails the
+  study (``IntegrityError``). Its fingerprint (the set of SOPInstanceUIDs) tells a later run
+  whether the study changed since.
+* ``--to archive`` is an import with an explicit archive ``dest``: XNAT's DICOM-zip importer
+  builds and archives the session in that request (xnat-api §5.1) on every version that has
+  the DICOM-zip handler, so there is no prearchive step to commit and no version switch; the
+  ``Direct-Archive`` flag (1.8.3+) is a different path (the gradual-DICOM receiver writing
+  straight into the archive) that the DICOM-zip handler does not take.
 """
 
 from __future__ import annotations
@@ -26,16 +40,38 @@ from xnatsync.dicom.dicomzip import ZipPlan, member_names, zip_stream
 from xnatsync.dicom.instance import Instance
 from xnatsync.dicom.labels import Labelled
 from xnatsync.errors import IntegrityError, XnatSyncError
-from xnatsync.events import ExperimentPlanned, FileDone, FileFailed, Reporter
+from xnatsync.events import ExperimentPlanned, FileDone, FileFailed, Notice, Reporter
 from xnatsync.journal import Journal
 from xnatsync.model import Experiment, Level, RemoteFile
 from xnatsync.scheduler import Attempts
-from xnatsync.xnat import routes
+from xnatsync.xnat import parse, routes
 from xnatsync.xnat.client import XnatClient
 
 PART_BYTES = 2 << 30  # a study bigger than this goes in several requests, cut between scans
 
 Keyed = tuple[Instance, tuple[str, str]]
+Archived = dict[tuple[str, str], tuple[int | None, str | None]]  # (scan, file) → size, MD5
+
+
+@dataclass
+class Sessions:
+    """A project's archived sessions, by label and by StudyInstanceUID (their ``UID``)."""
+
+    by_label: dict[str, Experiment] = field(default_factory=dict)
+    by_uid: dict[str, Experiment] = field(default_factory=dict)
+
+
+async def list_sessions(client: XnatClient, project: str) -> Sessions:
+    """One experiments listing of ``project`` with the ``UID`` column (xnat-api §3.3.1)."""
+    route = routes.experiments(project)
+    params = {**route.params, "columns": f"{route.params['columns']},UID"}
+    rows = await client.list_rows(routes.Route(route.path, params))
+    found = Sessions()
+    for row, experiment in zip(rows, parse.experiments_from_rows(project, rows), strict=True):
+        found.by_label[experiment.label] = experiment
+        if uid := row.get("UID", "").strip():
+            found.by_uid.setdefault(uid, experiment)
+    return found
 
 
 def parts(missing: list[Keyed], budget: int) -> list[list[Keyed]]:
@@ -86,15 +122,35 @@ class StudySender:
     sessions: dict[str, Experiment] = field(default_factory=dict)  # archived, by label
     part_bytes: int = PART_BYTES
     to_prearchive: bool = False  # else the archive (with an explicit session destination)
+    by_uid: dict[str, Experiment] = field(default_factory=dict)  # archived, by StudyInstanceUID
+    checked_by_size: bool = False  # said once: the server keeps no digests
+
+    def session_of(self, item: Labelled) -> Experiment | None:
+        """The archived session this study belongs in: the one holding its UID, else the one
+        with its label. A label that holds another study fails this one (not retried: looking
+        again would find the same)."""
+        by_uid = self.by_uid.get(item.study.uid)
+        if by_uid is not None:
+            return by_uid
+        by_label = self.sessions.get(item.session)
+        if by_label is not None:
+            other = next((u for u, e in self.by_uid.items() if e.id == by_label.id), "")
+            if other:
+                raise XnatSyncError(
+                    f"session {item.session} already holds another study ({other}); "
+                    f"not merged: give this study another session label"
+                )
+        return by_label
 
     async def run(self, item: Labelled) -> None:
         label = study_label(item)
         tries = 0
+        digests: dict[str, str] = {}  # member name → MD5 of what was sent, over all attempts
 
         async def attempt(progress: Callable[[int], None]) -> None:
             nonlocal tries
             tries += 1
-            await self._attempt(item, progress, first=tries == 1)
+            await self._attempt(item, progress, digests, first=tries == 1)
 
         try:
             await self.attempts.run(item.study.uid, label, item.study.size, attempt)
@@ -105,17 +161,28 @@ class StudySender:
             self.reporter.emit(FileFailed(item.study.uid, label, str(exc)))
 
     async def _attempt(
-        self, item: Labelled, progress: Callable[[int], None], *, first: bool
+        self,
+        item: Labelled,
+        progress: Callable[[int], None],
+        digests: dict[str, str],
+        *,
+        first: bool,
     ) -> None:
         """Look (a later attempt lists the project's sessions again: the failed one may have
         made this one), send what is missing, check."""
-        archived = await self._archived(item, refresh=not first)
+        archived, (subject, session) = await self._archived(item, refresh=not first)
         missing = [(i, key) for i, key in _keyed(item) if key not in archived]
         if first:  # planned once per study, not per attempt
             size = sum(i.size for i, _ in missing)
             have = item.study.count - len(missing)
             self.reporter.emit(ExperimentPlanned(self.project, item.session, len(missing), size,
                                                  have, 0, 0, 0))  # fmt: skip
+            if session != item.session:
+                self.reporter.emit(Notice(
+                    f"study {item.study.uid} is archived as {subject}/{session}, not under "
+                    f"its label {item.session}: what it lacks goes into {session}, no second "
+                    "session is made"
+                ))  # fmt: skip
         if self.to_prearchive:  # XNAT merges by project, study and label (xnat-api §11.2)
             route = routes.import_service(
                 routes.prearchive_destination(self.project), overwrite="append",
@@ -123,37 +190,41 @@ class StudySender:
             )  # fmt: skip
         else:
             route = routes.import_service(
-                routes.archive_destination(self.project, item.subject, item.session),
-                overwrite="append",
+                routes.archive_destination(self.project, subject, session), overwrite="append"
             )
         for part in parts(missing, self.part_bytes):
             plan = ZipPlan([i for i, _ in part], names=[f"{s}/{n}" for _, (s, n) in part])
-            await self.client.import_zip(route, plan.total_size, _body(plan, progress))
+            await self.client.import_zip(route, plan.total_size, _body(plan, progress, digests))
         if missing:
-            archived = await self._archived(item, refresh=True)
-        self._check(item, [i for i, _ in missing], archived)
+            archived, _ = await self._archived(item, refresh=True)
+        sent = [i for i, (scan, name) in _keyed(item) if f"{scan}/{name}" in digests]
+        self._check(item, sent, archived, digests, session)  # sent by any attempt of this run
 
     async def _archived(
         self, item: Labelled, *, refresh: bool = False
-    ) -> dict[tuple[str, str], int | None]:
-        """(scan, file name) → size of the session's archived DICOM files (empty: no session).
-        ``sessions`` is the run's listing from its start; ``refresh`` lists them again."""
+    ) -> tuple[Archived, tuple[str, str]]:
+        """The session's archived DICOM files (empty: no session yet) and its (subject,
+        session) labels. ``sessions``/``by_uid`` are the run's listing from its start;
+        ``refresh`` lists them again."""
         if self.to_prearchive:
-            return await self._prearchived(item)
+            return await self._prearchived(item), (item.subject, item.session)
         if refresh:
-            experiments = await self.client.list_experiments(self.project)
-            self.sessions.update((e.label, e) for e in experiments)
-        experiment = self.sessions.get(item.session)
+            listed = await list_sessions(self.client, self.project)
+            self.sessions.update(listed.by_label)
+            self.by_uid.update(listed.by_uid)
+        experiment = self.session_of(item)
         if experiment is None:
-            return {}
+            return {}, (item.subject, item.session)
         files = await self.client.list_experiment_files(self.project, experiment)
-        return {(f.container, f.path): f.size for f in files
-                if f.level is Level.SCAN and f.resource == "DICOM"}  # fmt: skip
+        found = {(f.container, f.path): (f.size, f.digest) for f in files
+                 if f.level is Level.SCAN and f.resource == "DICOM"}  # fmt: skip
+        return found, (experiment.subject_label or item.subject, experiment.label)
 
-    async def _prearchived(self, item: Labelled) -> dict[tuple[str, str], int | None]:
-        """The same, of the prearchive sessions of this study and session label."""
+    async def _prearchived(self, item: Labelled) -> Archived:
+        """The same, of the prearchive sessions of this study and session label (their
+        listings give no digest: checked by size)."""
         rows = await self.client.list_rows(routes.prearchive_sessions(self.project))
-        found: dict[tuple[str, str], int | None] = {}
+        found: Archived = {}
         for row in rows:
             if row.get("tag") != item.study.uid or row.get("name") != item.session:
                 continue
@@ -164,21 +235,51 @@ class StudySender:
                 for f in files:
                     size = f.get("Size", "")
                     found[(scan.get("ID", ""), f.get("Name", ""))] = (
-                        int(size) if size.isdigit() else None
+                        int(size) if size.isdigit() else None,
+                        None,
                     )
         return found
 
     def _check(
-        self, item: Labelled, sent: list[Instance], archived: dict[tuple[str, str], int | None]
+        self,
+        item: Labelled,
+        sent: list[Instance],
+        archived: Archived,
+        digests: dict[str, str],
+        session: str,
     ) -> None:
-        """Every instance of the study archived with its size; then ``done``."""
-        absent = [i for i, key in _keyed(item) if archived.get(key, -1) not in (i.size, None)]
+        """Every instance of the study archived with its size, and each one this run sent with
+        its MD5 where the server lists one; then ``done``."""
+        where = f"{'prearchive' if self.to_prearchive else 'archived'} session {session}"
+        keyed = _keyed(item)
+        absent = [i for i, key in keyed if archived.get(key, (-1, None))[0] not in (i.size, None)]
         if absent:
             raise IntegrityError(
-                f"{len(absent)} of {item.study.count} instances are not in the "
-                f"{'prearchive' if self.to_prearchive else 'archived'} session {item.session} "
-                f"after the import (first: {absent[0].path})"
+                f"{len(absent)} of {item.study.count} instances are not in the {where} after "
+                f"the import (first: {absent[0].path})"
             )
+        differ, by_size = [], 0
+        for instance, (scan, name) in keyed:
+            ours, theirs = digests.get(f"{scan}/{name}"), archived[(scan, name)][1]
+            if ours is None:
+                continue  # archived before this run: its size was checked above
+            if not theirs:
+                by_size += 1
+            elif theirs != ours:
+                differ.append((instance, theirs, ours))
+        if differ:
+            instance, theirs, ours = differ[0]
+            raise IntegrityError(
+                f"{len(differ)} instances of the {where} differ from the files sent (first: "
+                f"{instance.path}: the catalog lists MD5 {theirs}, sent {ours}); the server "
+                "changed or damaged them (an anonymization script edits files as they arrive)"
+            )
+        if by_size and not self.checked_by_size and not self.to_prearchive:
+            self.checked_by_size = True
+            self.reporter.emit(Notice(
+                "the server lists no MD5 for imported DICOM files (its checksums setting is "
+                "off): studies are checked by file size only"
+            ))  # fmt: skip
         self.journal.mark_done(study_record(self.project, item), study_label(item),
                                item.study.size, 0, fingerprint(item))  # fmt: skip
         for instance in sent:
@@ -196,9 +297,12 @@ def _keyed(item: Labelled) -> list[tuple[Instance, tuple[str, str]]]:
     return out
 
 
-def _body(plan: ZipPlan, progress: Callable[[int], None]) -> Callable[[], AsyncIterator[bytes]]:
-    """The zip of ``plan`` afresh for each send (a re-login resends), counted as it goes."""
-    return lambda: _counted(zip_stream(plan), progress)
+def _body(
+    plan: ZipPlan, progress: Callable[[int], None], digests: dict[str, str]
+) -> Callable[[], AsyncIterator[bytes]]:
+    """The zip of ``plan`` afresh for each send (a re-login resends), counted as it goes, each
+    member's MD5 into ``digests``."""
+    return lambda: _counted(zip_stream(plan, digests=digests), progress)
 
 
 async def _counted(

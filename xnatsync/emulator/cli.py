@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=300.0,
         help="idle seconds before a received prearchive session is built (default 300, XNAT's)",
     )
+    parser.add_argument(
+        "--no-checksums", dest="checksums", action="store_false",
+        help="catalog entries get no MD5 digest (XNAT's `checksums` site setting off)",
+    )  # fmt: skip
     synth = parser.add_argument_group("synthetic seed")
     synth.add_argument("--project", default="SYNTH")
     synth.add_argument("--subjects", type=int, default=2)
@@ -89,6 +93,7 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         faults=args.faults,
         xnat_version=args.xnat_version,
         session_idle_seconds=args.session_idle_seconds,
+        checksums=args.checksums,
     )
 
 

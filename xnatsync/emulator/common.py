@@ -14,6 +14,7 @@ import io
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NoReturn
+from urllib.parse import unquote_plus
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -152,6 +153,24 @@ def add_data_route(app: web.Application, method: str, path: str, handler: Handle
             app.router.add_get(prefix + path, handler, allow_head=True)
         else:
             app.router.add_route(method, prefix + path, handler)
+
+
+def file_path_param(request: web.Request) -> str:
+    """The ``{path}`` of a ``…/files/{path}`` request as XNAT's ``FileList`` sees it: the raw
+    (still percent-encoded) rest of the URL, decoded only when it holds ``%20`` or ``%2B``
+    (then as Java's ``URLDecoder``: ``+`` is a space too). So ``ü.txt`` sent as ``%C3%BC.txt``
+    names a file called ``%C3%BC.txt`` on upload and on download, as on XNAT (xnat-api §4.1).
+    """
+    decoded = request.match_info.get("path", "")
+    if not decoded:
+        return ""
+    raw = "/".join(request.rel_url.raw_path.split("/")[-(decoded.count("/") + 1) :])
+    if "%20" not in raw and "%2B" not in raw:
+        return raw
+    try:
+        return unquote_plus(raw, errors="strict")
+    except UnicodeDecodeError:
+        fail(500, "Error during service initialization")
 
 
 def plain(text: str, status: int = 200) -> web.Response:

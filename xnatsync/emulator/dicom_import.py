@@ -4,8 +4,10 @@ Pure functions and values, no aiohttp and no store: the importer routes call the
 thread for the slow parts) and apply the results to the prearchive.
 
 Invariants:
-* Headers are read with `stop_before_pixels` and without `force`, so a member without the
-  Part-10 preamble or with no StudyInstanceUID is "unreadable", as on XNAT (§5.1).
+* Headers are read with `stop_before_pixels`. A member without the Part-10 preamble is read
+  as dcm4che's `DicomInputStream` reads it for XNAT (the encoding guessed from a first element
+  of group 0002 or 0008; read from XNAT's GradualDicomImporter, which passes no transfer
+  syntax); anything else, or a member with no StudyInstanceUID, is "unreadable" (§5.1).
 * Labels derived from headers are cleaned the way XNAT cleans them: every character outside
   `[A-Za-z0-9_-]` becomes `_`.
 * Identification follows XNAT's default rules (§11.7): explicit parameters first, then
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import struct
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -109,12 +112,35 @@ def clean_label(text: str) -> str:
     return _NOT_LABEL.sub("_", text.strip())
 
 
+def _bare_dataset(name: str, stream: IO[bytes], refused: Exception) -> pydicom.Dataset:
+    """A dataset without the Part-10 preamble, as dcm4che's ``DicomInputStream`` (which XNAT's
+    importer uses without a transfer syntax) takes it: it guesses the encoding from the first
+    element, which must be of the file meta or identifying group (0002 or 0008), and the
+    result must name its study."""
+    stream.seek(0)
+    head = stream.read(8)
+    if len(head) < 8 or struct.unpack_from("<H", head)[0] not in (0x0002, 0x0008):
+        raise UnreadableDicom(name) from refused
+    stream.seek(0)
+    try:
+        ds = pydicom.dcmread(stream, stop_before_pixels=True, force=True)
+        study = str(ds.get("StudyInstanceUID", "") or "")
+    except Exception as exc:  # a guess gone wrong may fail anywhere in pydicom
+        raise UnreadableDicom(name) from exc
+    if not study.strip():
+        raise UnreadableDicom(name) from refused
+    return ds
+
+
 def read_header(name: str, data: bytes | IO[bytes]) -> DicomHeader:
     """Read the header of one Part-10 object; raise UnreadableDicom if it is not one."""
     stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    ds: pydicom.Dataset
     try:
         ds = pydicom.dcmread(stream, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, ValueError, KeyError, TypeError, OSError) as exc:
+    except InvalidDicomError as exc:
+        ds = _bare_dataset(name, stream, exc)
+    except (EOFError, ValueError, KeyError, TypeError, OSError) as exc:
         raise UnreadableDicom(name) from exc
 
     def text(keyword: str) -> str:

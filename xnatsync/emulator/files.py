@@ -25,6 +25,7 @@ from xnatsync.emulator.common import (
     FAULTS_KEY,
     add_data_route,
     fail,
+    file_path_param,
     flag,
     halt,
     plain,
@@ -149,7 +150,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     """GET/HEAD …/resources/{R}/files/{path}; a trailing `/` lists (or zips) a folder."""
     ctx = resolve(request)
     resources = _resources(request, ctx)
-    relpath = request.match_info["path"]
+    relpath = file_path_param(request)
     if relpath.endswith("/"):
         return await _answer(
             request, ctx, resources, _folder(request, _entries(resources), relpath)
@@ -182,7 +183,7 @@ async def get_owner_file(request: web.Request) -> web.StreamResponse:
     ctx = resolve(request)
     every = flag(request, "all")
     resources = [r for owner in owners(ctx, every=every) for r in owner.resources.values()]
-    relpath = request.match_info["path"]
+    relpath = file_path_param(request)
     if relpath.endswith("/"):
         return await _answer(
             request, ctx, resources, _folder(request, _entries(resources), relpath)
@@ -198,7 +199,7 @@ async def get_owner_file(request: web.Request) -> web.StreamResponse:
 async def delete_file(request: web.Request) -> web.Response:
     """DELETE …/resources/{R}/files/{path}: one file or every file under a folder."""
     ctx = resolve(request, write=True)
-    relpath = request.match_info["path"].strip("/")
+    relpath = file_path_param(request).strip("/")
     removed = 0
     for resource in _resources(request, ctx):
         doomed = [p for p in resource.files if p == relpath or p.startswith(relpath + "/")]

@@ -8,6 +8,8 @@ subject PUT 201 + bare accession ID when created, 200 + ID when it existed; DELE
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from xnatsync.emulator.common import (
@@ -16,6 +18,7 @@ from xnatsync.emulator.common import (
     can_read,
     can_see,
     fail,
+    halt,
     plain,
     result_set,
     store_of,
@@ -32,6 +35,7 @@ from xnatsync.emulator.render import (
     subject_row,
 )
 from xnatsync.emulator.resolve import project_of, resolve
+from xnatsync.emulator.settings import User
 from xnatsync.emulator.sharing import shared_through, unshare
 
 SUBJECT_FIELDS = frozenset(
@@ -92,9 +96,32 @@ def fields_from(request: web.Request, names: frozenset[str], xsi_type: str) -> d
     return out
 
 
+# XNAT's actions of `permissions=` (ACTIVATE, CREATE, DELETE, EDIT, READ), and who may do each
+def _can_delete(user: User, project: Project) -> bool:
+    return user.admin or project.members.get(user.username) == "Owners"
+
+
+_ACTIONS: dict[str, Callable[[User, Project], bool]] = {
+    "active": can_edit, "create": can_edit, "edit": can_edit, "delete": _can_delete,
+    "read": can_read,
+}  # fmt: skip
+
+
 async def list_projects(request: web.Request) -> web.Response:
-    """GET /data/projects."""
+    """GET /data/projects; with `permissions=ACTION&dataType=TYPE`, XNAT's permissions handler:
+    rows `id`, `secondary_id` of the projects where the user may ACTION data (every project for
+    an administrator), by `secondary_id`; another action is a 500 naming the allowed ones."""
     user = user_of(request)
+    action = request.query.get("permissions")
+    if action is not None:
+        allowed = _ACTIONS.get(action)
+        if allowed is None:
+            raise halt(500, f"You must specify one of the following values for the permissions "
+                            f"parameter: {', '.join(sorted(_ACTIONS))}")  # fmt: skip
+        projects = [p for p in store_of(request).projects.values() if allowed(user, p)]
+        permitted = [{"id": p.id, "secondary_id": p.secondary_id} for p in projects]
+        permitted.sort(key=lambda row: row["secondary_id"])
+        return result_set(request, permitted, default_columns=["id", "secondary_id"])
     rows = [project_row(p) for p in store_of(request).projects.values() if can_see(user, p)]
     return result_set(request, rows, default_columns=PROJECT_COLUMNS)
 

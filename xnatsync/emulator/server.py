@@ -80,6 +80,7 @@ async def run_emulator(config: EmulatorConfig | None = None) -> AsyncIterator[Em
     assert root is not None
     try:
         store = Store.open(root, config.site_id)
+        store.checksums = config.checksums
         seconds = seed(store, config) if config.root else _seed_volatile(store, config)
         faults, log = Faults(config.faults), RequestLog()
         app = build_app(store, config, faults, log=log, persist=config.root is not None)

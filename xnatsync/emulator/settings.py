@@ -60,6 +60,7 @@ class EmulatorConfig:
     # XNAT's "Session Idle Time" (sessionXmlRebuilderInterval, default 5 minutes): a RECEIVING
     # prearchive session idle this long is built, then auto-archived per its project
     session_idle_seconds: float = 300.0
+    checksums: bool = True  # XNAT's `checksums` site setting: off, catalogs list no digests
 
     def __post_init__(self) -> None:
         """Refuse a malformed version or a negative idle time (ValueError, one line)."""

@@ -53,6 +53,8 @@ class Store(Edits):
         self.dirty = False
         self.blobs = Blobs(root)
         self.labels = Labels()
+        # XNAT's site setting `checksums` (default true): off, catalog entries get no digest
+        self.checksums = True
 
     @classmethod
     def open(cls, root: pathlib.Path, site_id: str = "XNAT") -> Store:
@@ -318,13 +320,14 @@ class Store(Edits):
     ) -> bool:
         """Store bytes (or move a file) as `relpath`; False if it exists and not `overwrite`.
 
-        `digest` may be given when the caller already hashed the bytes. On a duplicate a Path
-        argument is left where it is.
+        `digest` may be given when the caller already hashed the bytes; with `checksums` off
+        the entry has none (""). On a duplicate a Path argument is left where it is.
         """
         relpath = safe_relpath(relpath)
         if relpath in resource.files and not overwrite:
             return False
         stat, digest = self.blobs.put(resource, relpath, data, digest)
+        digest = digest if self.checksums else ""
         entry = FileEntry(relpath, stat.st_size, digest, stat.st_mtime, format, content, tags)
         resource.files[relpath] = entry
         self.dirty = True

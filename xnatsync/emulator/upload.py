@@ -29,6 +29,7 @@ from xnatsync.emulator.common import (
     FAULTS_KEY,
     add_data_route,
     fail,
+    file_path_param,
     flag,
     json_text,
     plain,
@@ -211,7 +212,7 @@ async def upload(request: web.Request) -> web.Response:
     ctx = resolve(request, write=True)
     owner = single_owner(ctx)
     store = store_of(request)
-    relpath = request.match_info.get("path", "")
+    relpath = file_path_param(request)
     key = request.match_info["resource"]  # a label, or the numeric id of an existing one
     race = request.app[FAULTS_KEY].catalog_race
     streamed = not request.content_type.startswith("multipart/")

@@ -12,6 +12,10 @@ A resource is batched when:
 * every size is known, there are at least ``min_files``, the mean size is at most
   ``max_mean_size`` and the total at most ``max_bytes`` (the zip is spooled to disk first).
 
+A resource holding a file XNAT cannot serve by its URL (a name it would read escaped,
+``routes.url_keeps_name``) is fetched as a zip whatever the rule above says: the zip is the
+only way to that file (its other members that are not due are not extracted).
+
 Batching is an optimisation, never a path to a different result: each member is verified against
 the catalog (size and MD5) exactly as a single download is, and whatever a zip does not deliver
 intact is fetched file by file.
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from xnatsync.model import RemoteFile
+from xnatsync.xnat.routes import url_keeps_name
 
 
 class Wanted(Protocol):
@@ -73,7 +78,9 @@ def choose_batches(
             groups.setdefault(base, []).append(download)
     batches: list[tuple[D, ...]] = []
     for base, members in groups.items():
-        if _worth_a_zip(members, listed_per_resource[base], policy):
+        if _worth_a_zip(members, listed_per_resource[base], policy) or any(
+            not url_keeps_name(d.remote.path) for d in members
+        ):
             batches.append(tuple(members))
         else:
             singles.extend(members)

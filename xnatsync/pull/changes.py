@@ -122,6 +122,8 @@ def shape_of(selection: Selection, layout: str) -> str:
         s.since.isoformat() if s.since else "",
         repr((s.assessors, s.session_resources, s.subject_resources, s.project_resources)),
     ]
+    if s.shard is not None:
+        parts.append(f"shard:{s.shard}")
     if s.search_ids is not None:
         parts.append("search:" + ",".join(sorted(s.search_ids)))
     text = "\n".join(parts)

@@ -32,13 +32,13 @@ from xnatsync.events import (
     Reporter,
 )
 from xnatsync.journal import Entry, Journal
+from xnatsync.layout import Layout, Memo
 from xnatsync.localfs import sizes_on_disk, unchanged_on_disk
 from xnatsync.model import FileState
 from xnatsync.pull.batching import BatchPolicy
 from xnatsync.pull.changes import Since, newest, stamps_of
 from xnatsync.pull.deletes import build_delete_plan
 from xnatsync.pull.diff import Change, diff
-from xnatsync.pull.layout import Layout, Memo
 from xnatsync.pull.manifest import (
     Lister,
     LocalState,

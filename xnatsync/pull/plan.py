@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from xnatsync.errors import UnsafePathError
+from xnatsync.layout import Placer
 from xnatsync.model import LocalFile, RemoteFile
 from xnatsync.paths import fold, safe_relpath
 from xnatsync.pull.batching import BatchPolicy, choose_batches, resource_uri
 from xnatsync.pull.diff import Change, ChangeKind
-from xnatsync.pull.layout import Placer
 
 _FETCH = frozenset({ChangeKind.NEW, ChangeKind.CHANGED, ChangeKind.MISSING, ChangeKind.RETRY})
 

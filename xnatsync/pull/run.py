@@ -5,19 +5,32 @@ The front-end's run: the destination lock and journal, one client, the listing s
 ``execute.Executor``), then deletes. Deletes are planned once, after every listing succeeded,
 and only for files that left an owner the run listed (or owners gone from a complete listing):
 files outside the selection are never deletion candidates.
+
+Shards (``options.shard``): several runs on one DEST, each with its own lock and journal. A
+shard never runs beside the unsharded run on the same DEST, nor the other way round. At its
+start a run adopts, from the other journals in its folder, the rows of its owners that they
+hold and it does not (``Journal.adopt``): after a change of shard count nothing done is
+fetched again, and an unsharded ``--delete-only`` run sees what every shard downloaded.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 
-from xnatsync.errors import LocalDiskError, ProjectNotFoundError, first_error
+from xnatsync.errors import (
+    LocalDiskError,
+    LockedError,
+    ProjectNotFoundError,
+    first_error,
+)
 from xnatsync.events import Fanout, Notice, PlanShown, Reporter
-from xnatsync.journal import Journal, recorded_run
+from xnatsync.journal import JOURNAL, Journal, recorded_run
 from xnatsync.lock import DestLock
+from xnatsync.mounts import network_filesystem
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor
 from xnatsync.pull.listing import Ledger, Planner
@@ -28,18 +41,25 @@ from xnatsync.pull.plan import Action, Plan
 from xnatsync.pull.searches import searched
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
+from xnatsync.shards import shard_named
 from xnatsync.temps import TempNames, sweep
 from xnatsync.xnat.client import XnatClient
 
 
 async def pull(
-    options: PullOptions, reporter: Reporter | None = None, *, client: XnatClient | None = None
+    options: PullOptions,
+    reporter: Reporter | None = None,
+    *,
+    client: XnatClient | None = None,
+    mount_table: str | None = None,
 ) -> Summary:
     """Run one pull and return its totals. Per-file outcomes arrive as events on ``reporter``
     (failed files are counted, never raised); fatal errors raise an ``XnatSyncError``.
 
     Cancel the surrounding scope to stop: temp files are removed, the journal keeps what was
     verified and records the run as interrupted; running it again finishes the rest.
+    ``mount_table`` (a mountinfo text; read from /proc when None) says where the journal is:
+    on a network filesystem it is opened in SQLite's exclusive locking mode.
     """
     reporter = reporter if reporter is not None else Fanout()
     client = client or XnatClient(
@@ -51,6 +71,7 @@ async def pull(
         await _dry_run(options, Fanout(reporter, counts), client)
         counts.close()
         return counts
+    exclusive = _journal_mode(options, mount_table, reporter)
     # Log in before touching DEST: a run that cannot reach the server, or is refused, leaves
     # the destination as it found it (no folder, no lock, no journal).
     async with client:
@@ -59,20 +80,109 @@ async def pull(
             options.dest.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise LocalDiskError(f"cannot create {options.dest}: {exc.strerror or exc}") from exc
-        with DestLock(options.dest) as lock, Journal.open(options.journal_file) as journal:
-            await _sweep(options, lock, journal.last_run())
-            temps = TempNames(lock.tag, options.dest)
-            command = f"pull {options.url} {' '.join(options.projects)}"
-            try:
-                with recorded_run(journal, command, counts) as run_id:
-                    done = await _sync(
-                        options, Fanout(reporter, counts), client, journal, run_id, temps
-                    )
-                    if done.nightly is not None and counts.ok:
-                        done.nightly.record(journal, done.planner, reporter)
-            finally:
-                temps.close()
+        with DestLock(options.dest, name=options.lock_name) as lock:
+            _alone_or_among_shards(options, lock)
+            with Journal.open(options.journal_file, exclusive=exclusive) as journal:
+                await _sweep(options, lock, journal.last_run())
+                await _adopt_others(options, journal, reporter)
+                await _run_recorded(options, reporter, client, journal, lock, counts)
     return counts
+
+
+async def _run_recorded(
+    options: PullOptions,
+    reporter: Reporter,
+    client: XnatClient,
+    journal: Journal,
+    lock: DestLock,
+    counts: Summary,
+) -> None:
+    temps = TempNames(lock.tag, options.dest)
+    what = f" (shard {options.shard})" if options.shard is not None else ""
+    command = f"pull {options.url} {' '.join(options.projects)}{what}"
+    try:
+        with recorded_run(journal, command, counts) as run_id:
+            done = await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps)
+            if done.nightly is not None and counts.ok:
+                done.nightly.record(journal, done.planner, reporter)
+    finally:
+        temps.close()
+
+
+def _journal_mode(options: PullOptions, mount_table: str | None, reporter: Reporter) -> bool:
+    """Whether to open the journal ``exclusive``: yes on a network filesystem, and say so.
+
+    Switched rather than refused: on HPC scratch and Kubernetes ReadWriteMany volumes (Lustre,
+    GPFS, NFS) there is often no local disk that outlives a job, and a journal lost with its
+    node costs a re-hash of every file. One process at a time uses a journal (its run holds
+    DEST's lock, an O_EXCL file, which NFS and Lustre honour), so exclusive locking loses
+    nothing but reading it while that run is live (``status`` says "running" then)."""
+    folder = options.journal_folder
+    mount = network_filesystem(folder, mount_table)
+    if mount is None:
+        return False
+    reporter.emit(
+        Notice(
+            f"the journal's folder {folder} is on {mount.fstype} ({mount.source}): its journal "
+            "is opened in exclusive mode (no shared-memory file; other processes read it only "
+            "after this run); --journal-dir DIR on a local disk avoids that"
+        )
+    )
+    return True
+
+
+def _alone_or_among_shards(options: PullOptions, lock: DestLock) -> None:
+    """A shard runs beside other shards only; the unsharded run (which may delete) alone."""
+    for name, holder in lock.live_others():
+        other = shard_named(name)
+        if options.shard is not None and other is not None:
+            continue
+        what = "the unsharded run" if other is None else f"shard {other}"
+        wait = (
+            "shards wait until it has"
+            if other is None
+            else "an unsharded run waits until every shard has"
+        )
+        raise LockedError(
+            f"{options.dest} is in use by {what} (host {holder.host} pid {holder.pid} since "
+            f"{holder.started}): {wait} finished"
+        )
+
+
+def _sources(options: PullOptions, journal: Journal) -> list[Path]:
+    """The other journals of this DEST whose rows may be ours: the unsharded one and the
+    shards of other counts (shards of our own count hold none of our owners)."""
+    folder = options.journal_folder
+    names = [JOURNAL.name, *(p.name for p in sorted(folder.glob("journal.shard-*.db")))]
+    ours = options.shard
+    sources = []
+    for name in names:
+        path = folder / name
+        if path == journal.path or not path.is_file():
+            continue
+        other = shard_named(name)
+        if name != JOURNAL.name and other is None:
+            continue  # another hash version's shard: never guessed at
+        if ours is not None and other is not None and other.count == ours.count:
+            continue
+        sources.append(path)
+    return sources
+
+
+async def _adopt_others(options: PullOptions, journal: Journal, reporter: Reporter) -> None:
+    """Take over the other journals' newer rows of this run's projects and shard. Not with
+    ``--journal FILE``: its folder may hold other destinations' journals."""
+    if options.journal_path is not None:
+        return
+    shard, projects = options.shard, set(options.projects)
+
+    def owns(project: str, owner: str) -> bool:
+        return project in projects and (shard is None or shard.owner_in(owner))
+
+    for source in _sources(options, journal):
+        adopted = await anyio.to_thread.run_sync(journal.adopt, source, owns)
+        if adopted:
+            reporter.emit(Notice(f"{adopted} files' records taken over from {source.name}"))
 
 
 async def _sweep(options: PullOptions, lock: DestLock, last: dict[str, object] | None) -> None:
@@ -116,6 +226,8 @@ async def _sync(
     async with Scheduler[Action](executor, options.limits) as scheduler:
 
         async def submit(owner: Owner, plan: Plan) -> None:
+            if options.delete_only:
+                return  # listed (so seen), never fetched: deletes only
             executor.record(plan.errors)
             await scheduler.submit(plan.actions())
 
@@ -161,6 +273,8 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
 
     async def show(owner: Owner, plan: Plan) -> None:
         nonlocal total
+        if options.delete_only:
+            return  # the run would fetch none of it
         total = total + plan.summary()
         if plan.downloads or plan.batches or plan.verifies or plan.moves or plan.errors:
             reporter.emit(PlanShown(owner.describe(), format_plan(plan)))

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 
 from xnatsync.model import Experiment, Level, RemoteFile
+from xnatsync.shards import Shard
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +28,19 @@ class Selection:
     subject_resources: bool = True
     project_resources: bool = True
     search_ids: frozenset[str] | None = None  # accession IDs a server search returned
+    shard: Shard | None = None  # only the owners of this shard (see ``in_shard``)
+
+    def in_shard(self, shard: Shard | None) -> Selection:
+        """This selection, cut to one shard: its experiments and subjects by accession ID, and
+        the project's own resources only in shard 0."""
+        if shard is None:
+            return self
+        own_project = self.project_resources and shard.owner_in("")
+        return replace(self, shard=shard, project_resources=own_project)
 
     def wants_experiment(self, exp: Experiment) -> bool:
+        if self.shard is not None and not self.shard.owns(exp.id):
+            return False
         if self.subjects and not {exp.subject_id, exp.subject_label} & self.subjects:
             return False
         if self.experiments and not {exp.id, exp.label} & self.experiments:
@@ -41,6 +53,8 @@ class Selection:
 
     def wants_subject(self, subject_id: str, subject_label: str) -> bool:
         if not self.subject_resources:
+            return False
+        if self.shard is not None and not self.shard.owns(subject_id):
             return False
         return not self.subjects or bool({subject_id, subject_label} & self.subjects)
 

@@ -26,18 +26,20 @@ from pathlib import Path, PurePosixPath
 
 import anyio
 
-from xnatsync.errors import IntegrityError, LocalFileError, XnatSyncError
+from xnatsync import zipbody
+from xnatsync.errors import IntegrityError, LocalFileError, SourceChangedError, XnatSyncError
 from xnatsync.events import FileDone, FileFailed, Notice, Reporter
 from xnatsync.journal import Journal
 from xnatsync.localfs import hash_file, resolve_under
 from xnatsync.model import Level, RemoteFile
 from xnatsync.push.plan import Listed, LocalEntry, ResourceUpload, same
-from xnatsync.push.tree import Target
+from xnatsync.push.tree import MEMBER_KINDS, NotPushedError, Target
 from xnatsync.scheduler import Attempts
 from xnatsync.xnat import parse, routes
 from xnatsync.xnat.client import XnatClient
 
 BLOCK = 1 << 20
+ZIP_NAME = "xnatsync-upload.zip"  # the server unpacks it and keeps none of it (extract=true)
 EMPTY_MD5 = hashlib.md5(b"", usedforsecurity=False).hexdigest()
 Owner = tuple[Level, str, str, str]  # ``Target.owner``: level and labels
 
@@ -53,7 +55,8 @@ def journal_file(project: str, entry: LocalEntry) -> RemoteFile:
 
 
 def owner_path(project: str, t: Target) -> str:
-    return routes.owner_path(project, t.subject, t.session, t.scan)
+    kind = MEMBER_KINDS.get(t.level, "scans")
+    return routes.owner_path(project, t.subject, t.session, t.scan, kind=kind)
 
 
 @dataclass(kw_only=True)
@@ -78,11 +81,22 @@ class Uploader:
         except XnatSyncError as exc:
             if exc.fatal:
                 raise
-            for entry in action.files:
+            for entry in action.all_files:
                 self.fail(entry, f"cannot create its owner: {exc}")
             return
         sent: list[LocalEntry] = []
-        for entry in action.files:
+        single = list(action.files)
+        for batch in action.zips:
+            try:
+                sent += await self._send_zip(action.target, batch)
+            except SourceChangedError:
+                single += batch  # one file moved: each goes alone, so only that one fails
+            except XnatSyncError as exc:
+                if exc.fatal:
+                    raise
+                for entry in batch:
+                    self.fail(entry, f"in a zip that failed: {exc}")
+        for entry in single:
             try:
                 sent.append(await self._send(entry, replace=entry.target.key in action.replace))
             except XnatSyncError as exc:
@@ -98,7 +112,8 @@ class Uploader:
 
     async def _make_owner(self, t: Target) -> None:
         """Create the subject, session and scan the resource hangs from, unless the server
-        listed them (a resource is created by its first upload, xnat-api §4.4)."""
+        listed them (a resource is created by its first upload, xnat-api §4.4). Assessors and
+        reconstructions are never created: the run found them on the server."""
         if t.level is Level.SUBJECT:
             await self._ensure((Level.SUBJECT, t.subject, "", ""),
                                routes.subject(self.project, t.subject))  # fmt: skip
@@ -120,6 +135,12 @@ class Uploader:
     async def _send(self, entry: LocalEntry, *, replace: bool) -> LocalEntry:
         """Send one file; the entry with the MD5 of the bytes that went (hashed as read)."""
         t = entry.target
+        if not routes.url_keeps_name(t.path):  # only replacements of such names come here
+            raise NotPushedError(
+                f"{entry.relpath}: XNAT reads this name wrongly from a URL, so it travels only "
+                "in a zip, and push does not replace files through zips; delete the server's "
+                "copy first, then push again"
+            )
         owner = owner_path(self.project, t)
         target = routes.resource_file(owner, t.resource, t.path, overwrite=replace)
         path = resolve_under(self.source, PurePosixPath(entry.relpath), self.known_dirs)
@@ -147,6 +168,68 @@ class Uploader:
             return sent
 
         return await self.attempts.run(t.key, entry.relpath, entry.size, attempt)
+
+    async def _send_zip(self, t: Target, batch: tuple[LocalEntry, ...]) -> list[LocalEntry]:
+        """Send ``batch`` as one zip the server unpacks into the resource; the entries with the
+        MD5s of the bytes that went. A later attempt first looks at the resource and zips only
+        the files not there yet (a failed request may have been applied)."""
+        owner = owner_path(self.project, t)
+        route = routes.resource_zip(owner, t.resource, ZIP_NAME)
+        todo = list(batch)
+        arrived: list[LocalEntry] = []
+        tries = 0
+
+        async def attempt(progress: Callable[[int], None]) -> None:
+            nonlocal todo, tries
+            tries += 1
+            if tries > 1:
+                todo = await self._not_arrived(owner, todo, arrived)
+                if not todo:
+                    return
+            sources = []
+            for e in todo:
+                path = resolve_under(self.source, PurePosixPath(e.relpath), self.known_dirs)
+                sources.append(zipbody.Source(path, e.target.path, e.size, e.mtime_ns))
+            plan = zipbody.ZipPlan(sources)
+            digests: dict[str, str] = {}
+
+            async def body() -> AsyncIterator[bytes]:
+                digests.clear()
+                async for chunk in zipbody.zip_stream(plan, digests=digests, check_mtime=True):
+                    progress(len(chunk))
+                    yield chunk
+
+            await self.client.upload(route, plan.total_size, body)
+            arrived.extend(replace_md5(e, digests[e.target.path]) for e in todo)
+            todo = []
+
+        size = sum(e.size for e in batch)
+        label = f"{t.resource} ({len(batch)} files as a zip)"
+        await self.attempts.run(f"{t.key}#zip", label, size, attempt)
+        return arrived
+
+    async def _not_arrived(
+        self, owner: str, todo: list[LocalEntry], arrived: list[LocalEntry]
+    ) -> list[LocalEntry]:
+        """After a failed zip: the files the resource now holds (with the local size and MD5)
+        join ``arrived``; the rest are sent again."""
+        try:
+            listed = await self._catalog(owner, todo[0].target.resource)
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            listed = {}
+        left = []
+        for entry in todo:
+            got = listed.get(entry.target.path)
+            if got is not None:
+                path = resolve_under(self.source, PurePosixPath(entry.relpath), self.known_dirs)
+                entry = await self._hashed(entry, path)
+                if same(entry, got):
+                    arrived.append(entry)
+                    continue
+            left.append(entry)
+        return left
 
     async def _hashed(self, entry: LocalEntry, path: Path) -> LocalEntry:
         """The entry with its MD5, hashing the file if it was not hashed before planning."""

@@ -20,16 +20,27 @@ import anyio
 from xnatsync.errors import LocalDiskError, NotFoundError, ProjectNotFoundError, UsageError
 from xnatsync.events import ExperimentPlanned, Fanout, FileFailed, PlanShown, Reporter
 from xnatsync.journal import Journal, recorded_run
+from xnatsync.layout import Reader
 from xnatsync.localfs import hash_file
 from xnatsync.lock import DestLock
-from xnatsync.model import Level
+from xnatsync.model import Experiment, Level
 from xnatsync.push.execute import Owner, Uploader, journal_file
-from xnatsync.push.options import PULL_JOURNAL, PushOptions
-from xnatsync.push.plan import Listed, LocalEntry, PushPlan, ResourceUpload, listed_key, plan
-from xnatsync.push.tree import NotPushedError, place
+from xnatsync.push.options import PULL_JOURNAL, STATE_DIR, PushOptions
+from xnatsync.push.plan import (
+    NO_ZIPS,
+    Listed,
+    LocalEntry,
+    PushPlan,
+    ResourceUpload,
+    ZipRule,
+    listed_key,
+    plan,
+)
+from xnatsync.push.tree import MEMBER_KINDS, Known, NotPushedError, place
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.temps import PART_SUFFIX
+from xnatsync.xnat import routes
 from xnatsync.xnat.client import XnatClient
 
 HASHERS = 4  # local MD5s at once (worker threads)
@@ -49,13 +60,14 @@ async def push(
     events = Fanout(reporter, counts)
     if not options.source.is_dir():
         raise UsageError(f"--source {options.source} is not a folder")
-    folder = project_folder(options)
+    reader = Reader(options.layout)  # a template push cannot read back stops the run here
+    folder = project_folder(options) if reader.rooted_in_project else whole_tree(options)
     async with client:
         if options.dry_run:
             path = options.journal_file
             journal = Journal.open(path, readonly=True) if path.exists() else None
             try:
-                the_plan, _ = await _prepare(options, folder, journal, client, events)
+                the_plan, _ = await _prepare(options, reader, folder, journal, client, events)
             finally:
                 if journal is not None:
                     journal.close()
@@ -63,10 +75,20 @@ async def push(
             counts.close()
             return counts
         with DestLock(options.source), Journal.open(options.journal_file) as journal:
-            the_plan, existing = await _prepare(options, folder, journal, client, events)
+            the_plan, existing = await _prepare(options, reader, folder, journal, client, events)
             with recorded_run(journal, f"push {options.url} {options.project}", counts):
                 await _send(options, the_plan, existing, client, journal, events)
     return counts
+
+
+def whole_tree(options: PushOptions) -> str:
+    """A layout not rooted in ``{project}`` folders: the whole of ``--source`` is sent."""
+    if options.tree_project is not None:
+        raise UsageError(
+            "--tree-project picks a project folder, but this --layout does not start with "
+            "'{project}/': the whole --source is sent"
+        )
+    return ""
 
 
 def project_folder(options: PushOptions) -> str:
@@ -91,17 +113,22 @@ def project_folder(options: PushOptions) -> str:
 
 async def _prepare(
     options: PushOptions,
+    reader: Reader,
     folder: str,
     journal: Journal | None,
     client: XnatClient,
     reporter: Reporter,
 ) -> tuple[PushPlan, set[Owner]]:
     """List both sides and plan; report skips, conflicts and files push cannot send."""
-    entries, unsent = await local_entries(options, folder, journal)
-    catalog, existing = await remote_catalog(client, options.project, entries)
+    entries, unsent = await local_entries(options, reader, folder, journal)
+    experiments = await project_experiments(client, options.project)
+    await client.check_writable(options.project)
+    entries = await resolve_members(client, options.project, entries, experiments, unsent)
+    catalog, existing = await remote_catalog(client, options.project, entries, experiments)
     entries = await hashed_where_listed(options.source, entries, catalog, unsent)
-    the_plan = plan(entries, catalog, overwrite=options.overwrite)
-    sending = sum(len(u.files) for u in the_plan.uploads)
+    rule = ZipRule() if options.zips else NO_ZIPS
+    the_plan = plan(entries, catalog, overwrite=options.overwrite, zips=rule)
+    sending = sum(len(u.all_files) for u in the_plan.uploads)
     size = sum(u.size for u in the_plan.uploads)
     reporter.emit(ExperimentPlanned(
         options.project, "", sending, size, len(the_plan.skipped), 0, 0,
@@ -126,25 +153,25 @@ async def _prepare(
 
 
 async def local_entries(
-    options: PushOptions, folder: str, journal: Journal | None
+    options: PushOptions, reader: Reader, folder: str, journal: Journal | None
 ) -> tuple[list[LocalEntry], list[tuple[str, str]]]:
     """Every regular file of the project folder, placed (MD5 from the push journal where size
     and mtime are unchanged, else None for now); and the files push cannot send, with why. A
     path that fits no level of the layout stops the run (``UnplacedError``)."""
     found = await anyio.to_thread.run_sync(_walk, options.source / folder)
-    known = await anyio.to_thread.run_sync(_pull_scans, options.source, folder)
+    known = await anyio.to_thread.run_sync(_pull_known, options.source)
     recorded = {} if journal is None else {
         e.relpath: e for e in journal.iter_done(options.project)
     }  # fmt: skip
     entries: list[LocalEntry] = []
     unsent: list[tuple[str, str]] = []
     for rel, size, mtime_ns, is_link in found:
-        relpath = f"{folder}/{rel}"
+        relpath = f"{folder}/{rel}" if folder else rel
         if is_link:
             unsent.append((relpath, f"{relpath} is a symlink: not followed, not sent"))
             continue
         try:
-            target = place(PurePosixPath(rel), known)
+            target = place(PurePosixPath(relpath), known, reader)
         except NotPushedError as exc:
             unsent.append((relpath, str(exc)))
             continue
@@ -187,7 +214,8 @@ async def hashed_where_listed(
 
 def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
     """(path relative to ``root``, size, mtime_ns, is a symlink) of every file, sorted; temp
-    files of xnatsync runs left out; directories are not followed through symlinks. A folder
+    files of xnatsync runs and the tree's own ``.xnatsync`` folder (journals, lock) left out;
+    directories are not followed through symlinks. A folder
     that cannot be read stops the run (its files would go unsent without a word); a file gone
     since it was listed is not there to send."""
 
@@ -197,6 +225,8 @@ def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
     out: list[tuple[str, int, int, bool]] = []
     for dirpath, dirs, files in os.walk(root, onerror=unreadable):
         base = Path(dirpath)
+        if base == root and STATE_DIR in dirs:
+            dirs.remove(STATE_DIR)
         for name in [*files, *(d for d in dirs if (base / d).is_symlink())]:
             if name.endswith(PART_SUFFIX):
                 continue
@@ -209,38 +239,83 @@ def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
     return sorted(out)
 
 
-def _pull_scans(source: Path, folder: str) -> dict[str, str]:
-    """Scan IDs the tree's pull journal knows, by path relative to the project folder."""
+def _pull_known(source: Path) -> dict[str, Known]:
+    """What the tree's pull journal knows of each path (relative to the tree's root): the
+    file's level and container (scan, assessor or reconstruction) ID."""
     path = source / PULL_JOURNAL
     if not path.exists():
         return {}
-    prefix = folder + "/"
-    known: dict[str, str] = {}
+    levels = {level.value: level for level in Level}
+    known: dict[str, Known] = {}
     with Journal.open(path, readonly=True) as journal:
         for entry in journal.iter_done():
             parts = entry.key.split("/", 5)
-            if (
-                len(parts) == 6
-                and parts[2] == Level.SCAN.value
-                and entry.relpath.startswith(prefix)
-            ):
-                known[entry.relpath.removeprefix(prefix)] = parts[3]
+            if len(parts) == 6 and parts[2] in levels:
+                known[entry.relpath] = (levels[parts[2]], parts[3])
     return known
 
 
-async def remote_catalog(
-    client: XnatClient, project: str, entries: list[LocalEntry]
-) -> tuple[dict[str, Listed], set[Owner]]:
-    """What the server lists for every owner the tree names, and which owners exist."""
+async def project_experiments(client: XnatClient, project: str) -> dict[str, Experiment]:
+    """The target project's experiments by label; a project the user cannot see stops the
+    run before anything is sent."""
     try:
-        experiments = {e.label: e for e in await client.list_experiments(project)}
+        return {e.label: e for e in await client.list_experiments(project)}
     except NotFoundError as exc:
         raise ProjectNotFoundError(
             f"project {project}: not on {client.base_url}, or not visible to this user "
             "(XNAT answers 404 for both); nothing was sent"
         ) from exc
+
+
+async def resolve_members(
+    client: XnatClient,
+    project: str,
+    entries: list[LocalEntry],
+    experiments: Mapping[str, Experiment],
+    unsent: list[tuple[str, str]],
+) -> list[LocalEntry]:
+    """Assessor and reconstruction folders named by the target's ID for them (a folder may
+    name one by ID, as pull writes it, or by label); files of one the target session lacks
+    join ``unsent``: push does not create them (their type and label are not in the tree)."""
+    wanted = sorted({(e.target.level, e.target.subject, e.target.session) for e in entries
+                     if e.target.level in MEMBER_KINDS})  # fmt: skip
+    ids: dict[tuple[Level, str], dict[str, str]] = {}  # (level, session) → name → ID
+    for level, subject, session in wanted:
+        names: dict[str, str] = {}
+        if session in experiments:
+            route = routes.session_members(project, subject, session, MEMBER_KINDS[level])
+            for row in await client.list_rows(route):
+                member = row.get("ID", "")
+                names.update({row.get("label", "") or member: member, member: member})
+        ids[(level, session)] = names
+    out: list[LocalEntry] = []
+    for entry in entries:
+        t = entry.target
+        if t.level not in MEMBER_KINDS:
+            out.append(entry)
+            continue
+        found = ids[(t.level, t.session)].get(t.scan)
+        if found is None:
+            what = MEMBER_KINDS[t.level].removesuffix("s")
+            unsent.append((entry.relpath, (
+                f"{entry.relpath}: no {what} {t.scan!r} in session {t.session!r} of {project}; "
+                f"push fills an existing {what}'s resources but does not create one"
+            )))  # fmt: skip
+            continue
+        out.append(dataclasses.replace(entry, target=dataclasses.replace(t, scan=found)))
+    return out
+
+
+async def remote_catalog(
+    client: XnatClient,
+    project: str,
+    entries: list[LocalEntry],
+    experiments: Mapping[str, Experiment],
+) -> tuple[dict[str, Listed], set[Owner]]:
+    """What the server lists for every owner the tree names, and which owners exist."""
     existing: set[Owner] = {(Level.EXPERIMENT, e.subject_label, e.label, "") for e in
                             experiments.values()}  # fmt: skip
+    existing |= {e.target.owner for e in entries if e.target.level in MEMBER_KINDS}
     files = []
     levels = {e.target.level for e in entries}
     if Level.PROJECT in levels:
@@ -284,12 +359,14 @@ async def _send(
 
 def describe(the_plan: PushPlan) -> str:
     """A dry run's plan in one paragraph."""
-    sending = sum(len(u.files) for u in the_plan.uploads)
+    sending = sum(len(u.all_files) for u in the_plan.uploads)
     size = sum(u.size for u in the_plan.uploads)
     replacing = sum(len(u.replace) for u in the_plan.uploads)
     by_size = the_plan.by_size_only
+    zipped = sum(len(u.zips) for u in the_plan.uploads)
     return (
         f"plan: {sending} files to send ({size} bytes) into {len(the_plan.uploads)} resources"
+        f"{f' (some in {zipped} zips the server unpacks)' if zipped else ''}"
         f"{f', {replacing} replacing the server copy' if replacing else ''}; "
         f"{len(the_plan.skipped)} already there"
         f"{f' ({by_size} by size only: no MD5 listed)' if by_size else ''}"

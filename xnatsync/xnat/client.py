@@ -404,6 +404,17 @@ class XnatClient:
     async def list_projects(self) -> list[dict[str, str]]:
         return await self.list_rows(routes.projects())
 
+    async def check_writable(self, project: str) -> None:
+        """``PermissionDeniedError`` unless the user may add data to ``project`` (a project
+        they may only read): asked before anything is sent, since a refused upload or import
+        answers 403 only after its whole body."""
+        rows = await self.list_rows(routes.writable_projects())
+        if not any(project in (row.get("id"), row.get("ID")) for row in rows):
+            raise PermissionDeniedError(
+                f"project {project}: this user may not add data to it (read-only access); "
+                "nothing was sent"
+            )
+
     async def list_subjects(self, project: str) -> list[dict[str, str]]:
         return await self.list_rows(routes.subjects(project))
 

@@ -70,12 +70,28 @@ def file_path(path: str) -> str:
     return "/".join(quote(p, safe=_SEGMENT_SAFE) for p in parts)
 
 
+def url_keeps_name(path: str) -> bool:
+    """Whether XNAT reads ``path`` back from a URL as it is. Its ``FileList`` decodes the file
+    path of a URL only when it holds ``%20`` or ``%2B`` (xnat-api §4.1); otherwise the escaped
+    text *is* the name, so ``ü.txt`` (``%C3%BC.txt``) or ``a%b`` (``a%25b``) would be stored
+    and looked for under the escaped name. Such files travel in zips, whose member names are
+    the files' own."""
+    encoded = file_path(path)
+    return "%" not in encoded or "%20" in encoded or "%2B" in encoded
+
+
 def _json(**extra: str) -> dict[str, str]:
     return {"format": "json", **extra}
 
 
 def projects() -> Route:
     return Route("/data/projects", _json())
+
+
+def writable_projects() -> Route:
+    """The projects where the user may create subjects (and so sessions): what XNAT's upload
+    tools ask before sending."""
+    return Route("/data/projects", _json(permissions="create", dataType="xnat:subjectData"))
 
 
 def subjects(project: str) -> Route:
@@ -177,23 +193,42 @@ def scan(
 
 
 def owner_path(
-    project: str, subject_label: str = "", session_label: str = "", scan_id: str = ""
+    project: str,
+    subject_label: str = "",
+    session_label: str = "",
+    scan_id: str = "",
+    *,
+    kind: str = "scans",
 ) -> str:
-    """The path of a project, subject, session or scan by labels (what is given decides)."""
+    """The path of a project, subject, session or one of the session's ``kind`` (scans,
+    assessors, reconstructions) by labels (what is given decides). An assessor's or
+    reconstruction's resources are its OUT ones at this path (XNAT's default side)."""
     path = f"/data/projects/{segment(project)}"
     if subject_label:
         path += f"/subjects/{segment(subject_label)}"
         if session_label:
             path += f"/experiments/{segment(session_label)}"
             if scan_id:
-                path += f"/scans/{segment(scan_id)}"
+                path += f"/{kind}/{segment(scan_id)}"
     return path
+
+
+def session_members(project: str, subject_label: str, session_label: str, kind: str) -> Route:
+    """A session's assessors or reconstructions (``kind``): their IDs and labels."""
+    return Route(owner_path(project, subject_label, session_label) + f"/{kind}", _json())
 
 
 def resource_file(owner: str, resource: str, path: str, *, overwrite: bool) -> Route:
     """Upload target of one file (the resource is created by the first upload, §4.4)."""
     params = {"overwrite": "true"} if overwrite else {}
     return Route(f"{owner}/resources/{segment(resource)}/files/{file_path(path)}", params)
+
+
+def resource_zip(owner: str, resource: str, name: str) -> Route:
+    """Upload target of a zip the server unpacks into the resource, keeping its members'
+    paths and not the zip (``extract=true``, §4.4); ``name`` must end in ``.zip``."""
+    return Route(f"{owner}/resources/{segment(resource)}/files/{segment(name)}",
+                 {"extract": "true"})  # fmt: skip
 
 
 def resource_files(owner: str, resource: str) -> Route:

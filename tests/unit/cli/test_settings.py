@@ -11,8 +11,8 @@ from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.pull import expand_ids, selection_from
 from xnatsync.cli.settings import load_settings, parse_rate
 from xnatsync.errors import UsageError
+from xnatsync.layout import parse_layout
 from xnatsync.model import Experiment, Level, RemoteFile
-from xnatsync.pull.layout import parse_layout
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.selection import Selection
 from xnatsync.xnat.auth import Credentials

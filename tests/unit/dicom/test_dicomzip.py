@@ -3,6 +3,7 @@ its bytes and CRC, member names, ZIP64 (with lowered limits), and files that cha
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import struct
@@ -67,6 +68,20 @@ async def test_stream_length_is_total_size_and_zipfile_reads_it_back(
     assert len(data) == plan.total_size
     check_zip(data, instances, [m.name for m in plan.members])
     assert [m.name for m in plan.members][:3] == ["0/0.dcm", "1/1.dcm", "2/2.dcm"]
+
+
+async def test_each_member_md5_is_recorded_once_its_file_was_read(tmp_path: Path) -> None:
+    instances = files(tmp_path, SIZES)
+    plan = ZipPlan(instances)
+    digests: dict[str, str] = {}
+    chunks = zip_stream(plan, block=1000, digests=digests)
+    await anext(chunks)
+    assert len(digests) < len(instances)  # a file's MD5 only once its last byte was read
+    rest = [chunk async for chunk in chunks]
+    assert rest
+    assert digests == {
+        m.name: hashlib.md5(m.source.path.read_bytes()).hexdigest() for m in plan.members
+    }
 
 
 async def test_chunks_stay_near_the_block(tmp_path: Path) -> None:

@@ -84,6 +84,25 @@ async def test_header_cut_short_is_an_error(tmp_path: Path, cut: int, preamble: 
     assert "truncated" in found.reason
 
 
+@pytest.mark.parametrize("preamble", [True, False])
+@pytest.mark.parametrize("missing", [1, 20])
+async def test_a_file_cut_inside_its_pixel_data_is_reported_not_sent(
+    tmp_path: Path, preamble: bool, missing: int
+) -> None:
+    data = make_instance(spec())
+    data = data if preamble else data[PREAMBLE:]
+    path = write(tmp_path / "cut.dcm", data[:-missing])
+    whole = write(tmp_path / "whole.dcm", data)
+
+    found = {f.path.name: f for f in await collect([path, whole])}
+
+    cut = found["cut.dcm"]
+    assert isinstance(cut, Unreadable)
+    assert "truncated inside its pixel data" in cut.reason
+    assert f"{32 - missing} of 32 bytes" in cut.reason
+    assert isinstance(found["whole.dcm"], Instance)
+
+
 async def test_part10_without_uids_is_an_error(tmp_path: Path) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.7")

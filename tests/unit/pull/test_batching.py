@@ -9,11 +9,11 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
+from xnatsync.layout import DEFAULT_LAYOUT
 from xnatsync.model import FileState, Level, LocalFile, RemoteFile
 from xnatsync.pull.batching import BatchPolicy, resource_uri
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.diff import diff
-from xnatsync.pull.layout import DEFAULT_LAYOUT
 from xnatsync.pull.plan import Plan, PlanOptions, build_plan
 
 MD5 = hashlib.md5(b"x").hexdigest()

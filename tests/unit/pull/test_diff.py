@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.fakes import remote_file
+from xnatsync.layout import DEFAULT_LAYOUT, parse_layout
 from xnatsync.model import FileState, LocalFile, RemoteFile
 from xnatsync.pull.diff import Change, ChangeKind, diff, iter_diff
-from xnatsync.pull.layout import DEFAULT_LAYOUT, parse_layout
 
 MD5 = hashlib.md5(b"x").hexdigest()
 OTHER = hashlib.md5(b"y").hexdigest()

@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from tests.fakes import remote_file
 from xnatsync.errors import UnsafePathError
+from xnatsync.layout import DEFAULT_LAYOUT, Layout, parse_layout
 from xnatsync.model import FileState, Level, LocalFile, RemoteFile
 from xnatsync.pull.deletes import TRASH_DIR, build_delete_plan, default_max_delete
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.diff import Change, ChangeKind, diff
-from xnatsync.pull.layout import DEFAULT_LAYOUT, Layout, parse_layout
 from xnatsync.pull.plan import (
     Plan,
     PlanOptions,

@@ -4,8 +4,9 @@ one action per resource."""
 from __future__ import annotations
 
 from xnatsync.model import Level
-from xnatsync.push.plan import Listed, LocalEntry, plan
+from xnatsync.push.plan import NO_ZIPS, Listed, LocalEntry, ZipRule, plan
 from xnatsync.push.tree import Target
+from xnatsync.xnat.routes import url_keeps_name
 
 
 def entry(resource: str, path: str, md5: str | None = "a" * 32, size: int = 10) -> LocalEntry:
@@ -48,3 +49,40 @@ def test_an_unhashed_file_is_never_taken_for_the_listed_one() -> None:
     unhashed = entry("R", "u", None)
     result = plan([unhashed], {unhashed.target.key: Listed(10, "a" * 32)}, overwrite=False)
     assert [c.entry for c in result.conflicts] == [unhashed]
+
+
+def test_many_small_new_files_go_as_zips_and_replacements_and_empty_files_alone() -> None:
+    rule = ZipRule(min_files=3, max_mean_size=100, max_bytes=25)
+    files = [entry("R", f"f{n}", size=10) for n in range(5)]
+    empty, replaced = entry("R", "empty", size=0), entry("R", "old", size=10)
+    catalog = {replaced.target.key: Listed(11, None)}
+    result = plan([*files, empty, replaced], catalog, overwrite=True, zips=rule)
+    (upload,) = result.uploads
+    # at most 25 bytes a zip: 2 + 2 + 1 files, in key order
+    assert [[f.target.path for f in z] for z in upload.zips] == [
+        ["f0", "f1"], ["f2", "f3"], ["f4"],
+    ]  # fmt: skip
+    assert [f.target.path for f in upload.files] == ["empty", "old"]
+    assert (upload.replace, result.files, upload.size) == (frozenset({replaced.target.key}), 7, 60)
+
+
+def test_few_or_large_files_go_one_by_one() -> None:
+    rule = ZipRule(min_files=3, max_mean_size=100, max_bytes=1000)
+    few = [entry("R", f"f{n}", size=10) for n in range(2)]
+    large = [entry("L", f"f{n}", size=101) for n in range(5)]
+    result = plan([*few, *large], {}, overwrite=False, zips=rule)
+    assert [(u.target.resource, len(u.zips), len(u.files)) for u in result.uploads] == [
+        ("L", 0, 5), ("R", 0, 2),
+    ]  # fmt: skip
+
+
+def test_names_xnat_reads_wrongly_from_a_url_are_zipped_even_alone_and_with_no_zip() -> None:
+    odd, spaced, plain = entry("R", "ü.txt"), entry("R", "a é.txt"), entry("R", "p.txt")
+    empty_odd = entry("R", "ø", size=0)
+    for rule in (NO_ZIPS, ZipRule()):
+        (upload,) = plan([odd, spaced, plain, empty_odd], {}, overwrite=False, zips=rule).uploads
+        assert [[f.target.path for f in z] for z in upload.zips] == [["ø", "ü.txt"]]
+        assert [f.target.path for f in upload.files] == ["a é.txt", "p.txt"]
+    assert [url_keeps_name(n) for n in ("a.txt", "ü.txt", "a%b", "a b%c", "x+ü", "(1),2")] == [
+        True, False, False, True, True, True,
+    ]  # fmt: skip

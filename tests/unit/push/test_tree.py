@@ -8,7 +8,12 @@ from pathlib import PurePosixPath
 import pytest
 
 from xnatsync.model import Level
-from xnatsync.push.tree import NotPushedError, Target, UnplacedError, place
+from xnatsync.push.tree import Target, UnplacedError, place
+
+
+def at(rel: str) -> PurePosixPath:
+    """``rel`` below the tree's project folder ``P``."""
+    return PurePosixPath(f"P/{rel}")
 
 
 @pytest.mark.parametrize(
@@ -30,28 +35,33 @@ from xnatsync.push.tree import NotPushedError, Target, UnplacedError, place
     ],
 )  # fmt: skip
 def test_each_level_reads_back(rel: str, expected: Target) -> None:
-    assert place(PurePosixPath(rel)) == expected
+    assert place(at(rel)) == expected
 
 
 def test_the_pull_journal_gives_scan_ids_with_a_dash() -> None:
     rel = "S1/E1/scans/7-b-T1w/resources/DICOM/files/1.dcm"
-    assert (place(PurePosixPath(rel)).scan, place(PurePosixPath(rel)).scan_type) == ("7", "b-T1w")
-    known = {rel: "7-b"}
-    assert (place(PurePosixPath(rel), known).scan, place(PurePosixPath(rel), known).scan_type) == (
+    assert (place(at(rel)).scan, place(at(rel)).scan_type) == ("7", "b-T1w")
+    known = {f"P/{rel}": (Level.SCAN, "7-b")}
+    assert (place(at(rel), known).scan, place(at(rel), known).scan_type) == (
         "7-b", "T1w"
     )  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "rel",
-    ["notes.txt", "S1/notes.txt", "S1/E1/scans/7-T1w/1.dcm", "S1/E1/other/x/resources/R/files/f",
-     "S1/E1/scans/-T1w/resources/R/files/f"],
+    ["notes.txt", "S1/notes.txt", "S1/E1/scans/7-T1w/1.dcm", "S1/E1/other/x/resources/R/files/f"],
 )  # fmt: skip
 def test_a_path_outside_the_layout_is_refused_naming_it(rel: str) -> None:
     with pytest.raises(UnplacedError, match=r"S1|notes"):
-        place(PurePosixPath(rel))
+        place(at(rel))
 
 
-def test_assessors_are_not_pushed_yet() -> None:
-    with pytest.raises(NotPushedError, match="assessors are not pushed yet"):
-        place(PurePosixPath("S1/E1/assessors/A1/resources/QC/files/r.txt"))
+@pytest.mark.parametrize(
+    ("folder", "level"), [("assessors", Level.ASSESSOR), ("reconstructions", Level.RECONSTRUCTION)]
+)
+def test_assessor_and_reconstruction_resources_name_their_owner_by_folder(
+    folder: str, level: Level
+) -> None:
+    target = place(at(f"S1/E1/{folder}/A-1/resources/QC/files/sub/r.txt"))
+    assert target == Target(level, "S1", "E1", "A-1", "", "QC", "sub/r.txt")
+    assert target.owner == (level, "S1", "E1", "A-1")

@@ -284,3 +284,140 @@ def _parse_segment(text: str, where: str) -> Segment:
 
 
 DEFAULT_LAYOUT = parse_layout()
+
+
+READ_ORDER = (Level.PROJECT, Level.SUBJECT, Level.EXPERIMENT, Level.ASSESSOR,
+              Level.RECONSTRUCTION, Level.SCAN)  # fmt: skip
+# what push needs of each level's path to find the owner by labels (IDs differ between servers)
+_READ_NEEDS: Mapping[Level, tuple[tuple[str, ...], ...]] = {
+    Level.PROJECT: (),
+    Level.SUBJECT: (("subject",),),
+    Level.EXPERIMENT: (("subject",), ("experiment",)),
+    Level.SCAN: (("subject",), ("experiment",), ("scan", "container")),
+    Level.ASSESSOR: (("subject",), ("experiment",), ("container",)),
+    Level.RECONSTRUCTION: (("subject",), ("experiment",), ("container",)),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """What a relative path says it was written from: its level and placeholder values."""
+
+    level: Level
+    values: Mapping[str, str]
+
+
+class Reader:
+    """A layout read backwards (push): which level and values a relative path was written from.
+
+    Rules, as documented for ``push --layout``:
+    * A path is read by the level whose template matches all of it. Where two levels' templates
+      match one path (a layout whose levels collapse to the same shape), ``read`` gives both
+      and the caller refuses the path: guessing would send a file to the wrong owner.
+    * Within a segment each placeholder takes the shortest text that lets the rest match, so
+      ``{scan}-{type}`` splits at the first ``-`` (a scan ID with a ``-`` needs the tree's
+      journal to come back right). ``{type}`` may be absent together with the literal before
+      it (pull strips the separator when a type is empty); ``{path}`` takes the rest.
+    * A placeholder used twice must have the same text both times; ``{level}`` is the level's
+      own name.
+    * ``{subject_id}`` and ``{experiment_id}`` are refused: IDs are the source server's, and a
+      push names owners by label. Each level must give the labels push needs (``_READ_NEEDS``).
+    """
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self._patterns: list[tuple[Level, re.Pattern[str]]] = []
+        for level in READ_ORDER:
+            segments = layout.templates[level]
+            names = {name for seg in segments for _, name in seg if name is not None}
+            where = f"--layout {layout.sources[level]!r} (level {level.value})"
+            ids = sorted(names & {"subject_id", "experiment_id"})
+            if ids:
+                raise UsageError(f"{where}: push names owners by label; {{{ids[0]}}} is the "
+                                 "source server's ID")  # fmt: skip
+            for group in _READ_NEEDS[level]:
+                if not set(group) & names:
+                    wanted = " or ".join(f"{{{name}}}" for name in group)
+                    raise UsageError(f"{where}: push needs {wanted} to find where files go")
+            for segment in segments:
+                alone = [n for _, n in segment if n is not None] == ["type"]
+                if alone and not "".join(lit for lit, _ in segment).strip(_STRIP):
+                    raise UsageError(
+                        f"{where}: {{type}} alone in a folder vanishes for a scan without a "
+                        "type, and push could not tell what follows from it; put it beside "
+                        "the ID (for example {scan}-{type})"
+                    )
+            self._patterns.append((level, _pattern(segments, level)))
+
+    @property
+    def rooted_in_project(self) -> bool:
+        """Every template starts with a ``{project}`` folder (pull's default does)."""
+        return all(self.layout.templates[level][0] == (("", "project"),) for level in READ_ORDER)
+
+    def read(self, rel: str) -> list[Placed]:
+        """Every level whose template matches the whole of ``rel``, in ``READ_ORDER``: none
+        (the path fits no level), one, or more (the path is ambiguous under this layout: its
+        levels write the same shape, and the caller must refuse it rather than guess)."""
+        out = []
+        for level, pattern in self._patterns:
+            match = pattern.fullmatch(rel)
+            if match is not None:
+                values = {k: v for k, v in match.groupdict().items() if v is not None}
+                out.append(Placed(level, values))
+        return out
+
+
+def _pattern(segments: tuple[Segment, ...], level: Level) -> re.Pattern[str]:
+    """The regular expression of what ``_render`` writes for ``level``: placeholders the level
+    lacks are empty, and a segment with an empty one loses its outer ``-_. `` (and is dropped
+    when nothing is left)."""
+    seen: set[str] = set()
+    parts: list[str] = []
+    for segment in segments:
+        pieces = [(lit, name if name is None or _defined(name, level) else None)
+                  for lit, name in segment]  # fmt: skip
+        if pieces != list(segment):  # some placeholder renders empty here: outer text goes
+            pieces = _stripped(pieces)
+            if not pieces:
+                continue
+        out: list[str] = []
+        for literal, name in pieces:
+            text = re.escape(literal)
+            if name is None:
+                out.append(text)
+            elif name == "path":
+                out.append(text + "(?P<path>.+)")
+            elif name == "level":
+                out.append(text + re.escape(level.value))
+            elif name in seen:
+                out.append(f"{text}(?P={name})")
+            elif name == "type":
+                seen.add(name)
+                out.append(f"(?:{text}(?P<type>[^/]+?))?")
+            else:
+                seen.add(name)
+                out.append(f"{text}(?P<{name}>[^/]+?)")
+        parts.append("".join(out))
+    return re.compile("/".join(parts))
+
+
+def _defined(name: str, level: Level) -> bool:
+    defined = _DEFINED.get(name)
+    return defined is None or level in defined
+
+
+def _stripped(pieces: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+    """``pieces`` without the ``-_. `` at the segment's two ends (``_render``'s strip); runs
+    of literal text are joined first, so the ends are whole."""
+    merged: list[tuple[str, str | None]] = []
+    for lit, name in pieces:
+        if merged and merged[-1][1] is None:
+            merged[-1] = (merged[-1][0] + lit, name)
+        else:
+            merged.append((lit, name))
+    if not merged:
+        return []
+    merged[0] = (merged[0][0].lstrip(_STRIP), merged[0][1])
+    if merged[-1][1] is None:
+        merged[-1] = (merged[-1][0].rstrip(_STRIP), None)
+    return [(lit, name) for lit, name in merged if lit or name is not None]

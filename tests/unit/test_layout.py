@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from tests.fakes import remote_file
 from xnatsync.errors import UnsafePathError, UsageError
+from xnatsync.layout import DEFAULT_LAYOUT, Reader, parse_layout, sanitize_type
 from xnatsync.localfs import resolve_under
 from xnatsync.model import Level, RemoteFile
 from xnatsync.paths import safe_relpath
-from xnatsync.pull.layout import DEFAULT_LAYOUT, parse_layout, sanitize_type
 
 
 def rf(level: Level = Level.SCAN, path: str = "a/1.dcm", **kw: object) -> RemoteFile:
@@ -254,3 +254,67 @@ def test_a_layout_without_project_is_for_one_project_only() -> None:
     assert not layout.per_project
     assert str(layout.relpath(rf())) == "sess1/scans/7-T1_MPRAGE/resources/DICOM/files/a/1.dcm"
     assert parse_layout().per_project
+
+
+# -- read back (push): a path written by a template gives back its level and labels ----------
+
+ROUND_TRIP_LAYOUTS = [
+    None,  # pull's default
+    "{subject}/{experiment}/{level}-{container}/{resource}/{path}",
+    "{experiment}_{subject}/{container}_{type}/{resource}/{path}",
+    "scan={project}/{subject}/{experiment}/S{scan}_{type}/{resource}/{path}",
+]
+MEMBERS = (Level.SCAN, Level.ASSESSOR, Level.RECONSTRUCTION)
+LABEL = st.text(alphabet="abcXYZ019-_", min_size=1, max_size=6).filter(
+    lambda s: s.strip("-_. ") == s
+)
+
+
+@pytest.mark.parametrize("spec", ROUND_TRIP_LAYOUTS)
+@given(
+    level=st.sampled_from(list(Level)),
+    subject=LABEL,
+    experiment=LABEL,
+    container=LABEL.filter(lambda s: "-" not in s and "_" not in s),
+    kind=st.sampled_from(["", "T1w", "dwi_64"]),
+    path=st.sampled_from(["a.txt", "sub/dir/b.dcm"]),
+)
+def test_what_a_layout_writes_reads_back(
+    spec: str | None, level: Level, subject: str, experiment: str, container: str, kind: str,
+    path: str,
+) -> None:  # fmt: skip
+    layout = parse_layout(spec, one_project=True) if spec else DEFAULT_LAYOUT
+    has = {lv: lv not in (Level.PROJECT, Level.SUBJECT) for lv in Level}
+    f = rf(
+        level, path, subject=subject if level is not Level.PROJECT else "",
+        subject_id="ID1" if level is not Level.PROJECT else "",
+        experiment=experiment if has[level] else "", experiment_id="ID2" if has[level] else "",
+        container=container if level in MEMBERS else "", container_type=kind,
+    )  # fmt: skip
+    found = Reader(layout).read(str(layout.relpath(f)))
+    # read back as written, or found ambiguous (then push refuses it): never read wrongly
+    assert level in [p.level for p in found]
+    if len(found) > 1:
+        assert spec == "{experiment}_{subject}/{container}_{type}/{resource}/{path}"
+        return
+    v = found[0].values
+    assert (v.get("subject", ""), v.get("experiment", "")) == (f.subject, f.experiment)
+    assert (v.get("scan") or v.get("container", ""), v["resource"], v["path"]) == (
+        f.container, f.resource, path,
+    )  # fmt: skip
+    if level is Level.SCAN and "{type}" in layout.sources[level]:
+        assert v.get("type", "") == kind
+
+
+@pytest.mark.parametrize(
+    ("spec", "problem"),
+    [
+        ("{project}/{subject_id}/{experiment}/{container}/{resource}/{path}", "subject_id"),
+        ("{project}/{experiment_id}/{resource}/{path}", "experiment_id"),
+        ("experiment={project}/{experiment}/{resource}/{path}", r"needs \{subject\}"),
+        ("scan={project}/{subject}/{experiment}/{scan}/{type}/{resource}/{path}", "vanishes"),
+    ],
+)
+def test_a_layout_push_cannot_read_back_is_refused(spec: str, problem: str) -> None:
+    with pytest.raises(UsageError, match=problem):
+        Reader(parse_layout(spec))
