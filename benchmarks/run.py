@@ -37,6 +37,7 @@ from pathlib import Path
 
 import aiohttp
 
+from benchmarks import bench_nightly
 from benchmarks.dicomsynth import SESSION_LABEL, SUBJECT_LABEL, write_studies
 from benchmarks.measure import Measurement, measure
 from benchmarks.reference import basic
@@ -513,6 +514,8 @@ def main() -> None:
         run_workload(w, args.pairs, not args.no_peers, scratch / "w", against, args.costs)
         for w in chosen
     ]
+    if not args.only or args.only in bench_nightly.NAME:  # its own emulator, in this process
+        results.append(bench_nightly.run(args.pairs, args.quick, scratch / "nightly"))
     shutil.rmtree(scratch, ignore_errors=True)
     text = table(results)
     if args.costs:

@@ -303,6 +303,35 @@ class Journal:
         rows are not rewritten, which keeps a no-op run's writes independent of file count)."""
         self._add("owner_seen", (run_id, project, owner))
 
+    # -- --changed-only: cut-offs and the owners the journal knows ---------------------------
+
+    def set_cutoff(
+        self, project: str, shape: str, stamp: str, full_at: float, done_at: float
+    ) -> None:
+        """Record a complete run's cut-off (``pull.changes.Cutoff``'s fields)."""
+        self._add("cutoff", (project, shape, stamp, full_at, done_at))
+
+    def cutoff(self, project: str) -> tuple[str, str, float, float] | None:
+        """(shape, stamp, full_at, done_at) of the project's last recorded cut-off, or None."""
+        self._flush_for_read()
+        sql = "SELECT shape, stamp, full_at, done_at FROM cutoffs WHERE project=?"
+        rows = list(self._query(sql, (project,)))
+        if not rows:
+            return None
+        shape, stamp, full_at, done_at = rows[0]
+        return str(shape), str(stamp), float(full_at), float(done_at)
+
+    def set_stamps(self, project: str, owner: str, stamps: str) -> None:
+        """The owner's server dates as listed when its fingerprint was (or is being) recorded:
+        written after ``set_fingerprint``, and gone with ``forget_fingerprint``."""
+        self._add("stamps", (stamps, project, owner))
+
+    def owner_stamps(self, project: str) -> dict[str, str]:
+        """Owner → the server dates recorded when it was last mirrored whole."""
+        self._flush_for_read()
+        sql = "SELECT owner, stamps FROM owners WHERE project=? AND stamps IS NOT NULL"
+        return {str(owner): str(stamps) for owner, stamps in self._query(sql, (project,))}
+
     def flush(self) -> None:
         """Commit the buffer in one transaction (consecutive same-kind writes as executemany)."""
         self._last_flush = self._monotonic()

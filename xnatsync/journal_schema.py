@@ -55,7 +55,27 @@ _V4_OWNER_SEEN = (
     "CREATE INDEX files_owner_scan ON files (project, owner, relpath, size, mtime_ns, state)"
 )
 
-MIGRATIONS: tuple[str, ...] = (_FILES_V1, _V2_RELPATH_INDEX, _V3_OWNERS, _V4_OWNER_SEEN)
+# --changed-only: each owner's server dates when it was last mirrored whole (beside its
+# fingerprint), and per project the last complete run's selection and layout, its newest server
+# date, and when (client clock) the last full listing and the last complete run ran
+_V5_CUTOFFS = """
+ALTER TABLE owners ADD COLUMN stamps TEXT;
+CREATE TABLE cutoffs (
+    project TEXT PRIMARY KEY,
+    shape TEXT NOT NULL,
+    stamp TEXT NOT NULL,
+    full_at REAL NOT NULL,
+    done_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _FILES_V1,
+    _V2_RELPATH_INDEX,
+    _V3_OWNERS,
+    _V4_OWNER_SEEN,
+    _V5_CUTOFFS,
+)
 """Ordered; migration i brings ``user_version`` from i to i + 1, in one transaction."""
 
 COLUMNS = "key, project, owner, relpath, size, mtime_ns, md5, remote_digest, state, attempts"
@@ -89,6 +109,12 @@ WRITES = {
         " ON CONFLICT (project, owner) DO UPDATE SET fingerprint=excluded.fingerprint"
     ),
     "forget_owner": "DELETE FROM owners WHERE project=? AND owner=?",
+    "stamps": "UPDATE owners SET stamps=? WHERE project=? AND owner=?",
+    "cutoff": (
+        "INSERT INTO cutoffs (project, shape, stamp, full_at, done_at) VALUES (?,?,?,?,?)"
+        " ON CONFLICT (project) DO UPDATE SET shape=excluded.shape, stamp=excluded.stamp,"
+        " full_at=excluded.full_at, done_at=excluded.done_at"
+    ),
 }
 
 

@@ -75,7 +75,7 @@ async def test_the_help_examples_run_as_written(emu: Emulator, tmp_path: Path) -
     (work / "sessions.csv").write_text("label\nDEMO01_MR1\n")
     examples = re.sub(r"\\\n\s*", "", PULL_EXAMPLE).splitlines()
     commands = [line.strip() for line in examples if line.strip().startswith("xnatsync ")]
-    assert len(commands) == 3
+    assert len(commands) == 5
     for command in commands:
         code, out = await bash(command.replace(PLACEHOLDER, emu.url), work, cli_env())
         assert code == 0, f"{command}\n{out}"

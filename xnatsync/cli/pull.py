@@ -31,17 +31,21 @@ from xnatsync.events import Reporter
 from xnatsync.layout import parse_layout
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.changes import DAY, DEFAULT_FULL_EVERY_DAYS, ChangedOnly
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.run import pull
 from xnatsync.pull.selection import Selection
 from xnatsync.retry import RetryPolicy
 from xnatsync.shards import Shard
 from xnatsync.xnat.routes import check_base_url
+from xnatsync.xnat.search import SearchSource, read_document
 
 PULL_EXAMPLE = """examples (each runs as written against 'xnatsync emulator --seed demo'):
   xnatsync pull https://xnat.example.org --project DEMO --dest mirror
   xnatsync pull https://xnat.example.org --project DEMO --experiment @sessions.csv:label \\
       --scan-type 'T1*' --resource DICOM --dest cohort --concurrency 16
+  xnatsync pull https://xnat.example.org --project DEMO --dest mirror --changed-only
+  xnatsync pull https://xnat.example.org --project DEMO --search DEMO_MR --dest cohort-mr
   xnatsync pull --config configs/nightly-mirror.toml
 """
 
@@ -87,8 +91,17 @@ def add_pull(sub: Any) -> None:
     sel.add_argument("--scan-type", action="append", help="scan type glob, e.g. 'T1*'")
     sel.add_argument("--resource", action="append", help="resource label, e.g. DICOM")
     sel.add_argument("--since", help="experiments inserted or modified on/after YYYY-MM-DD")
+    sel.add_argument(
+        "--search", action="append", metavar="ID",
+        help="experiments a stored search (/data/search/saved/ID) returns, run as you now",
+    )  # fmt: skip
+    sel.add_argument(
+        "--search-xml", action="append", metavar="FILE",
+        help="experiments an XNAT search document (an xdat:bundle, as XNAT saves one) returns",
+    )  # fmt: skip
     for level in ("assessors", "session-resources", "subject-resources", "project-resources"):
         sel.add_argument(f"--no-{level}", action="store_true", default=None, help=f"skip {level}")
+    add_nightly(p)
     out = p.add_argument_group("local tree")
     out.add_argument(
         "--layout",
@@ -152,6 +165,60 @@ def add_pull(sub: Any) -> None:
     )  # fmt: skip
     add_reporting(p)
     p.set_defaults(handler=run_pull)
+
+
+CHANGED_ONLY_HELP = (
+    "list in detail only the sessions and subjects whose server dates (insert_date, "
+    "last_modified; for image sessions also the newest workflow, which XNAT logs for every "
+    "file uploaded or removed through its API) differ from those the server gave when each "
+    "was last mirrored whole; the others are not looked at. Dates are compared as the server "
+    "writes them, never with this machine's clock. Assumes XNAT records a change in those "
+    "dates: it does not when files change on its disk behind its back, hence a full listing "
+    "every --full-every days. Applies after a run that completed without failures; another "
+    "selection or layout lists in full; a run with --delete always lists in full, so deletes "
+    "keep following the server"
+)
+
+
+def add_nightly(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("nightly runs")
+    group.add_argument("--changed-only", action="store_true", default=None, help=CHANGED_ONLY_HELP)
+    group.add_argument(
+        "--full-every", type=float, metavar="DAYS",
+        help=f"with --changed-only: list every session when the last full listing is this "
+        f"many days old (default: {DEFAULT_FULL_EVERY_DAYS:g}; 0: every run)",
+    )  # fmt: skip
+
+
+def changed_only_from(settings: dict[str, Any]) -> ChangedOnly | None:
+    days = settings.get("full_every")
+    if not settings.get("changed_only"):
+        if days is not None:
+            raise UsageError("--full-every applies only with --changed-only")
+        return None
+    if days is None:
+        days = DEFAULT_FULL_EVERY_DAYS
+    if days < 0:
+        raise UsageError(f"--full-every must be 0 or more days, not {days:g}")
+    return ChangedOnly(full_every=days * DAY)
+
+
+def searches_from(settings: dict[str, Any]) -> tuple[SearchSource, ...]:
+    """The searches to select by; each document file read and checked here, before any
+    request (a malformed one, or one not rooted at an experiment type, is a usage error)."""
+    sources = [SearchSource(search_id=i) for i in _strings(settings.get("search"))]
+    for path in _strings(settings.get("search_xml")):
+        try:
+            xml = Path(path).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--search-xml {path}: {exc.strerror or exc}") from exc
+        sources.append(SearchSource(document=read_document(xml, f"--search-xml {path}")))
+    return tuple(sources)
+
+
+def _strings(value: str | list[str] | None) -> list[str]:
+    """A setting the command line repeats and a config file may give once."""
+    return [value] if isinstance(value, str) else list(value or ())
 
 
 def add_shard_options(p: argparse.ArgumentParser) -> None:
@@ -299,6 +366,7 @@ def options_from(
     limits, timeouts, retry = limits_from(settings)
     delete_options(settings)
     selection = selection_from(settings)
+    searches = searches_from(settings)
     layout = settings.get("layout")
     journal = settings.get("journal")
     journal_dir = settings.get("journal_dir")
@@ -323,6 +391,8 @@ def options_from(
         fsync=bool(settings.get("fsync")),
         batch=None if settings.get("no_zip") else BatchPolicy(),
         adopt_by_size=bool(settings.get("adopt_by_size")),
+        changed_only=changed_only_from(settings),
+        searches=searches,
         limits=limits,
         timeouts=timeouts,
         retry=retry,

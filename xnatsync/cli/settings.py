@@ -37,6 +37,8 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "fsync": bool,
     "no_zip": bool,
     "adopt_by_size": bool,
+    "changed_only": bool,
+    "full_every": (int, float),
     "attempts": int,
     "read_timeout": (int, float),
     "connect_timeout": (int, float),
@@ -74,7 +76,7 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "stop_grace": (int, float),  # watch
 }
 _LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
-_ONE_OR_MORE = ("source",)  # a string or a list of strings (push takes one, import several)
+_ONE_OR_MORE = ("source", "search", "search_xml")  # a string or a list of strings
 
 
 def load_settings(path: str, command: str) -> dict[str, object]:

@@ -128,6 +128,11 @@ class Edits:
         self.projects.pop(project.id, None)
         self.dirty = True
 
+    def log_workflow(self, experiment: Experiment) -> None:
+        """A REST file upload or removal under `experiment` (its `workflow_date`)."""
+        experiment.workflow_date = now_stamp()
+        self.dirty = True
+
     def relabel(self, record: Subject | Experiment, label: str) -> None:
         """Give a subject or experiment a new label (`ValueError` if taken in its project)."""
         self.labels.relabel(record, label)

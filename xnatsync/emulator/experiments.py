@@ -140,7 +140,7 @@ def _recent(request: web.Request) -> web.Response:
     since = dt.datetime.now() - dt.timedelta(days=days)
     rows = []
     for exp in _scoped(request)[0]:
-        action = max(exp.insert_date, exp.last_modified)
+        action = max(exp.insert_date, exp.last_modified, exp.workflow_date)
         if action and action >= since.strftime("%Y-%m-%d %H:%M:%S"):
             rows.append(_recent_row(exp, action))
     rows.sort(key=lambda r: r["action_date"], reverse=True)
@@ -150,7 +150,7 @@ def _recent(request: web.Request) -> web.Response:
 def _recent_row(exp: Experiment, action: str) -> dict[str, str]:
     values = [exp.id, exp.label, exp.project, exp.date, "active", "", exp.xsi_type]
     values += [exp.xsi_type.split(":")[-1], exp.insert_date, exp.insert_date, exp.last_modified]
-    values += [action, "", action, exp.fields.get("scanner", "")]
+    values += [exp.workflow_date, "", action, exp.fields.get("scanner", "")]
     return dict(zip(_RECENT_COLUMNS, values, strict=True))
 
 

@@ -205,6 +205,8 @@ async def delete_file(request: web.Request) -> web.Response:
         doomed = [p for p in resource.files if p == relpath or p.startswith(relpath + "/")]
         store_of(request).remove_files(resource, doomed)
         removed += len(doomed)
+    if removed and ctx.experiment is not None:
+        store_of(request).log_workflow(ctx.experiment)
     if not removed:
         if flag(request, "accept-not-found"):
             return web.Response(status=204)

@@ -166,6 +166,9 @@ class Experiment(Shareable):
     shares: dict[str, str] = field(default_factory=dict)  # project shared into → label there
     assessors: dict[str, Assessor] = field(default_factory=dict)  # by accession ID
     reconstructions: dict[str, Reconstruction] = field(default_factory=dict)  # by ID
+    # the newest REST workflow on the session (a file uploaded or removed under it): XNAT
+    # logs one per such request and `recent=` reads them; the session's own dates stay put
+    workflow_date: str = ""
 
 
 @dataclass(slots=True)

@@ -209,7 +209,8 @@ async def _write_catalog(
 
 async def upload(request: web.Request) -> web.Response:
     """PUT/POST …/resources/{R}/files[/{path}]."""
-    owner = single_owner(resolve(request, write=True))
+    ctx = resolve(request, write=True)
+    owner = single_owner(ctx)
     store = store_of(request)
     relpath = file_path_param(request)
     key = request.match_info["resource"]  # a label, or the numeric id of an existing one
@@ -225,6 +226,8 @@ async def upload(request: web.Request) -> web.Response:
         await _write_catalog(request, owner, key, seen, bodies)
     resource = store.resource(owner, key) or store.ensure_resource(owner, key)[0]
     duplicates = [d for body in bodies for d in _store(request, store, resource, body)]
+    if ctx.experiment is not None:
+        store.log_workflow(ctx.experiment)
     if duplicates:
         return json_text({"duplicates": duplicates}, content_type="text/html")
     return plain("")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from xnatsync.layout import Layout, Memo
 from xnatsync.localfs import sizes_on_disk, unchanged_on_disk
 from xnatsync.model import FileState
 from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.changes import Since, newest, stamps_of
 from xnatsync.pull.deletes import build_delete_plan
 from xnatsync.pull.diff import Change, diff
 from xnatsync.pull.manifest import (
@@ -74,12 +75,16 @@ class Scope:
     batch: BatchPolicy | None
     listings: int
     adopt_by_size: bool = False
+    changed: Mapping[str, Since] = field(default_factory=dict)  # --changed-only, by project
+    track_stamps: bool = False  # keep each owner's server dates with its fingerprint
+    workflows: Mapping[str, str] = field(default_factory=dict)  # session → recent= workflow
 
 
 @dataclass
 class _Owed:
     fingerprint: str
     remaining: int
+    stamps: str = ""
     failed: bool = False
 
 
@@ -99,11 +104,19 @@ class Ledger:
         self._owed: dict[tuple[str, str], _Owed] = {}
 
     def expect(
-        self, project: str, owner: str, fingerprint: str, plan: Plan, *, departed: bool
+        self,
+        project: str,
+        owner: str,
+        fingerprint: str,
+        plan: Plan,
+        *,
+        departed: bool,
+        stamps: str = "",
     ) -> None:
-        """Record ``fingerprint`` once ``plan`` is carried out, unless the owner's journal
-        still holds files its listing no longer has (``departed``): the no-op fast path marks
-        every row of an owner seen, and would hide those from ``--delete`` for ever."""
+        """Record ``fingerprint`` (and the owner's server dates, ``stamps``) once ``plan`` is
+        carried out, unless the owner's journal still holds files its listing no longer has
+        (``departed``): the no-op fast path marks every row of an owner seen, and would hide
+        those from ``--delete`` for ever."""
         self.journal.forget_fingerprint(project, owner)
         if plan.errors or departed:
             return
@@ -113,9 +126,9 @@ class Ledger:
             *plan.moves,
         )
         if not actions:
-            self.journal.set_fingerprint(project, owner, fingerprint)
+            self._vouch(project, owner, fingerprint, stamps)
             return
-        self._owed[(project, owner)] = _Owed(fingerprint, len(actions))
+        self._owed[(project, owner)] = _Owed(fingerprint, len(actions), stamps)
         self._owner_of.update((a.remote.key, (project, owner)) for a in actions)
 
     def emit(self, event: Event) -> None:
@@ -130,7 +143,12 @@ class Ledger:
         if owed.remaining == 0:
             del self._owed[owner]
             if not owed.failed:
-                self.journal.set_fingerprint(*owner, owed.fingerprint)
+                self._vouch(*owner, owed.fingerprint, owed.stamps)
+
+    def _vouch(self, project: str, owner: str, fingerprint: str, stamps: str) -> None:
+        self.journal.set_fingerprint(project, owner, fingerprint)
+        if stamps:
+            self.journal.set_stamps(project, owner, stamps)
 
     def close(self) -> None:
         pass
@@ -155,6 +173,8 @@ class Planner:
     named: set[tuple[str, str]] = field(default_factory=set)  # selection names found
     scan_types_seen: set[str] = field(default_factory=set)  # --scan-type patterns that matched
     fast: int = 0  # owners that took the no-op fast path (their files were not looked at)
+    unchanged: dict[str, int] = field(default_factory=dict)  # --changed-only: owners not listed
+    newest: dict[str, str] = field(default_factory=dict)  # project → newest server date listed
     found: int = 0  # owners queued for listing so far
     done: int = 0  # owners listed (planned, fast-pathed or failed) so far
     shape: str = ""
@@ -162,6 +182,7 @@ class Planner:
     listed: set[tuple[str, str]] = field(default_factory=set)
     known: set[tuple[str, str]] = field(default_factory=set)
     kinds: set[tuple[str, str]] = field(default_factory=set)
+    stamps: dict[tuple[str, str], str] = field(default_factory=dict)  # owner → server dates
 
     async def run(self) -> None:
         send, recv = anyio.create_memory_object_stream[Owner](self.scope.listings * 2)
@@ -193,7 +214,7 @@ class Planner:
             for name in sorted(wanted):
                 if (what, name) not in self.named:
                     self.reporter.emit(NotFound(what, name))
-        if self.fast:
+        if self.fast or any(self.unchanged.values()):
             return  # the files of unchanged owners were not parsed: no verdict on filters
         for pattern in sorted(set(sel.scan_types) - self.scan_types_seen):
             self.reporter.emit(
@@ -207,6 +228,30 @@ class Planner:
         self.reporter.emit(ListingFailed(what, str(exc)))
 
     async def _discover(self, project: str, send: anyio.abc.ObjectSendStream[Owner]) -> None:
+        """List a project's experiments and (at the same time: both are project-level
+        listings, and a nightly run's cost is mostly these two) its subjects; queue owners."""
+        subjects: list[dict[str, str]] = []
+        failed: list[XnatSyncError] = []
+
+        async def list_subjects() -> None:
+            try:
+                subjects.extend(await self.lister.list_subjects(project))
+            except XnatSyncError as exc:
+                failed.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            if self.scope.selection.subject_resources:
+                tg.start_soon(list_subjects)
+            if not await self._discover_experiments(project, send):
+                return  # the project's own listing failed: its subjects do not matter
+        if failed:
+            self._listing_failed(f"subjects of {project}", failed[0])
+        elif self.scope.selection.subject_resources:
+            await self._discover_subjects(project, subjects, send)
+
+    async def _discover_experiments(
+        self, project: str, send: anyio.abc.ObjectSendStream[Owner]
+    ) -> bool:
         sel = self.scope.selection
         try:
             experiments = await self.lister.list_experiments(project)
@@ -215,34 +260,41 @@ class Planner:
             # the end, once the other projects are pulled; no deletes on an incomplete run
             self.missing.append(project)
             self.complete = False
-            return
+            return False
         except XnatSyncError as exc:
             self._listing_failed(f"experiments of {project}", exc)
-            return
+            return False
         if sel.project_resources:
             await self._queue(send, Owner(project, "", ""))
         self.kinds.add((project, "experiment"))
         self.known.update((project, e.id) for e in experiments)
+        self.newest[project] = newest(
+            d for e in experiments for d in (e.insert_date, e.last_modified)
+        )
         for exp in experiments:
             subject_names, experiment_names = sel.names_in(exp)
             self.named.update(("subject", n) for n in subject_names)
             self.named.update(("experiment", n) for n in experiment_names)
             if sel.wants_experiment(exp):
-                await self._queue(send, Owner(project, exp.id, exp.label, exp))
-        if not sel.subject_resources:
-            return
-        try:
-            subjects = await self.lister.list_subjects(project)
-        except XnatSyncError as exc:
-            self._listing_failed(f"subjects of {project}", exc)
-            return
+                workflow = self.scope.workflows.get(exp.id, "")
+                dates = stamps_of(exp.insert_date, exp.last_modified, workflow)
+                await self._queue_changed(send, Owner(project, exp.id, exp.label, exp), dates)
+        return True
+
+    async def _discover_subjects(
+        self, project: str, subjects: list[dict[str, str]], send: anyio.abc.ObjectSendStream[Owner]
+    ) -> None:
+        sel = self.scope.selection
         self.kinds.add((project, "subject"))
+        on_rows = (row.get(k, "") for row in subjects for k in ("insert_date", "last_modified"))
+        self.newest[project] = newest([self.newest.get(project, ""), *on_rows])
         for row in subjects:
             sid, label = row.get("ID", ""), row.get("label", "")
             self.known.add((project, sid))
             self.named.update(("subject", n) for n in {sid, label} & sel.subjects)
             if sid and sel.wants_subject(sid, label):
-                await self._queue(send, Owner(project, sid, label))
+                dates = stamps_of(row.get("insert_date", ""), row.get("last_modified", ""))
+                await self._queue_changed(send, Owner(project, sid, label), dates)
 
     async def _lister(self, recv: anyio.abc.ObjectReceiveStream[Owner]) -> None:
         async with recv:
@@ -250,6 +302,19 @@ class Planner:
                 await self._plan_owner(owner)
                 self.done += 1
                 self.reporter.emit(ListingProgress(self.found, self.done, complete=False))
+
+    async def _queue_changed(
+        self, send: anyio.abc.ObjectSendStream[Owner], owner: Owner, stamps: str
+    ) -> None:
+        """Queue an experiment or subject, unless ``--changed-only`` finds its dates as kept."""
+        since = self.scope.changed.get(owner.project)
+        stamps = since.settle(owner.id, stamps) if since is not None else stamps
+        if since is not None and not since.wants(owner.id, stamps):
+            self.unchanged[owner.project] = self.unchanged.get(owner.project, 0) + 1
+            return
+        if self.scope.track_stamps:
+            self.stamps[(owner.project, owner.id)] = stamps
+        await self._queue(send, owner)
 
     async def _queue(self, send: anyio.abc.ObjectSendStream[Owner], owner: Owner) -> None:
         self.found += 1
@@ -285,7 +350,10 @@ class Planner:
         if self.ledger is not None:
             listed = set(keys)
             departed = any(f.state is FileState.DONE and f.key not in listed for f in local)
-            self.ledger.expect(owner.project, owner.id, fingerprint, plan, departed=departed)
+            stamps = self.stamps.get((owner.project, owner.id), "")
+            self.ledger.expect(
+                owner.project, owner.id, fingerprint, plan, departed=departed, stamps=stamps
+            )
         self._planned(owner, plan.summary())
         await self.submit(owner, plan)
 
@@ -339,6 +407,9 @@ class Planner:
         if not same:
             return False
         journal.mark_owner_seen(owner.project, owner.id, self.ledger.run_id)
+        stamps = self.stamps.get((owner.project, owner.id))
+        if stamps:
+            journal.set_stamps(owner.project, owner.id, stamps)
         self.fast += 1
         self._planned(owner, PlanSummary(skips=len(rows)))
         return True

@@ -7,6 +7,8 @@ the environment. Nothing here reads a file or the environment.
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from xnatsync.layout import Layout, parse_layout
 from xnatsync.limits import Limits, Timeouts
 from xnatsync.lock import LOCK_FILE
 from xnatsync.pull.batching import BatchPolicy
+from xnatsync.pull.changes import ChangedOnly
 from xnatsync.pull.listing import Scope
 from xnatsync.pull.plan import PlanOptions
 from xnatsync.pull.selection import Selection
@@ -23,6 +26,7 @@ from xnatsync.retry import RetryPolicy
 from xnatsync.shards import Shard
 from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.routes import check_base_url
+from xnatsync.xnat.search import SearchSource
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class PullOptions:
     advised), or None for the system's trust store. A file already at its place with the
     listed size is adopted when its MD5 is the listed digest; with ``adopt_by_size`` also
     where the server lists no digest (size alone proves little: off by default).
+    ``changed_only`` lists in detail only sessions whose server dates moved since the last
+    complete run (``pull.changes``); a run with ``delete`` always lists in full.
 
     ``shard`` takes one shard of the selection (``xnatsync.shards``); its journal is
     ``journal.shard-K-of-N.h1.db`` in ``journal_dir`` (default ``DEST/.xnatsync``), its lock
@@ -61,6 +67,9 @@ class PullOptions:
     retry: RetryPolicy = RetryPolicy()
     ssl: ssl.SSLContext | bool | None = None
     adopt_by_size: bool = False
+    changed_only: ChangedOnly | None = None  # list only sessions changed since the last run
+    searches: tuple[SearchSource, ...] = ()  # experiments only of these server searches
+    clock: Callable[[], float] = field(default=time.time, repr=False)  # wall clock (--full-every)
     shard: Shard | None = None
     journal_dir: Path | None = None
     delete_only: bool = False

@@ -16,6 +16,7 @@ fetched again, and an unsharded ``--delete-only`` run sees what every shard down
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -34,8 +35,10 @@ from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor
 from xnatsync.pull.listing import Ledger, Planner
 from xnatsync.pull.manifest import LocalState, NoJournal, Owner
+from xnatsync.pull.nightly import Nightly
 from xnatsync.pull.options import PullOptions
 from xnatsync.pull.plan import Action, Plan
+from xnatsync.pull.searches import searched
 from xnatsync.report import Summary
 from xnatsync.scheduler import Attempts, Scheduler, Throttle
 from xnatsync.shards import shard_named
@@ -72,6 +75,7 @@ async def pull(
     # Log in before touching DEST: a run that cannot reach the server, or is refused, leaves
     # the destination as it found it (no folder, no lock, no journal).
     async with client:
+        options = await searched(client, options, reporter)  # a bad search changes nothing
         try:
             options.dest.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -98,7 +102,9 @@ async def _run_recorded(
     command = f"pull {options.url} {' '.join(options.projects)}{what}"
     try:
         with recorded_run(journal, command, counts) as run_id:
-            await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps)
+            done = await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps)
+            if done.nightly is not None and counts.ok:
+                done.nightly.record(journal, done.planner, reporter)
     finally:
         temps.close()
 
@@ -208,7 +214,7 @@ async def _sync(
     journal: Journal,
     run_id: int,
     temps: TempNames,
-) -> None:
+) -> _Synced:
     ledger = Ledger(journal, run_id)
     reporter = Fanout(reporter, ledger)
     throttle = Throttle(options.limits.transfers)
@@ -225,8 +231,15 @@ async def _sync(
             executor.record(plan.errors)
             await scheduler.submit(plan.actions())
 
+        scope, nightly = options.scope(), None
+        if options.changed_only is not None:
+            nightly, scope = Nightly.plan(
+                options.changed_only, scope, journal, reporter,
+                now=options.clock(), delete=options.delete,
+            )  # fmt: skip
+            scope = await nightly.with_workflows(client, scope, reporter)
         planner = Planner(
-            scope=options.scope(), lister=client, state=journal, reporter=reporter,
+            scope=scope, lister=client, state=journal, reporter=reporter,
             submit=submit, ledger=ledger,
         )  # fmt: skip
         try:
@@ -239,6 +252,15 @@ async def _sync(
         executor.record(deletes.errors)
         await scheduler.submit(deletes.actions())
     _check_projects(options, planner.missing)
+    return _Synced(planner, nightly if planner.complete else None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Synced:
+    """A finished listing stage, and what ``--changed-only`` records if the run succeeded."""
+
+    planner: Planner
+    nightly: Nightly | None
 
 
 async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient) -> None:
@@ -259,6 +281,7 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
 
     try:
         async with client:
+            options = await searched(client, options, reporter)
             planner = Planner(
                 scope=options.scope(), lister=client, state=state, reporter=reporter, submit=show
             )

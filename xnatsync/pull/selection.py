@@ -27,6 +27,7 @@ class Selection:
     session_resources: bool = True
     subject_resources: bool = True
     project_resources: bool = True
+    search_ids: frozenset[str] | None = None  # accession IDs a server search returned
     shard: Shard | None = None  # only the owners of this shard (see ``in_shard``)
 
     def in_shard(self, shard: Shard | None) -> Selection:
@@ -43,6 +44,8 @@ class Selection:
         if self.subjects and not {exp.subject_id, exp.subject_label} & self.subjects:
             return False
         if self.experiments and not {exp.id, exp.label} & self.experiments:
+            return False
+        if self.search_ids is not None and exp.id not in self.search_ids:
             return False
         if self.xsi_types and exp.xsi_type.lower() not in {t.lower() for t in self.xsi_types}:
             return False

@@ -21,13 +21,16 @@ aiohttp exceptions are converted in one place, the client.
 from __future__ import annotations
 
 import base64
+import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
-from xnatsync.errors import AuthError, XnatSyncError
+from xnatsync.errors import AuthError, BadResponseError, XnatSyncError
 
 COOKIE_NAME = "JSESSIONID"
 # Tomcat ids are hex, maybe with a ".jvmRoute" suffix; accept any cookie-safe token.
@@ -132,3 +135,57 @@ class Authenticator:
         """Raise the remembered fatal ``AuthError``, if any."""
         if self._failure is not None:
             raise AuthError(str(self._failure))
+
+
+# -- alias tokens (xnat-api §2.3): renewed through the live session before they expire ------
+
+
+def looks_like_alias(username: str) -> bool:
+    """Whether a user name is an alias token's (XNAT 1.7+ aliases are UUIDs)."""
+    try:
+        uuid.UUID(username)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class IssuedToken:
+    """A token ``/data/services/tokens/issue`` answered: its alias and secret, and its
+    lifetime in seconds (expiry minus issue time, both the server's; None if not given)."""
+
+    alias: str
+    secret: str
+    lifetime: float | None
+
+    def __repr__(self) -> str:
+        return f"IssuedToken(alias={self.alias!r}, secret='***', lifetime={self.lifetime!r})"
+
+
+def issued_token(body: bytes) -> IssuedToken:
+    """The serialised ``AliasToken`` entity; ``BadResponseError`` that never quotes the body
+    (it holds a secret)."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        doc = None
+    alias = doc.get("alias") if isinstance(doc, dict) else None
+    secret = doc.get("secret") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(alias, str) or not isinstance(secret, str):
+        raise BadResponseError("the token service answered something other than a token")
+    expires = _number(doc.get("estimatedExpirationTime"))
+    issued = _number(doc.get("created"))
+    issued = issued if issued is not None else _number(doc.get("timestamp"))
+    lifetime = (expires - issued) / 1000 if expires is not None and issued is not None else None
+    return IssuedToken(alias, secret, lifetime if lifetime is None or lifetime > 0 else None)
+
+
+def _number(value: Any) -> float | None:
+    """Epoch milliseconds as XNAT serialises them (a number, sometimes a numeric string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return float(value)
+    return None

@@ -14,10 +14,15 @@ Invariants:
   (``listing_limiter``); the limiter is held per attempt, not across the backoff pause.
 * Downloads are not retried here (a body can fail midway; the transfer layer retries the file).
 * No total timeout: ``sock_connect`` and ``sock_read`` (read stall) bound each step instead.
+* Logged in with an alias token (a UUID user name), the client takes a fresh token through the
+  live session at login and again after half of each token's lifetime (the server's setting),
+  before any request that finds it due, so re-logins never use an expired one; tokens it issued
+  are invalidated once replaced and at exit, the user's own is left alone (``_TokenKeeper``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,6 +41,7 @@ from yarl import URL
 from xnatsync.errors import (
     AuthError,
     BadResponseError,
+    NotFoundError,
     PermissionDeniedError,
     RemoteError,
     TransientRemoteError,
@@ -50,7 +56,13 @@ from xnatsync.retry import RetryPolicy
 from xnatsync.retrying import retrying
 from xnatsync.version import __version__
 from xnatsync.xnat import parse, routes
-from xnatsync.xnat.auth import Authenticator, Credentials, session_id_from_login
+from xnatsync.xnat.auth import (
+    Authenticator,
+    Credentials,
+    issued_token,
+    looks_like_alias,
+    session_id_from_login,
+)
 from xnatsync.xnat.http import (
     Body,
     OwnerListing,
@@ -66,6 +78,8 @@ DEFAULT_TIMEOUTS = Timeouts()
 DEFAULT_RETRY = RetryPolicy()
 ERROR_SNIPPET_BYTES = 2048
 NOT_XNAT = frozenset({400, 404, 405, 501})  # what a login POST to /data/JSESSION gets elsewhere
+RENEW_AFTER = 0.5  # of a token's lifetime
+RENEW_UNKNOWN = 3600.0  # seconds between renewals when the server does not say a lifetime
 
 T = TypeVar("T")
 Request = tuple[Mapping[str, str], Any]  # headers and an aiohttp payload, made per send
@@ -103,6 +117,9 @@ class XnatClient:
         self._bandwidth = bandwidth_pacer(limits.bandwidth, clock=clock, sleep=sleep)
         self._auth = Authenticator(self._login)
         self._http: aiohttp.ClientSession | None = None
+        self._token_due: float | None = None  # clock() when the alias token is renewed next
+        self._token_lock = anyio.Lock()
+        self._issued: str | None = None  # alias of the token this client issued and uses
 
     def __repr__(self) -> str:
         return f"XnatClient({self.base_url!r}, {self._credentials!r})"
@@ -124,6 +141,8 @@ class XnatClient:
         )
         try:
             await self._auth.login()
+            if looks_like_alias(self._credentials.username):
+                await self._renew_token()
         except (TransportError, TransientRemoteError) as exc:
             await self._close()
             raise UnreachableError(
@@ -202,6 +221,8 @@ class XnatClient:
         page, XNAT's other way of saying the session is gone) re-login once and resend. A
         request body comes from ``body``, called afresh for each send."""
         self._auth.check()
+        if self._token_due is not None and self._clock() >= self._token_due:
+            await self._renew_token()
         reauthenticated = False
         while True:
             generation = self._auth.generation
@@ -297,12 +318,58 @@ class XnatClient:
         log.info("logged in to %s as %r", self.base_url, self._credentials.username)
         return session_id
 
+    async def _renew_token(self) -> None:
+        """Take a fresh alias token through the live session (single-flight); re-logins use it
+        from now on. A failure is logged, not raised: the token in hand still works until it
+        expires, and the next request that finds the renewal due tries again."""
+        async with self._token_lock:
+            if self._token_due is not None and self._clock() < self._token_due:
+                return  # another task renewed it while this one waited
+            self._token_due = None  # the requests below must not renew again
+            retry_in = RENEW_UNKNOWN
+            try:
+                body = await self._read("GET", self._url(*routes.issue_token()))
+                token = issued_token(body)
+            except (PermissionDeniedError, NotFoundError) as exc:
+                log.warning(
+                    "this server does not renew alias tokens (%s): the run keeps the one it "
+                    "was given, which expires at the server's set time", exc,
+                )  # fmt: skip
+                return
+            except XnatSyncError as exc:
+                if exc.fatal:
+                    raise
+                log.warning("could not renew the alias token (%s); trying again later", exc)
+            else:
+                replaced, self._issued = self._issued, token.alias
+                self._credentials = Credentials(token.alias, token.secret)
+                if token.lifetime is not None:
+                    retry_in = token.lifetime * RENEW_AFTER
+                log.info("alias token renewed (lifetime %s s)", token.lifetime)
+                if replaced is not None:
+                    await self._invalidate(replaced)
+            self._token_due = self._clock() + retry_in
+
+    async def _invalidate(self, alias: str) -> None:
+        """Disable a token this client issued (best effort: it expires anyway)."""
+        try:
+            await self._read("GET", self._url(*routes.invalidate_token(alias)))
+        except XnatSyncError as exc:
+            log.warning("could not invalidate an alias token this run issued: %s", exc)
+            if exc.fatal:
+                raise
+
     async def _logout(self) -> None:
         """Best effort: a failed logout is logged, never raised over the run's own outcome."""
         if self._http is None or self._auth.session_id is None:
             return
         url = self._url(routes.SESSION)
         with anyio.move_on_after(self._timeouts.connect, shield=True):
+            if self._issued is not None:
+                self._token_due = None
+                issued, self._issued = self._issued, None
+                with contextlib.suppress(XnatSyncError):  # logged by _invalidate
+                    await self._invalidate(issued)
             try:
                 response = await self._send("DELETE", url, headers=self._auth.cookie())
                 response.release()
@@ -355,6 +422,30 @@ class XnatClient:
         return parse.experiments_from_rows(
             project, await self.list_rows(routes.experiments(project))
         )
+
+    async def recent_experiments(self, days: int, limit: int) -> list[dict[str, str]]:
+        """The rows of ``/data/experiments?recent=`` (lower-case columns, site-wide)."""
+        return await self.list_rows(routes.recent_experiments(days, limit))
+
+    async def saved_search(self, search_id: str) -> bytes:
+        """A stored search's XML document (``NotFoundError`` if there is none by that ID, or
+        the user may not see it)."""
+        url = self._url(*routes.saved_search(search_id))
+        return await self._get_listing(url, lambda body: body)
+
+    async def search(self, document: bytes) -> list[dict[str, str]]:
+        """The result rows of a search document (a read: retried like a listing)."""
+        url = self._url(*routes.search())
+
+        def body() -> Request:
+            return {"Content-Type": "text/xml"}, document
+
+        async def attempt() -> list[dict[str, str]]:
+            async with self.listing_limiter:
+                answer = await self._read("POST", url, body)
+            return parse.parse_result_set(answer, url=str(url))
+
+        return await self._retrying(url, attempt)
 
     async def _owner_listing(
         self,

@@ -25,6 +25,7 @@ from xnatsync.errors import UsageError, redact
 EXPERIMENT_COLUMNS = (
     "ID,label,project,subject_ID,subject_label,xsiType,date,insert_date,last_modified"
 )
+SUBJECT_COLUMNS = "ID,label,project,insert_date,last_modified"
 SESSION = "/data/JSESSION"
 
 # RFC 3986 pchar minus "+" (see the module docstring); "/" is handled by the callers.
@@ -94,7 +95,8 @@ def writable_projects() -> Route:
 
 
 def subjects(project: str) -> Route:
-    return Route(f"/data/projects/{segment(project)}/subjects", _json())
+    """A project's subjects with their dates (``last_modified`` is not a default column)."""
+    return Route(f"/data/projects/{segment(project)}/subjects", _json(columns=SUBJECT_COLUMNS))
 
 
 def experiments(project: str) -> Route:
@@ -102,6 +104,11 @@ def experiments(project: str) -> Route:
     return Route(
         f"/data/projects/{segment(project)}/experiments", _json(columns=EXPERIMENT_COLUMNS)
     )
+
+
+def recent_experiments(days: int, limit: int) -> Route:
+    """Image sessions whose dates or workflows fall in the last ``days`` (xnat-api §3.3.2)."""
+    return Route("/data/experiments", _json(recent=str(days), limit=str(limit)))
 
 
 def experiment_resources(experiment_id: str) -> Route:
@@ -132,6 +139,26 @@ def subject_resources(project: str, subject_id: str) -> Route:
 
 def subject_files(project: str, subject_id: str) -> Route:
     return Route(f"{_subject_base(project, subject_id)}/files", _json())
+
+
+def saved_search(search_id: str) -> Route:
+    """A stored search's ``xdat:bundle`` document (xnat-api §6.1)."""
+    return Route(f"/data/search/saved/{segment(search_id)}", {"format": "xml"})
+
+
+def search() -> Route:
+    """Run a search document (POSTed as ``text/xml``)."""
+    return Route("/data/search", _json())
+
+
+def issue_token() -> Route:
+    """A new alias token for the session's user (xnat-api §2.3)."""
+    return Route("/data/services/tokens/issue", {})
+
+
+def invalidate_token(alias: str) -> Route:
+    """Disable a token by its alias (the secret never travels in a URL)."""
+    return Route(f"/data/services/tokens/invalidate/{segment(alias)}", {})
 
 
 def file_uri(resource_base: str, path: str) -> str:

@@ -8,8 +8,14 @@ import pickle
 import anyio
 import pytest
 
-from xnatsync.errors import AuthError, TransientRemoteError
-from xnatsync.xnat.auth import Authenticator, Credentials, session_id_from_login
+from xnatsync.errors import AuthError, BadResponseError, TransientRemoteError
+from xnatsync.xnat.auth import (
+    Authenticator,
+    Credentials,
+    issued_token,
+    looks_like_alias,
+    session_id_from_login,
+)
 
 SENTINEL = "s3ntinel-PASSWORD"
 
@@ -145,3 +151,24 @@ def test_basic_authorization_is_utf8_and_refuses_a_colon_in_the_user() -> None:
     assert base64.b64decode(header[6:]).decode() == "jürgen:pa:ss wörd"
     with pytest.raises(AuthError, match="contains ':'"):
         Credentials("a:b", "pw").authorization()
+
+
+def test_an_issued_token_is_read_without_ever_quoting_its_secret() -> None:
+    body = (
+        b'{"alias": "8d3e7a52-8c38-4c66-9d3c-2f4a4f0c7a11", "secret": "s3cr3tVALUE",'
+        b' "estimatedExpirationTime": 1700000172800000, "created": 1700000000000000,'
+        b' "xdatUserId": "user"}'
+    )
+    token = issued_token(body)
+    assert token.alias == "8d3e7a52-8c38-4c66-9d3c-2f4a4f0c7a11"
+    assert token.secret == "s3cr3tVALUE"
+    assert token.lifetime == 172800.0
+    assert "s3cr3tVALUE" not in repr(token)
+    assert looks_like_alias(token.alias)
+    assert not looks_like_alias("admin")
+    no_created = b'{"alias": "a", "secret": "b", "estimatedExpirationTime": 5, "timestamp": "1"}'
+    assert issued_token(no_created).lifetime == 0.004
+    assert issued_token(b'{"alias": "a", "secret": "b"}').lifetime is None
+    with pytest.raises(BadResponseError) as caught:
+        issued_token(b'{"alias": "a", "secret": 7, "note": "s3cr3tVALUE"}')
+    assert "s3cr3tVALUE" not in str(caught.value)
