@@ -326,6 +326,25 @@ class Journal:
         written after ``set_fingerprint``, and gone with ``forget_fingerprint``."""
         self._add("stamps", (stamps, project, owner))
 
+    def session_types(self, project: str | None = None) -> dict[str, str]:
+        """Session label → XNAT type, as the server listed them when they were pulled (of
+        ``project``, or of every project: a label two projects type differently is left out)."""
+        self._flush_for_read()
+        if project is not None:
+            sql = "SELECT label, xsi_type FROM session_types WHERE project=?"
+            return {str(label): str(kind) for label, kind in self._query(sql, (project,))}
+        sql = ("SELECT label, min(xsi_type) FROM session_types GROUP BY label"
+               " HAVING count(DISTINCT xsi_type) = 1")  # fmt: skip
+        return {str(label): str(kind) for label, kind in self._query(sql)}
+
+    def set_session_types(self, project: str, types: Mapping[str, str]) -> None:
+        """Record the sessions' types whose record is missing or differs (a no-op run writes
+        nothing)."""
+        known = self.session_types(project)
+        for label, kind in sorted(types.items()):
+            if kind and known.get(label) != kind:
+                self._add("session_type", (project, label, kind))
+
     def owner_stamps(self, project: str) -> dict[str, str]:
         """Owner → the server dates recorded when it was last mirrored whole."""
         self._flush_for_read()

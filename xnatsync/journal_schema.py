@@ -69,12 +69,24 @@ CREATE TABLE cutoffs (
 ) WITHOUT ROWID
 """
 
+# each pulled session's XNAT type by label, so that a push of the tree creates the sessions it
+# lacks with their own type (``--xsi-type`` only where the tree does not say)
+_V6_SESSION_TYPES = """
+CREATE TABLE session_types (
+    project TEXT NOT NULL,
+    label TEXT NOT NULL,
+    xsi_type TEXT NOT NULL,
+    PRIMARY KEY (project, label)
+) WITHOUT ROWID
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     _FILES_V1,
     _V2_RELPATH_INDEX,
     _V3_OWNERS,
     _V4_OWNER_SEEN,
     _V5_CUTOFFS,
+    _V6_SESSION_TYPES,
 )
 """Ordered; migration i brings ``user_version`` from i to i + 1, in one transaction."""
 
@@ -110,6 +122,10 @@ WRITES = {
     ),
     "forget_owner": "DELETE FROM owners WHERE project=? AND owner=?",
     "stamps": "UPDATE owners SET stamps=? WHERE project=? AND owner=?",
+    "session_type": (
+        "INSERT INTO session_types (project, label, xsi_type) VALUES (?,?,?)"
+        " ON CONFLICT (project, label) DO UPDATE SET xsi_type=excluded.xsi_type"
+    ),
     "cutoff": (
         "INSERT INTO cutoffs (project, shape, stamp, full_at, done_at) VALUES (?,?,?,?,?)"
         " ON CONFLICT (project) DO UPDATE SET shape=excluded.shape, stamp=excluded.stamp,"

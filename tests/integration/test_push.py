@@ -464,3 +464,28 @@ async def test_a_read_error_mid_upload_fails_that_file_and_the_rest_go_on(
     with sqlite3.connect(tmp_path / "src" / ".xnatsync" / "push.db") as db:
         states = dict(db.execute("SELECT relpath, state FROM files").fetchall())
     assert sorted(states.values()) == ["done", "done", "failed"]
+
+
+async def test_sessions_are_created_with_the_pulled_tree_s_own_types(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    await pull_without_assessors(emu, tmp_path)  # DEMO has MR sessions and a CT one
+    await make_project(emu, "COPY")
+    assert (await push(push_options(emu, tmp_path))).ok
+    rows = await server_json(emu, "/data/projects/COPY/experiments?format=json")
+    types = {r["label"]: r["xsiType"] for r in rows}
+    assert types == {
+        "DEMO01_MR1": "xnat:mrSessionData", "DEMO01_MR2": "xnat:mrSessionData",
+        "DEMO02_MR1": "xnat:mrSessionData", "DEMO03_CT1": "xnat:ctSessionData",
+    }  # fmt: skip
+    scans = await server_json(
+        emu, "/data/projects/COPY/subjects/DEMO03/experiments/DEMO03_CT1/scans?format=json"
+    )
+    assert {r["xsiType"] for r in scans} == {"xnat:ctScanData"}
+    # a tree without its pull journal says nothing of types: --xsi-type decides
+    for journal in (tmp_path / ".xnatsync").glob("journal.db*"):
+        journal.unlink()
+    await make_project(emu, "COPY2")
+    assert (await push(push_options(emu, tmp_path, project="COPY2"))).ok
+    rows = await server_json(emu, "/data/projects/COPY2/experiments?format=json")
+    assert {r["xsiType"] for r in rows} == {"xnat:mrSessionData"}

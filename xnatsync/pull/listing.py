@@ -271,6 +271,9 @@ class Planner:
         self.newest[project] = newest(
             d for e in experiments for d in (e.insert_date, e.last_modified)
         )
+        if self.ledger is not None:  # for a push of the tree: the sessions' own types
+            wanted = {e.label: e.xsi_type for e in experiments if sel.wants_experiment(e)}
+            self.ledger.journal.set_session_types(project, wanted)
         for exp in experiments:
             subject_names, experiment_names = sel.names_in(exp)
             self.named.update(("subject", n) for n in subject_names)

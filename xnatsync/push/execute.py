@@ -71,6 +71,7 @@ class Uploader:
     reporter: Reporter
     attempts: Attempts
     existing: set[Owner] = field(default_factory=set)  # owners the server listed
+    session_types: dict[str, str] = field(default_factory=dict)  # label → type, from pull
     disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
     known_dirs: set[str] = field(default_factory=set)  # folders checked: no symlink (one lstat)
     _locks: dict[Owner, anyio.Lock] = field(default_factory=dict)
@@ -118,12 +119,18 @@ class Uploader:
             await self._ensure((Level.SUBJECT, t.subject, "", ""),
                                routes.subject(self.project, t.subject))  # fmt: skip
         elif t.level in (Level.EXPERIMENT, Level.SCAN):
-            route = routes.session(self.project, t.subject, t.session, self.session_type)
+            kind = self.type_of(t.session)
+            route = routes.session(self.project, t.subject, t.session, kind)
             await self._ensure((Level.EXPERIMENT, t.subject, t.session, ""), route)
         if t.level is Level.SCAN:
-            scan_type = self.session_type.replace("SessionData", "ScanData")
+            scan_type = self.type_of(t.session).replace("SessionData", "ScanData")
             route = routes.scan(self.project, t.subject, t.session, t.scan, scan_type, t.scan_type)
             await self._ensure(t.owner, route)
+
+    def type_of(self, session: str) -> str:
+        """The type to create a session as: the pulled tree's own, else ``--xsi-type``."""
+        kind = self.session_types.get(session, "")
+        return kind if kind.endswith("SessionData") else self.session_type
 
     async def _ensure(self, owner: Owner, route: routes.Route) -> None:
         """PUT ``route`` once per run, one caller at a time per owner."""

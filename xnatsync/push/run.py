@@ -240,19 +240,35 @@ def _walk(root: Path) -> list[tuple[str, int, int, bool]]:
 
 
 def _pull_known(source: Path) -> dict[str, Known]:
-    """What the tree's pull journal knows of each path (relative to the tree's root): the
-    file's level and container (scan, assessor or reconstruction) ID."""
-    path = source / PULL_JOURNAL
-    if not path.exists():
-        return {}
+    """What the tree's pull journals (the unsharded one and any shard's) know of each path
+    (relative to the tree's root): the file's level and container (scan, assessor or
+    reconstruction) ID."""
     levels = {level.value: level for level in Level}
     known: dict[str, Known] = {}
-    with Journal.open(path, readonly=True) as journal:
-        for entry in journal.iter_done():
-            parts = entry.key.split("/", 5)
-            if len(parts) == 6 and parts[2] in levels:
-                known[entry.relpath] = (levels[parts[2]], parts[3])
+    for path in pull_journals(source):
+        with Journal.open(path, readonly=True) as journal:
+            for entry in journal.iter_done():
+                parts = entry.key.split("/", 5)
+                if len(parts) == 6 and parts[2] in levels:
+                    known[entry.relpath] = (levels[parts[2]], parts[3])
     return known
+
+
+def pulled_session_types(source: Path) -> dict[str, str]:
+    """Session label → XNAT type, as the tree's pull journals recorded them (a label typed two
+    ways is left out: push then uses ``--xsi-type``)."""
+    types: dict[str, set[str]] = {}
+    for path in pull_journals(source):
+        with Journal.open(path, readonly=True) as journal:
+            for label, kind in journal.session_types().items():
+                types.setdefault(label, set()).add(kind)
+    return {label: kinds.pop() for label, kinds in types.items() if len(kinds) == 1}
+
+
+def pull_journals(source: Path) -> list[Path]:
+    """The tree's pull journals: ``journal.db`` and the shards' ``journal.shard-…db``."""
+    folder = source / PULL_JOURNAL.parent
+    return sorted(folder.glob("journal*.db")) if folder.is_dir() else []
 
 
 async def project_experiments(client: XnatClient, project: str) -> dict[str, Experiment]:
@@ -348,10 +364,11 @@ async def _send(
     reporter: Reporter,
 ) -> None:
     attempts = Attempts(reporter, retry=options.retry, throttle=Throttle(options.limits.transfers))
+    types = await anyio.to_thread.run_sync(pulled_session_types, options.source)
     uploader = Uploader(
         client=client, journal=journal, source=options.source, project=options.project,
         session_type=options.session_type, reporter=reporter, attempts=attempts,
-        existing=set(existing),
+        existing=set(existing), session_types=types,
     )  # fmt: skip
     async with Scheduler[ResourceUpload](uploader, options.limits) as scheduler:
         await scheduler.submit(the_plan.uploads)
