@@ -219,8 +219,8 @@ def listen_from(settings: dict[str, Any], spool: Path) -> ReceiveOptions | None:
 def run_watch(args: argparse.Namespace) -> int:
     settings = merged(args, "watch", DEFAULTS)
     env = dict(os.environ)
-    options = options_from(settings, env)
-    listen = listen_from(settings, options.spool)
+    listen = listen_from(settings, Path(str(settings.get("spool") or ".")).absolute())
+    options = options_from(settings, env)  # after the checks above: it may prompt
     state = options.state_dir(state_home(env))
     lines = JsonLines(sys.stderr.write) if settings.get("log_json") else None
     reporter: Reporter = (
