@@ -19,7 +19,8 @@ At the end, every one of these must hold, or the soak exits 1:
 * the queue (``xnatsync status --journal STATE/journal.db``) shows 20 done and nothing pending,
   sending or failed; the spool holds no file (``--after-upload delete``), nothing quarantined;
 * the daemon stopped on SIGTERM with exit 0;
-* its RSS never grew more than ``--rss-growth`` MiB (64) over its value when arrivals began.
+* its RSS never grew more than ``--rss-growth`` MiB (64) over its value when arrivals began,
+  nor more than 16 MiB during the second half of the run (a leak per instance would).
 
 It lives in ``benchmarks/``, not ``tests/``: it takes minutes (``make test`` and CI must not
 collect it), and like the benchmarks it measures (time, memory, requests) and prints a report
@@ -62,7 +63,7 @@ WINDOW = 220.0  # studies start within the first 60 % of this (arrivals last abo
 FAULTS = ("seed={seed},methods=POST,paths=*/services/import,503=0.03,applied:502=0.02,"
           "reset=0.03,busy-processing=0.03,busy-in-use=0.02,outage={at:g}+{length:g}")  # fmt: skip
 DRAIN = 420.0  # seconds the queue may take to drain after the last arrival
-MIB = 1024 * 1024
+LATE_GROWTH = 16.0  # MiB the RSS may still grow in the second half of the run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -316,7 +317,7 @@ class Soak:
               f"checked exactly once: {len(right)} of {len(expected)}")  # fmt: skip
         total = sum(p.count for p in self.plans)
         done = f"0 pending, 0 sending, {len(expected)} done, 0 failed"
-        check(done in status, f"queue: {_line(status, 'done') or status.strip()[:200]}")
+        check(done in status, f"queue: {_line(status, 'studies:') or status.strip()[:200]}")
         left = [p for p in self.spool.rglob("*") if p.is_file() and
                 ".xnatsync-receive" not in p.parts]  # fmt: skip
         quarantined = list((self.state / "quarantine").rglob("*"))
@@ -329,6 +330,9 @@ class Soak:
         bound = self.args.rss_growth
         check(bool(rss) and peak - start <= bound,
               f"RSS grew {peak - start:.0f} MiB (bound {bound:g})")  # fmt: skip
+        half = rss[len(rss) // 2 :] or [0.0]  # a leak per instance keeps growing: flat here
+        check(max(half) - half[0] <= LATE_GROWTH, f"RSS grew {max(half) - half[0]:.0f} MiB in "
+              f"the second half of the run (bound {LATE_GROWTH:g})")  # fmt: skip
         self.requests, self.imports, self.log = requests, imports, log
 
     def _report(
