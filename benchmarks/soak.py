@@ -55,6 +55,7 @@ from xnatsync.emulator.cli import BANNER
 from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.client import XnatClient
 
+REPO = Path(__file__).parents[1]  # benchmarks/ is found from here, installed or not
 PROJECT = "DEMO"
 USER = PASSWORD = "admin"
 QUIET = 5.0  # seconds without a new instance before a study is sent
@@ -194,7 +195,7 @@ class Soak:
                str(self.work / "requests.jsonl"), "--port", "0", "--seed", "demo",
                "--faults", self.faults]  # fmt: skip
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                text=True)  # fmt: skip
+                                text=True, cwd=REPO)  # fmt: skip
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
         if not line.startswith(BANNER):
