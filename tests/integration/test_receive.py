@@ -35,8 +35,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from tests.unit.dicom.dicomfiles import spec, write_instance
-from xnatsync.cli.main import main
+from xnatsync.cli.main import build_parser, main
+from xnatsync.cli.receive import DEFAULTS as RECEIVE_DEFAULTS
 from xnatsync.cli.receive import RECEIVE_EXAMPLE, parse_listen
+from xnatsync.cli.receive import options_from as receive_options_from
+from xnatsync.cli.settings import merged
 from xnatsync.receive.naming import spool_name
 from xnatsync.receive.options import DicomTimeouts, ReceiveOptions
 from xnatsync.receive.run import receiving
@@ -380,7 +383,8 @@ def example_command(source: str) -> str:
     else:
         text, prefix = RECEIVE_EXAMPLE, "  xnatsync "
     joined = re.sub(r"\\\n\s*", " ", text)  # continuation lines
-    (line,) = [line for line in joined.splitlines() if line.startswith(prefix)]
+    lines = [line for line in joined.splitlines() if line.startswith(prefix)]
+    (line,) = [line for line in lines if "--listen" in line]  # the other: --config
     return line.removeprefix("ExecStart=").strip()
 
 
@@ -472,10 +476,11 @@ def test_a_port_in_use_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @contextmanager
-def _start(args: list[str]) -> Iterator[subprocess.Popen[str]]:
+def _start(args: list[str], cwd: Path | None = None) -> Iterator[subprocess.Popen[str]]:
     """The command in a child process; killed if the test left it running."""
     with subprocess.Popen(
         [sys.executable, "-m", "xnatsync", *args],
+        cwd=cwd,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -485,3 +490,47 @@ def _start(args: list[str]) -> Iterator[subprocess.Popen[str]]:
             yield proc
         finally:
             proc.kill()
+
+
+def test_the_config_file_runs_as_written(tmp_path: Path) -> None:
+    """configs/receive.toml in a folder holding ./spool, only the port swapped for a free one:
+    its AE titles, spool and JSON logs are the ones in force."""
+    instance = write_instance(tmp_path / "a.dcm", spec("s9"))
+    (tmp_path / "spool").mkdir()
+    config = str(REPO / "configs" / "receive.toml")
+    args = ["receive", "--config", config, "--listen", "127.0.0.1:0"]
+    with _start(args, cwd=tmp_path) as proc:
+        assert proc.stderr is not None
+        first = json.loads(proc.stderr.readline())
+        assert first["event"] == "Listening"
+        assert (first["ae_title"], first["allowed_aes"]) == ("XNATSYNC", ["SCANNER1"])
+        assert first["spool"] == str(tmp_path / "spool")
+        address = ("127.0.0.1", int(first["port"]))
+        with association(address, "SCANNER1") as assoc:
+            assert store(assoc, instance) == 0
+        with association(address, "STRANGER") as refused:
+            assert refused.is_rejected
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    uid = pydicom.dcmread(instance).SOPInstanceUID
+    assert list(spooled(tmp_path / "spool")) == [f"{uid}.dcm"]
+
+
+def test_the_command_line_overrides_the_config_and_bad_keys_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "receive.toml"
+    config.write_text(f'[receive]\nlisten = "127.0.0.1:0"\nallow_ae = ["SCANNER1"]\n'
+                      f'spool = "{tmp_path}"\nmax_associations = 3\n'
+                      "network_timeout = 7\n")  # fmt: skip
+    args = build_parser().parse_args(["receive", "--config", str(config), "--allow-ae", "PACS"])
+    options = receive_options_from(merged(args, "receive", RECEIVE_DEFAULTS))
+    assert options.allowed_aes == ("PACS",)  # the command line's list replaces the file's
+    assert (options.max_associations, options.timeouts.network) == (3, 7)
+    assert (options.ae_title, options.timeouts.acse, options.stop_grace) == ("XNATSYNC", 30, 10)
+    config.write_text('[receive]\nlisten = "127.0.0.1:0"\nallow-aes = ["SCANNER1"]\n')
+    assert main(["receive", "--config", str(config), "--spool", str(tmp_path)]) == 2
+    assert "unknown setting 'allow-aes'" in capsys.readouterr().err
+    config.write_text(f'[receive]\nspool = "{tmp_path}"\n')
+    assert main(["receive", "--config", str(config)]) == 2
+    assert "receive needs --listen" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from tests.integration.watchhelp import (
 )
 from xnatsync.cli.main import build_parser, main
 from xnatsync.cli.settings import merged
-from xnatsync.cli.watch import DEFAULTS, WATCH_EXAMPLE, options_from
+from xnatsync.cli.watch import DEFAULTS, WATCH_EXAMPLE, listen_from, options_from
 from xnatsync.emulator.server import Emulator
 from xnatsync.watch.daemon import Control, watch
 
@@ -168,19 +168,22 @@ async def test_the_readme_and_help_examples_run_as_written(
                                         re.S) if "xnatsync watch" in b)  # fmt: skip
     examples = commands(readme.replace(PLACEHOLDER, emu.url))
     examples += commands(WATCH_EXAMPLE.replace(PLACEHOLDER, emu.url))
-    assert [e[0] for e in examples] == ["watch", "watch", "status", "watch", "watch"]
+    assert [e[0] for e in examples] == ["watch", "watch", "status", "watch", "watch", "watch"]
     for example in examples:
         if example[0] == "status":
             assert main(example) == 0
             assert "0 pending, 0 sending, 0 done, 0 failed" in capsys.readouterr().out
             continue
         args = build_parser().parse_args(example)
-        options = options_from(merged(args, "watch", DEFAULTS), cli_env())
+        settings = merged(args, "watch", DEFAULTS)
+        options = options_from(settings, cli_env())
+        listen = listen_from(settings, options.spool)  # its receiver: test_watch_listen
+        assert listen is None or (listen.port, listen.allowed_aes) == (11112, ("SCANNER1",))
         control = Control(options.live)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(partial(watch, options, Path("watch-state"), control=control))
             await wait_for(lambda: status_file(work / "watch-state").get("healthy") is True,
                            what=f"{example} running")  # fmt: skip
             control.stop()
-        assert options.live.after_upload.folder == work / "sent"
+        assert options.live.after_upload.folder == (work / "sent" if listen is None else None)
         (work / "watch-state" / "status.json").unlink()

@@ -73,9 +73,16 @@ _SCALARS: dict[str, type | tuple[type, ...]] = {
     "health": str,  # watch
     "max_backlog_age": (int, float),  # watch
     "max_unreachable": (int, float),  # watch
-    "stop_grace": (int, float),  # watch
+    "stop_grace": (int, float),  # watch, receive
+    "listen": str,  # receive, watch
+    "ae_title": str,  # receive, watch
+    "max_associations": int,  # receive, watch
+    "acse_timeout": (int, float),  # receive, watch
+    "dimse_timeout": (int, float),  # receive, watch
+    "network_timeout": (int, float),  # receive, watch
+    "verbose": bool,  # receive
 }
-_LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource")
+_LISTS = ("project", "subject", "experiment", "xsi_type", "scan_type", "resource", "allow_ae")
 _ONE_OR_MORE = ("source", "search", "search_xml")  # a string or a list of strings
 
 

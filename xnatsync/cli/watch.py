@@ -1,24 +1,34 @@
 """``xnatsync watch``: the upload daemon's options, its signals and its log (settings as for
 import: command line over a ``--config`` TOML ``[watch]`` table over the defaults).
 
-SIGTERM and SIGINT stop it cleanly (exit 0: its normal stop under systemd); SIGHUP reads the
-config file again and applies what may change while it runs (``Reloadable``: quiet-seconds,
-labels, after-upload); a config that no longer parses is reported and the old settings kept.
+With ``--listen HOST:PORT`` the C-STORE receiver (``receive.run.receiving``) runs in the same
+process, writing into the watched spool: it is started before the daemon (a port in use fails at
+once) and stopped before it, so no instance arrives once the daemon has begun to stop. The two
+front-ends meet only here: ``watch/`` does not import ``receive/``.
+
+SIGTERM and SIGINT stop it cleanly (exit 0: its normal stop under systemd): the receiver first
+(no new associations; stores being written finish within its stop grace), then the daemon;
+SIGHUP reads the config file again and applies what may change while it runs (``Reloadable``:
+quiet-seconds, labels, after-upload); a config that no longer parses is reported and the old
+settings kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 if TYPE_CHECKING:
+    from xnatsync.receive.options import ReceiveOptions
     from xnatsync.watch.daemon import Control
 
 from xnatsync.cli.arguments import add_credentials
@@ -27,6 +37,12 @@ from xnatsync.cli.importcmd import DEFAULTS as IMPORT_DEFAULTS
 from xnatsync.cli.importcmd import naming_from, state_home
 from xnatsync.cli.outcome import INSECURE, logs_as_json
 from xnatsync.cli.pull import _prompt, limits_from, tls_context
+from xnatsync.cli.receive import (
+    RECEIVER_DEFAULTS,
+    add_receiver_arguments,
+    log_to_stderr,
+    receiver_options,
+)
 from xnatsync.cli.settings import merged, parse_size, single
 from xnatsync.errors import ExitCode, UsageError, XnatSyncError, first_error, redact
 from xnatsync.events import Event, FileFailed, FileRetry, Notice, Reporter
@@ -40,12 +56,15 @@ folder holding ./spool; stop them with Ctrl-C):
   xnatsync watch https://xnat.example.org --project DEMO --spool spool --state watch-state \\
       --after-upload move:sent
   xnatsync watch --config configs/scanner.toml
+  xnatsync watch https://xnat.example.org --project DEMO --spool spool --state watch-state \\
+      --listen 127.0.0.1:11112 --ae-title XNATSYNC --allow-ae SCANNER1
 
 Each StudyInstanceUID becomes one archived session, sent through XNAT's import service once no
 new instance of it has arrived for --quiet-seconds; the archive is checked before the files are
 kept, deleted or moved. The queue, journal, quarantine and status.json live in --state (never
-inside the spool). SIGTERM stops it cleanly (exit 0); SIGHUP reloads --config (quiet-seconds,
-labels, after-upload).
+inside the spool). --listen also receives DICOM over the network (a C-STORE SCP, as `xnatsync
+receive`) into the spool, in the same process. SIGTERM stops it cleanly (exit 0): the receiver
+first, then the daemon; SIGHUP reloads --config (quiet-seconds, labels, after-upload).
 """
 
 DEFAULTS: dict[str, Any] = {key: IMPORT_DEFAULTS[key] for key in (
@@ -54,7 +73,7 @@ DEFAULTS: dict[str, Any] = {key: IMPORT_DEFAULTS[key] for key in (
     "quiet_seconds": 120.0, "settle_seconds": 2.0, "after_upload": "keep", "poll": False,
     "poll_seconds": 1.0, "rescan_seconds": 600.0, "max_backlog_age": 3600.0,
     "max_unreachable": 900.0, "stop_grace": 30.0,
-}  # fmt: skip
+} | RECEIVER_DEFAULTS  # fmt: skip
 
 
 def add_watch(sub: Any) -> None:
@@ -111,6 +130,10 @@ def add_watch(sub: Any) -> None:
     run.add_argument("--concurrency", type=int, help="studies sent at once (default: 2)")
     run.add_argument("--attempts", type=int, help="tries per request before the study waits")
     run.add_argument("--part-size", help="a bigger study goes in several requests (2G)")
+    dicom = p.add_argument_group(
+        "receiving DICOM in the same process (as `xnatsync receive`; seconds)"
+    )
+    add_receiver_arguments(dicom, dicom, watch=True)
     rep = p.add_argument_group("reporting")
     rep.add_argument("--log-json", action="store_true", default=None, help="JSON-lines on stderr")
     rep.add_argument("--quiet", "-q", action="store_true", default=None, help="errors only")
@@ -181,10 +204,23 @@ class TextLog:
         pass
 
 
+def listen_from(settings: dict[str, Any], spool: Path) -> ReceiveOptions | None:
+    """The receiver's options when ``listen`` is set; receiver settings without it are an
+    error (they would silently do nothing)."""
+    if settings.get("listen"):
+        return receiver_options(settings, spool)
+    stray = [k for k, v in RECEIVER_DEFAULTS.items() if settings.get(k, v) != v]
+    if stray:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in stray)
+        raise UsageError(f"{names}: only with --listen HOST:PORT (receiving DICOM)")
+    return None
+
+
 def run_watch(args: argparse.Namespace) -> int:
     settings = merged(args, "watch", DEFAULTS)
     env = dict(os.environ)
-    options = options_from(settings, env)
+    listen = listen_from(settings, Path(str(settings.get("spool") or ".")).absolute())
+    options = options_from(settings, env)  # after the checks above: it may prompt
     state = options.state_dir(state_home(env))
     lines = JsonLines(sys.stderr.write) if settings.get("log_json") else None
     reporter: Reporter = (
@@ -197,24 +233,36 @@ def run_watch(args: argparse.Namespace) -> int:
     def reload() -> Reloadable:
         return live_from(merged(args, "watch", DEFAULTS))
 
-    if lines is not None:
-        with logs_as_json(lines):
-            _run(options, state, reporter, reload)
-    else:
-        _run(options, state, reporter, reload)
+    with ExitStack() as logs:
+        if listen is not None:  # the receiver's records (and pynetdicom's) in the same style
+            level = logging.WARNING if settings.get("quiet") else logging.INFO
+            logs.enter_context(log_to_stderr(json_lines=lines is not None, level=level))
+        elif lines is not None:
+            logs.enter_context(logs_as_json(lines))
+        _run(options, state, reporter, reload, listen)
     return ExitCode.OK
 
 
 def _run(
-    options: WatchOptions, state: Path, reporter: Reporter, reload: Callable[[], Reloadable]
+    options: WatchOptions,
+    state: Path,
+    reporter: Reporter,
+    reload: Callable[[], Reloadable],
+    listen: ReceiveOptions | None = None,
 ) -> None:
-    from xnatsync.watch.daemon import Control, watch  # pydicom only for this command
+    from xnatsync.watch.daemon import Control, check_places, watch  # pydicom only for this
 
     control = Control(options.live)
+    check_places(options, state)  # before a port opens for senders
 
     async def main() -> None:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_signals, control, reporter, reload)
+        async with anyio.create_task_group() as tasks, AsyncExitStack() as stack:
+            stop_first: Callable[[], object] | None = None
+            if listen is not None:
+                from xnatsync.receive.run import receiving  # pynetdicom only with --listen
+
+                stop_first = (await stack.enter_async_context(receiving(listen))).stop
+            tasks.start_soon(_signals, control, reporter, reload, stop_first)
             try:
                 counts = await watch(options, state, reporter, control=control)
             finally:
@@ -227,10 +275,20 @@ def _run(
         raise first_error(group) from None
 
 
-async def _signals(control: Control, reporter: Reporter, reload: Callable[[], Reloadable]) -> None:
+async def _signals(
+    control: Control,
+    reporter: Reporter,
+    reload: Callable[[], Reloadable],
+    stop_first: Callable[[], object] | None = None,
+) -> None:
+    """SIGTERM/SIGINT: ``stop_first`` (the receiver: no new instances; blocking, so in a worker
+    thread), then the daemon; SIGHUP: reload."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for number in signals:
             if number != signal.SIGHUP:
+                if stop_first is not None:
+                    await anyio.to_thread.run_sync(stop_first)
+                    stop_first = None
                 reporter.emit(Notice("stopping: no new study is started; sends under way "
                                      "finish or resume on the next start"))  # fmt: skip
                 control.stop()
@@ -245,6 +303,6 @@ async def _signals(control: Control, reporter: Reporter, reload: Callable[[], Re
             reporter.emit(Notice(
                 f"SIGHUP: reloaded quiet-seconds={live.quiet_seconds}, after-upload="
                 f"{live.after_upload.text}, labels {live.naming.subject.text} / "
-                f"{live.naming.session.text} (server, project, spool, state, health and limits "
-                "need a restart)"
+                f"{live.naming.session.text} (server, project, spool, state, health, limits "
+                "and the DICOM receiver need a restart)"
             ))  # fmt: skip
