@@ -17,6 +17,7 @@ from xnatsync.errors import LocalDiskError, ProjectNotFoundError, first_error
 from xnatsync.events import Fanout, Notice, PlanShown, Reporter
 from xnatsync.journal import Journal, recorded_run
 from xnatsync.lock import DestLock
+from xnatsync.pull.batching import SessionGate
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor
 from xnatsync.pull.listing import Ledger, Planner
@@ -105,11 +106,12 @@ async def _sync(
         source=client, journal=journal, dest=options.dest, reporter=reporter,
         attempts=attempts, temps=temps, fsync=options.fsync,
     )  # fmt: skip
+    gate = SessionGate(options.limits.transfers)  # scan-group zips once streams are busy
     async with Scheduler[Action](executor, options.limits) as scheduler:
 
         async def submit(owner: Owner, plan: Plan) -> None:
             executor.record(plan.errors)
-            await scheduler.submit(plan.actions())
+            await scheduler.submit(plan.actions(gate.admit(len(plan.scan_zips))))
 
         planner = Planner(
             scope=options.scope(), lister=client, state=journal, reporter=reporter,
@@ -138,7 +140,14 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
     async def show(owner: Owner, plan: Plan) -> None:
         nonlocal total
         total = total + plan.summary()
-        if plan.downloads or plan.batches or plan.verifies or plan.moves or plan.errors:
+        if (
+            plan.downloads
+            or plan.batches
+            or plan.scan_zips
+            or plan.verifies
+            or plan.moves
+            or plan.errors
+        ):
             reporter.emit(PlanShown(owner.describe(), format_plan(plan)))
 
     try:

@@ -6,8 +6,10 @@ Invariants:
   created with O_EXCL|O_NOFOLLOW below a path checked for symlinks, and removed when the batch
   ends (a killed run's spool is removed by the sweep at the next start).
 * A member is matched to a planned download by the name XNAT gives it,
-  ``…/resources/{label}/files/{path}`` whatever precedes it. A member name is never used to
-  build a local path: the planned target is, so a hostile zip can write nowhere else.
+  ``…/resources/{label}/files/{path}`` whatever precedes it; in a zip of several scans, where
+  that tail repeats, by the scan folder before it too (``scans/{ID}-{type}/`` or
+  ``scans/{ID}/``, xnat-api §4.2). A member name is never used to build a local path: the
+  planned target is, so a hostile zip can write nowhere else.
 * Each matched member goes through the sink of a single download (``transfer.FileSink``):
   a unique temp beside the target, MD5 while writing, size and digest checked against the
   catalog, then rename. A member that is missing, damaged (CRC) or unlike the catalog is
@@ -29,7 +31,7 @@ import anyio
 
 from xnatsync.errors import BadResponseError, XnatSyncError
 from xnatsync.localfs import os_error, resolve_under
-from xnatsync.model import RemoteFile
+from xnatsync.model import Level, RemoteFile
 from xnatsync.temps import TMP_DIR, TempNames
 from xnatsync.transfer import BLOCK, CHUNK, Body, Fetched, FileSink, Source, pump
 
@@ -126,12 +128,15 @@ def extract(
     Returns, per member, what was verified at its final name or why it was not. A fatal error
     (disk full) is raised; an unreadable zip raises ``BadResponseError``.
     """
-    wanted = {member_name(m.remote): i for i, m in enumerate(members)}
+    wanted: dict[str, list[int]] = {}
+    for i, m in enumerate(members):
+        wanted.setdefault(member_name(m.remote), []).append(i)
+    scans = [m.remote.container if m.remote.level is Level.SCAN else None for m in members]
     results: list[Fetched | XnatSyncError] = [MISSING] * len(members)
     try:
         with zipfile.ZipFile(spool) as archive:
             for info in archive.infolist():
-                index = None if info.is_dir() else _match(info.filename, wanted)
+                index = None if info.is_dir() else _match(info.filename, wanted, scans)
                 if index is not None and results[index] is MISSING:
                     results[index] = _extract_one(archive, info, members[index], fsync, temps)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -142,14 +147,23 @@ def extract(
     return results
 
 
-def _match(name: str, wanted: dict[str, int]) -> int | None:
-    """The member whose expected tail is the longest suffix of ``name`` (at a "/")."""
-    found = wanted.get(name)
-    cut = name.find("/")
-    while found is None and cut >= 0:
-        found = wanted.get(name[cut + 1 :])
-        cut = name.find("/", cut + 1)
-    return found
+def _match(name: str, wanted: dict[str, list[int]], scans: Sequence[str | None]) -> int | None:
+    """The member whose expected tail is the longest suffix of ``name`` (at a "/"), and whose
+    scan is the one the name's folder says, if it names one."""
+    start = 0
+    while (found := wanted.get(name[start:])) is None:
+        cut = name.find("/", start)
+        if cut < 0:
+            return None
+        start = cut + 1
+    prefix = name[:start].split("/")  # [..., "scans", folder, ""] below a scan
+    folder = prefix[-2] if len(prefix) >= 3 and prefix[-3] == "scans" else None
+    if folder is None:
+        return found[0] if len(found) == 1 else None
+    exact = [i for i in found if scans[i] in (folder, folder.rsplit("-", 1)[0])]
+    loose = [i for i in found if scans[i] is not None and folder.startswith(f"{scans[i]}-")]
+    chosen = exact or loose
+    return chosen[0] if len(chosen) == 1 else None
 
 
 def _extract_one(
