@@ -135,3 +135,28 @@ def test_the_spool_is_not_written_through_a_symlink(tmp_path: Path) -> None:
     with pytest.raises(UnsafePathError, match="symlink"):
         Spool(tmp_path / "dest", RUN).write([b"PK"])
     assert list(outside.iterdir()) == []
+
+
+def test_members_of_several_scans_are_told_apart_by_their_scan_folder(tmp_path: Path) -> None:
+    def of_scan(scan: str, data: bytes) -> RemoteFile:
+        uri = f"/data/experiments/E1/scans/{scan}/resources/7/files/1.dcm"
+        return replace(remote("1.dcm", data), container=scan, uri=uri)
+
+    one, two, three = of_scan("1", b"one" * 9), of_scan("2", b"two" * 9), of_scan("3", b"3" * 9)
+    spool = spool_of(
+        tmp_path,
+        make_zip(
+            {
+                "sess1/scans/3-T1/resources/DICOM/files/1.dcm": b"not asked for",
+                "sess1/scans/2/resources/DICOM/files/1.dcm": b"two" * 9,  # a scan without type
+                "sess1/scans/1-T1/resources/DICOM/files/1.dcm": b"one" * 9,
+            }
+        ),
+    )
+    out = tmp_path / "out"
+    members = [Member(r, lambda r=r: out / r.container) for r in (one, two, three)]  # type: ignore[misc]
+    results = extract(spool, members, False, RUN)
+    assert [isinstance(r, Fetched) for r in results] == [True, True, False]
+    assert (out / "1").read_bytes() == b"one" * 9
+    assert (out / "2").read_bytes() == b"two" * 9
+    assert not (out / "3").exists()  # scan 3's member was another file: never matched
