@@ -21,6 +21,7 @@ Blocking filesystem I/O: call from worker threads.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -60,6 +61,9 @@ class TempNames:
         self.ledger = None if dest is None else dest.joinpath(*RUNS_DIR.parts, tag + _LEDGER)
         self._folders: set[Path] = set()
         self._lock = threading.Lock()
+        # unique per instance (random) and per name (a serial): no entropy read per temp file
+        self._salt = secrets.token_hex(4)
+        self._serial = itertools.count()
 
     def beside(self, final: Path, *, record: bool = True) -> Path:
         """A name for a temp of ``final``, in its folder (same filesystem: rename is atomic).
@@ -69,7 +73,8 @@ class TempNames:
         if record and self.ledger is not None and final.parent not in self._folders:
             self._note(final.parent)
         stem = final.name[:120]
-        return final.with_name(f".{stem}.{self.tag}.{secrets.token_hex(4)}{PART_SUFFIX}")
+        unique = f"{self._salt}{next(self._serial):x}"  # next() on a count is atomic
+        return final.with_name(f".{stem}.{self.tag}.{unique}{PART_SUFFIX}")
 
     def close(self) -> None:
         """The run is over and its temps are gone: drop its ledger."""
