@@ -135,10 +135,17 @@ def extract(
     results: list[Fetched | XnatSyncError] = [MISSING] * len(members)
     try:
         with zipfile.ZipFile(spool) as archive:
+            found: dict[int, zipfile.ZipInfo] = {}
             for info in archive.infolist():
                 index = None if info.is_dir() else _match(info.filename, wanted, scans)
-                if index is not None and results[index] is MISSING:
-                    results[index] = _extract_one(archive, info, members[index], fsync, temps)
+                if index is not None:
+                    found.setdefault(index, info)
+            finals = _place(members, found, results)
+            temps.note(f.parent for f in finals.values())  # one ledger append for the zip
+            for index, final in finals.items():
+                member = members[index]
+                results[index] = _extract_one(archive, found[index], member.remote, final, fsync,
+                                              temps)  # fmt: skip
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc
     finally:
@@ -166,17 +173,40 @@ def _match(name: str, wanted: dict[str, list[int]], scans: Sequence[str | None])
     return chosen[0] if len(chosen) == 1 else None
 
 
+def _place(
+    members: Sequence[Member],
+    found: dict[int, zipfile.ZipInfo],
+    results: list[Fetched | XnatSyncError],
+) -> dict[int, Path]:
+    """The checked final path of each member found in the zip, in zip order; a member whose
+    place is refused (a symlink on the way) gets that error as its result."""
+    finals: dict[int, Path] = {}
+    for index in found:
+        try:
+            finals[index] = members[index].place()
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            results[index] = exc
+    return finals
+
+
 def _extract_one(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, member: Member, fsync: bool, temps: TempNames
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    remote: RemoteFile,
+    final: Path,
+    fsync: bool,
+    temps: TempNames,
 ) -> Fetched | XnatSyncError:
-    sink = FileSink(member.place, temps)
+    sink = FileSink(lambda: final, temps)
     try:
         with archive.open(info) as source:
             while block := source.read(BLOCK):
                 sink.write([block])
-        return sink.finish(member.remote, "", fsync)
+        return sink.finish(remote, "", fsync)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        return BadResponseError(f"{member.remote.path}: damaged in the server's zip ({exc})")
+        return BadResponseError(f"{remote.path}: damaged in the server's zip ({exc})")
     except XnatSyncError as exc:
         if exc.fatal:
             raise
