@@ -67,7 +67,7 @@ class BatchPolicy:
     min_files: int = 8
     max_mean_size: int = 1 << 20
     max_bytes: int = 512 << 20
-    group_bytes: int = 64 << 20  # scans zipped together: a zip short enough to balance streams
+    group_bytes: int = 2 << 20  # scans zipped together: about a second on a slow long-haul stream
     group_scans: int = 100  # scan IDs in one request's URL; 0: no scan-group zips
 
 
