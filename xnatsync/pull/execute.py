@@ -167,7 +167,7 @@ class Executor:
         label = f"zip of {len(downloads)} files"
         place = functools.partial(resolve_under, self.dest, known_dirs=self.known_dirs)
         members = [Member(d.remote, functools.partial(place, rel=d.relpath)) for d in downloads]
-        spool = Spool(self.dest, self.temps)
+        spool = Spool(self.dest, self.temps, expected=size)
         try:
 
             def attempt(progress: Callable[[int], None]) -> Awaitable[None]:
@@ -176,7 +176,7 @@ class Executor:
 
             await self.attempts.run(uri, label, size, attempt)
             return await anyio.to_thread.run_sync(
-                extract, spool.path, members, self.fsync, self.temps, limiter=self.disk
+                extract, spool.received(), members, self.fsync, self.temps, limiter=self.disk
             )
         except XnatSyncError as exc:
             if exc.fatal:

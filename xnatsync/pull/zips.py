@@ -4,7 +4,10 @@ Invariants:
 
 * The zip streams to a temp of the run in ``DEST/.xnatsync/tmp`` (``temps.TempNames``),
   created with O_EXCL|O_NOFOLLOW below a path checked for symlinks, and removed when the batch
-  ends (a killed run's spool is removed by the sweep at the next start).
+  ends (a killed run's spool is removed by the sweep at the next start). A zip whose members
+  add up to at most ``IN_MEMORY`` (a scan group's, a small resource's) is held in memory
+  instead, and goes to disk only if the server sends more than that: no spool file to write,
+  read back and remove, and no read call per member (at most ``IN_MEMORY`` a stream).
 * A member is matched to a planned download by the name XNAT gives it,
   ``…/resources/{label}/files/{path}`` whatever precedes it; in a zip of several scans, where
   that tail repeats, by the scan folder before it too (``scans/{ID}-{type}/`` or
@@ -18,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 import zlib
@@ -36,6 +40,7 @@ from xnatsync.temps import TMP_DIR, TempNames
 from xnatsync.transfer import BLOCK, CHUNK, Body, Fetched, FileSink, Source, pump
 
 MISSING = BadResponseError("not in the server's zip")  # a member the zip did not hold
+IN_MEMORY = 2 << 20  # a zip of members up to this size (and no bigger) is held in memory
 
 
 class ZipSource(Source, Protocol):
@@ -47,18 +52,30 @@ class ZipSource(Source, Protocol):
 
 
 class Spool:
-    """The zip being received (a ``transfer.Writer``: blocks arrive in a worker thread) at a
-    name of the run's under ``DEST/.xnatsync/tmp``; before the first write, in that thread,
-    the path is checked for symlinks and its folder made."""
+    """The zip being received (a ``transfer.Writer``: blocks arrive in a worker thread): held
+    in memory when ``expected`` (the members' total size) is at most ``IN_MEMORY`` and while it
+    stays under that, otherwise at a name of the run's under ``DEST/.xnatsync/tmp``; before the
+    first write to disk, in that thread, the path is checked for symlinks and its folder made."""
 
-    def __init__(self, dest: Path, temps: TempNames) -> None:
+    def __init__(self, dest: Path, temps: TempNames, expected: int | None = None) -> None:
         self.dest = dest
         self.path = temps.beside(dest.joinpath(*TMP_DIR.parts, "batch.zip"), record=False)
         self.name = PurePosixPath(self.path.relative_to(dest).as_posix())
         self.fd: int | None = None
         self.tail: list[bytes] = []
+        self.in_memory = expected is not None and expected <= IN_MEMORY
+        self.held: list[bytes] = []
+        self.held_size = 0
 
     def write(self, blocks: list[bytes]) -> None:
+        if self.in_memory:
+            size = sum(len(b) for b in blocks)
+            if self.held_size + size <= IN_MEMORY:
+                self.held += blocks
+                self.held_size += size
+                return
+            self.in_memory = False  # more than the members: spill to disk, and on from there
+            blocks, self.held, self.held_size = [*self.held, *blocks], [], 0
         try:
             if self.fd is None:
                 resolve_under(self.dest, self.name)  # UnsafePathError through a symlink
@@ -74,13 +91,19 @@ class Spool:
 
     def close(self) -> None:
         self.write(self.tail)
+        self.tail = []
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
+    def received(self) -> Path | bytes:
+        """What ``close`` completed: the zip's bytes if held in memory, else its path."""
+        return b"".join(self.held) if self.in_memory else self.path
+
     def discard(self) -> None:
         """Close and remove what was received; the spool may be used again (a retry)."""
         self.tail = []
+        self.held, self.held_size = [], 0
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -120,10 +143,10 @@ def member_name(remote: RemoteFile) -> str:
 
 
 def extract(
-    spool: Path, members: Sequence[Member], fsync: bool, temps: TempNames
+    spool: Path | bytes, members: Sequence[Member], fsync: bool, temps: TempNames
 ) -> list[Fetched | XnatSyncError]:
-    """Extract and verify every expected member, then remove the spool (blocking: run it in a
-    worker thread).
+    """Extract and verify every expected member of the zip at ``spool`` (or in it), then
+    remove the spool file (blocking: run it in a worker thread).
 
     Returns, per member, what was verified at its final name or why it was not. A fatal error
     (disk full) is raised; an unreadable zip raises ``BadResponseError``.
@@ -134,7 +157,7 @@ def extract(
     scans = [m.remote.container if m.remote.level is Level.SCAN else None for m in members]
     results: list[Fetched | XnatSyncError] = [MISSING] * len(members)
     try:
-        with zipfile.ZipFile(spool) as archive:
+        with zipfile.ZipFile(io.BytesIO(spool) if isinstance(spool, bytes) else spool) as archive:
             found: dict[int, zipfile.ZipInfo] = {}
             for info in archive.infolist():
                 index = None if info.is_dir() else _match(info.filename, wanted, scans)
@@ -149,8 +172,9 @@ def extract(
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc
     finally:
-        with suppress(FileNotFoundError):
-            os.unlink(spool)
+        if not isinstance(spool, bytes):
+            with suppress(FileNotFoundError):
+                os.unlink(spool)
     return results
 
 
