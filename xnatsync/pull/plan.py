@@ -21,7 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from xnatsync.errors import UnsafePathError
@@ -179,15 +179,21 @@ class Plan:
     unproven: int = 0  # files on disk of the listed size, fetched again for want of a digest
     scan_zips: tuple[ScanZip, ...] = ()
 
-    def actions(self, scan_zips: bool = True) -> tuple[Action, ...]:
-        """What the scheduler runs, in order: zips first (they are the cheapest per file).
-        ``scan_zips=False``: each scan group's parts (per-resource zips, single files) instead
-        of its zip."""
-        groups: tuple[Action, ...] = self.scan_zips
-        if not scan_zips:
-            groups = tuple(p for z in self.scan_zips for p in z.parts)
-        return (*groups, *self.batches, *self.downloads, *self.verifies, *self.moves,
+    def actions(self) -> tuple[Action, ...]:
+        """What the scheduler runs, in order: zips first (they are the cheapest per file)."""
+        return (*self.scan_zips, *self.batches, *self.downloads, *self.verifies, *self.moves,
                 *self.deletes)  # fmt: skip
+
+    def without_scan_zips(self) -> Plan:
+        """The same plan with each scan group's parts (per-resource zips, single files) in
+        place of its zip: what runs while a run takes no group zips (``SessionGate``)."""
+        parts = [p for z in self.scan_zips for p in z.parts]
+        return replace(
+            self,
+            scan_zips=(),
+            batches=(*(p for p in parts if isinstance(p, Batch)), *self.batches),
+            downloads=(*(p for p in parts if isinstance(p, Download)), *self.downloads),
+        )
 
     def all_downloads(self) -> list[Download]:
         """Single downloads and the members of every batch and scan group."""

@@ -111,7 +111,8 @@ async def _sync(
 
         async def submit(owner: Owner, plan: Plan) -> None:
             executor.record(plan.errors)
-            await scheduler.submit(plan.actions(gate.admit(len(plan.scan_zips))))
+            plan = plan if gate.admit(len(plan.scan_zips)) else plan.without_scan_zips()
+            await scheduler.submit(plan.actions())
 
         planner = Planner(
             scope=options.scope(), lister=client, state=journal, reporter=reporter,
@@ -136,9 +137,11 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
     journal = Journal.open(path, readonly=True) if path.exists() else None
     state: LocalState = journal if journal is not None else NoJournal()
     total = Plan().summary()
+    gate = SessionGate(options.limits.transfers)  # the zips the run would take
 
     async def show(owner: Owner, plan: Plan) -> None:
         nonlocal total
+        plan = plan if gate.admit(len(plan.scan_zips)) else plan.without_scan_zips()
         total = total + plan.summary()
         if (
             plan.downloads

@@ -68,8 +68,9 @@ def test_whole_scans_of_a_session_are_one_zip_with_per_resource_parts() -> None:
     singles = [p for p in group.parts if isinstance(p, Download)]
     assert sorted(b.resource for b in zips) == [f"{SESSION}/scans/{s}/resources/7{s}" for s in "12"]
     assert paths(singles) == sorted(f.uri for f in files if scan_of(f) == (SESSION, "3"))
-    assert plan.actions(scan_zips=False) == group.parts
     assert plan.actions() == (group,)
+    assert plan.without_scan_zips().actions() == group.parts
+    assert plan.without_scan_zips().summary().downloads == 8
     summary = plan.summary()
     assert (summary.downloads, summary.batched, summary.batches, summary.scan_zips) == (8, 8, 1, 1)
     assert f"zip         8 files     800 B  {SESSION}/scans/1,2,3" in format_plan(plan)
@@ -166,9 +167,9 @@ def test_every_download_is_planned_exactly_once_either_way(
     plan = plan_of(files, [done(f) for i, f in enumerate(files) if i in present])
     due = sorted(f.key for i, f in enumerate(files) if i not in present)
     assert sorted(d.remote.key for d in plan.all_downloads()) == due
-    for take in (True, False):
+    for chosen in (plan, plan.without_scan_zips()):
         fetched: list[str] = []
-        for action in plan.actions(scan_zips=take):
+        for action in chosen.actions():
             if isinstance(action, ScanZip | Batch):
                 fetched += [d.remote.key for d in action.downloads]
             elif isinstance(action, Download):
