@@ -98,7 +98,10 @@ class Spool:
 
     def received(self) -> Path | bytes:
         """What ``close`` completed: the zip's bytes if held in memory, else its path."""
-        return b"".join(self.held) if self.in_memory else self.path
+        if not self.in_memory:
+            return self.path
+        self.held = [b"".join(self.held)]  # one copy held, not the blocks and their join
+        return self.held[0]
 
     def discard(self) -> None:
         """Close and remove what was received; the spool may be used again (a retry)."""
