@@ -5,6 +5,10 @@ fetched alone."""
 
 from __future__ import annotations
 
+import asyncio
+import fnmatch
+import hashlib
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +21,9 @@ from tests.integration.conftest import (
     journal_rows,
     make_config,
     part_files,
+    run_cli,
     run_pull,
+    start_cli,
 )
 from xnatsync.emulator.requestlog import RequestRecord
 from xnatsync.emulator.server import Emulator, run_emulator
@@ -118,3 +124,71 @@ async def test_a_zip_of_scans_that_keeps_failing_falls_back_per_resource(
     assert_invariants(tmp_path, expected_tree(emu))
     assert emu.requests.count("GET", RESOURCE_ZIPS) == 9
     assert emu.requests.count("GET", SINGLES) == 0
+
+
+def scan_files(emu: Emulator) -> tuple[dict[tuple[str, str], set[str]], dict[str, str]]:
+    """(experiment ID, scan ID) → the local paths of that scan's files; and each file's
+    request path → its local path."""
+    per_scan: dict[tuple[str, str], set[str]] = {}
+    local_of: dict[str, str] = {}
+    store = emu.store
+    for resource in store.resources.values():
+        experiment = store.experiments[resource.experiment]
+        subject = store.subjects[experiment.subject]
+        scan = experiment.scans[resource.scan]
+        local = f"GRP/{subject.label}/{experiment.label}/scans/{scan.id}-{scan.type}/resources"
+        remote = f"/data/experiments/{experiment.id}/scans/{scan.id}/resources/{resource.id}"
+        for name in resource.files:
+            path = f"{local}/{resource.label}/files/{name}"
+            per_scan.setdefault((experiment.id, scan.id), set()).add(path)
+            local_of[f"{remote}/files/{name}"] = path
+    return per_scan, local_of
+
+
+def members_of(emu: Emulator, zip_path: str) -> set[str]:
+    """The local paths of the files a zip request of scans (or of one scan resource) holds."""
+    parts = zip_path.split("/")
+    experiment, scans = parts[parts.index("experiments") + 1], parts[parts.index("scans") + 1]
+    per_scan, _ = scan_files(emu)
+    return {p for scan in scans.split(",") for p in per_scan[(experiment, scan)]}
+
+
+def intact(dest: Path, expected: dict[str, tuple[int, str]]) -> set[str]:
+    return {
+        p for p, (_, digest) in expected.items()
+        if (dest / p).is_file() and hashlib.md5((dest / p).read_bytes()).hexdigest() == digest
+    }  # fmt: skip
+
+
+async def test_kill_mid_zip_of_scans_then_resume(emu: Emulator, tmp_path: Path) -> None:
+    """One stream, one lister: the sessions' zips of scans come in order, each held in memory.
+    A kill while the second is half sent; the rerun fetches no file complete on disk."""
+    args = ["pull", emu.url, "--project", "GRP", "--dest", str(tmp_path), "--no-progress",
+            "--concurrency", "1", "--listings", "1"]  # fmt: skip
+    second = "*/XNAT_E00002/scans/*,*/files"
+    emu.faults.script("GET", second, ["stall:8@0.5"])
+    half_sent = emu.faults.on_bytes_sent(second, 100_000)
+    proc = await start_cli(*args)
+    await asyncio.wait_for(half_sent.wait(), 30)
+    proc.send_signal(signal.SIGKILL)
+    assert await asyncio.wait_for(proc.wait(), 20) == -signal.SIGKILL
+    expected = expected_tree(emu)
+    on_disk = intact(tmp_path, expected)
+    verified = {p for p, row in journal_rows(tmp_path).items() if row[0] == "done"}
+    assert verified <= on_disk
+    assert len(on_disk) <= 24  # at most the first session's files: the second's was in memory
+    emu.faults.clear()
+    emu.faults.configure("latency:0=1")  # tag the rerun's data requests
+    code, _, err = await run_cli(*args)
+    assert code == 0, err
+    assert_invariants(tmp_path, expected)
+    assert {p for p, row in journal_rows(tmp_path).items() if row[0] == "done"} == set(expected)
+    assert part_files(tmp_path) == []
+    rerun = [r.path for r in emu.requests.matching("GET") if r.fault.startswith("latency")]
+    zips = [p for p in rerun if fnmatch.fnmatchcase(p, "*/scans/*/files")]
+    assert any(fnmatch.fnmatchcase(p, second) for p in zips)  # the killed one, asked again
+    for zip_path in zips:
+        assert not members_of(emu, zip_path) & on_disk, zip_path
+    _, local_of = scan_files(emu)
+    singles = {local_of[p] for p in rerun if p in local_of}
+    assert not singles & on_disk  # what was complete on disk was adopted by hashing
