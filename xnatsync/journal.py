@@ -57,6 +57,9 @@ from xnatsync.paths import safe_relpath
 _MAX_ERROR = 500
 _DONE, _DELETED = FileState.DONE.value, FileState.DELETED.value
 _SEEN_OPS = frozenset({"seen", "owner_seen"})
+_KEY_FIRST = frozenset({"done", "in_progress", "failed"})  # ops whose params start with the key
+_KEY_LAST = frozenset({"seen", "deleted", "corrupt"})  # … end with it
+_OWNER_OPS = frozenset({"owner_seen", "fingerprint", "forget_owner"})  # the owners table only
 _OWNER_SEEN = (
     "EXISTS (SELECT 1 FROM owners AS o WHERE o.project={t}.project AND o.owner={t}.owner"
     " AND o.seen_run=?)"
@@ -463,9 +466,33 @@ class Journal:
             raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
 
     def entries(self, project: str, owner: str) -> list[Entry]:
-        """The rows of one owner (experiment, subject, or "" for the project), sorted by key."""
+        """The rows of one owner (experiment, subject, or "" for the project), sorted by key.
+
+        Flushes first only if a pending write may touch this owner's rows: while files of
+        other owners are being written, listing the next owner costs no commit."""
+        if self._pending_for(f"{project}/{owner}/"):
+            self.flush()
         sql = f"SELECT {COLUMNS} FROM files WHERE project=? AND owner=? ORDER BY key"
-        return [_entry(row) for row in self._query(sql, (project, owner))]
+        try:
+            return [_entry(row) for row in self._conn.execute(sql, (project, owner))]
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read journal {self.path}: {exc}") from exc
+
+    def _pending_for(self, prefix: str) -> bool:
+        """Whether a buffered write may change a row whose key starts with ``prefix`` (keys
+        begin ``project/owner/``); writes of a kind not known here count as touching it."""
+        for op, params in self._buffer:
+            if op in _KEY_FIRST:
+                key = params[0]
+            elif op in _KEY_LAST:
+                key = params[-1]
+            elif op in _OWNER_OPS:
+                continue  # the owners table: entries does not read it
+            else:
+                return True
+            if isinstance(key, str) and key.startswith(prefix):
+                return True
+        return False
 
     def entries_for_owner(self, project: str, owner: str, dest: Path) -> list[LocalFile]:
         """``entries`` plus one ``lstat`` each under ``dest``: the diff's local side."""

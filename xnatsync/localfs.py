@@ -56,18 +56,19 @@ def resolve_under(dest: Path, rel: PurePosixPath, known_dirs: set[str] | None = 
     if known_dirs:
         start = next((i for i in range(len(parts) - 1, 0, -1)
                       if "/".join(parts[:i]) in known_dirs), 0)  # fmt: skip
-    current = dest.joinpath(*parts[:start])
+    root = os.fspath(dest)
+    current = os.path.join(root, *parts[:start])  # strings: a file costs one lstat, no Paths
     for i in range(start, len(parts)):
-        current = current / parts[i]
+        current = os.path.join(current, parts[i])
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
             break
         if stat.S_ISLNK(mode):
-            raise UnsafePathError(f"refusing to follow symlink {str(current)!r} under {dest}")
+            raise UnsafePathError(f"refusing to follow symlink {current!r} under {dest}")
         if known_dirs is not None and stat.S_ISDIR(mode) and i < len(parts) - 1:
             known_dirs.add("/".join(parts[: i + 1]))
-    return dest.joinpath(*parts)
+    return Path(root, *parts)
 
 
 def sizes_on_disk(dest: Path, relpaths: Iterable[PurePosixPath]) -> dict[str, int]:

@@ -21,11 +21,12 @@ Blocking filesystem I/O: call from worker threads.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import suppress
 from pathlib import Path, PurePosixPath
 
@@ -60,6 +61,9 @@ class TempNames:
         self.ledger = None if dest is None else dest.joinpath(*RUNS_DIR.parts, tag + _LEDGER)
         self._folders: set[Path] = set()
         self._lock = threading.Lock()
+        # unique per instance (random) and per name (a serial): no entropy read per temp file
+        self._salt = secrets.token_hex(4)
+        self._serial = itertools.count()
 
     def beside(self, final: Path, *, record: bool = True) -> Path:
         """A name for a temp of ``final``, in its folder (same filesystem: rename is atomic).
@@ -69,7 +73,8 @@ class TempNames:
         if record and self.ledger is not None and final.parent not in self._folders:
             self._note(final.parent)
         stem = final.name[:120]
-        return final.with_name(f".{stem}.{self.tag}.{secrets.token_hex(4)}{PART_SUFFIX}")
+        unique = f"{self._salt}{next(self._serial):x}"  # next() on a count is atomic
+        return final.with_name(f".{stem}.{self.tag}.{unique}{PART_SUFFIX}")
 
     def close(self) -> None:
         """The run is over and its temps are gone: drop its ledger."""
@@ -77,13 +82,20 @@ class TempNames:
             with suppress(FileNotFoundError):
                 os.unlink(self.ledger)
 
-    def _note(self, folder: Path) -> None:
+    def note(self, folders: Iterable[Path]) -> None:
+        """Record these folders in the ledger at once (one append for all that are new), so
+        that temps made in them later cost no ledger I/O (a zip's members: one append)."""
+        if self.ledger is not None:
+            self._note(*folders)
+
+    def _note(self, *folders: Path) -> None:
         assert self.ledger is not None
         assert self.dest is not None
         with self._lock:
-            if folder in self._folders:
+            new = list(dict.fromkeys(f for f in folders if f not in self._folders))
+            if not new:
                 return
-            line = json.dumps(folder.relative_to(self.dest).as_posix()) + "\n"
+            text = "".join(json.dumps(f.relative_to(self.dest).as_posix()) + "\n" for f in new)
             flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             try:
                 try:
@@ -92,12 +104,12 @@ class TempNames:
                     self.ledger.parent.mkdir(parents=True, exist_ok=True)
                     fd = os.open(self.ledger, flags, 0o644)
                 try:
-                    os.write(fd, line.encode())
+                    os.write(fd, text.encode())
                 finally:
                     os.close(fd)
             except OSError as exc:
                 raise os_error(exc, self.ledger) from exc
-            self._folders.add(folder)
+            self._folders.update(new)
 
 
 def sweep(dest: Path, live: Collection[str], *, walk: bool = False) -> int:

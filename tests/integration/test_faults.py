@@ -203,8 +203,8 @@ async def test_session_max_age_one_relogin_per_stale_session(
     synth.faults.configure("delay=0.08")  # file GETs only (the default paths)
     synth.faults.session_max_age = 0.3
     config = make_config(synth, tmp_path, "SYNTH", limits=replace(make_config(
-        synth, tmp_path).limits, transfers=2))  # fmt: skip
-    summary, _ = await run_pull(config)
+        synth, tmp_path).limits, transfers=2), batch=None)  # fmt: skip
+    summary, _ = await run_pull(config)  # a GET per file (no zips): a run long enough
     assert summary.ok, summary.failures
     records = list(synth.requests.records)
     logins = [i for i, r in enumerate(records) if r.method == "POST" and "JSESSION" in r.path]

@@ -9,8 +9,9 @@ SPEC grammar (``--faults SPEC`` or ``Faults(SPEC)``)::
     ITEM   := "seed=" INT                  seed of the per-request draw (default 0)
             | "paths=" GLOB ("|" GLOB)*    which request paths rates apply to
                                            (fnmatch, `*` crosses `/`; default
-                                           "*/files/*|*/resources/*/files": file
-                                           downloads and resource zips, not listings)
+                                           "*/files/*|*/resources/*/files|*/scans/*/files":
+                                           file downloads and zips of resources and
+                                           scans, not the listings clients make)
             | "methods=" M ("|" M)*        which methods rates apply to (default GET)
             | "delay=" SECONDS             latency added to every matching request
             | "session-max-age=" SECONDS   JSESSIONIDs die this long after creation (→ 401)
@@ -148,7 +149,7 @@ class Fault:
 OK = Fault("ok")
 
 
-DEFAULT_PATHS = ("*/files/*", "*/resources/*/files")  # single files and a resource's zip
+DEFAULT_PATHS = ("*/files/*", "*/resources/*/files", "*/scans/*/files")  # files, zips
 
 
 def parse_fault(token: str) -> Fault:

@@ -5,7 +5,7 @@ Pure: a plan in, text out. The dry run emits it as ``PlanShown`` events; a repor
 
 from __future__ import annotations
 
-from xnatsync.pull.plan import Plan
+from xnatsync.pull.plan import Download, Plan
 
 
 def format_plan(plan: Plan) -> str:
@@ -13,12 +13,12 @@ def format_plan(plan: Plan) -> str:
     lines = [
         f"download {d.kind.value:<8} {_size(d.remote.size):>9}  {d.relpath}" for d in plan.downloads
     ]
-    for b in plan.batches:
-        size = _size(sum(d.remote.size or 0 for d in b.downloads))
-        lines.append(f"zip      {len(b.downloads):>4} files {size:>9}  {b.resource}")
-        lines += [
-            f"  {d.kind.value:<8} {_size(d.remote.size):>9}  {d.relpath}" for d in b.downloads
-        ]
+    zips: list[tuple[str, tuple[Download, ...]]] = [(z.uri, z.downloads) for z in plan.scan_zips]
+    zips += [(b.resource, b.downloads) for b in plan.batches]
+    for uri, downloads in zips:
+        size = _size(sum(d.remote.size or 0 for d in downloads))
+        lines.append(f"zip      {len(downloads):>4} files {size:>9}  {uri}")
+        lines += [f"  {d.kind.value:<8} {_size(d.remote.size):>9}  {d.relpath}" for d in downloads]
     lines += [f"verify            {_size(v.expected_size):>9}  {v.current}" for v in plan.verifies]
     lines += [f"move                         {m.src} -> {m.dst}" for m in plan.moves]
     for d in plan.deletes:

@@ -1,4 +1,5 @@
-"""Carries out pull's actions: download, zip batch, verify, move, delete (a scheduler ``Runner``).
+"""Carries out pull's actions: download, zip batch, scan-group zip, verify, move, delete (a
+scheduler ``Runner``).
 
 Every transfer attempt goes through the engine's ``Attempts`` loop. Per-file failures become
 ``failed`` journal rows and ``FileFailed`` events and the run goes on; fatal errors propagate
@@ -23,7 +24,7 @@ from xnatsync.events import FileDeleted, FileDone, FileFailed, Notice, Reporter
 from xnatsync.journal import Journal
 from xnatsync.localfs import hash_file, os_error, resolve_under
 from xnatsync.model import RemoteFile
-from xnatsync.pull.plan import Action, Batch, Delete, Download, Move, PlanError, Verify
+from xnatsync.pull.plan import Action, Batch, Delete, Download, Move, PlanError, ScanZip, Verify
 from xnatsync.pull.zips import MISSING, Member, Spool, ZipSource, extract, fetch_zip
 from xnatsync.scheduler import Attempts
 from xnatsync.temps import TempNames
@@ -44,10 +45,14 @@ class Executor:
     disk: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(8))
     known_dirs: set[str] = field(default_factory=set)  # folders under DEST checked: no symlink
     zips_refused: bool = False  # the server answered a zip request as if it had no such thing
+    scan_zips_refused: bool = False  # the same, for zips of several scans (then per resource)
 
     async def run(self, action: Action) -> None:
         try:
             match action:
+                case ScanZip():
+                    await self.scan_zip(action)
+                    return
                 case Batch():
                     await self.batch(action)
                     return
@@ -60,7 +65,7 @@ class Executor:
                 case Delete():
                     await self.delete(action)
         except XnatSyncError as exc:
-            if exc.fatal or isinstance(action, Batch):
+            if exc.fatal or isinstance(action, Batch | ScanZip):
                 raise
             remote = None if isinstance(action, Delete) else action.remote
             key = action.key if isinstance(action, Delete) else action.remote.key
@@ -89,11 +94,50 @@ class Executor:
         fetched = await self.attempts.run(remote.key, str(relpath), remote.size, attempt)
         self.done(remote, relpath, fetched, "downloaded")
 
+    async def scan_zip(self, action: ScanZip) -> None:
+        """One zip of whole scans; if the server gives none, per resource (``parts``); whatever
+        it does not deliver intact, one by one."""
+        if self.zips_refused or self.scan_zips_refused:
+            results = None
+        else:
+            results = await self._zip(action.uri, action.downloads, scans=True)
+        if results is None or self._all_missing(results):
+            if results is not None:
+                self.scan_zips_refused = True
+                self.reporter.emit(
+                    Notice(
+                        f"the zip of {action.uri} held none of its listed files; "
+                        "fetching scans per resource from now on"
+                    )
+                )
+            for part in action.parts:
+                await self.run(part)
+            return
+        await self._settle(action.uri, action.downloads, results)
+
     async def batch(self, action: Batch) -> None:
         """One zip for a resource's files; whatever it does not deliver intact, one by one."""
-        results = None if self.zips_refused else await self._zip(action)
-        leftovers = list(action.downloads) if results is None else []
-        for download, got in zip(action.downloads, results or (), strict=False):
+        results = None if self.zips_refused else await self._zip(action.resource, action.downloads)
+        if results is not None and self._all_missing(results):
+            # a zip without one listed file in it: this server names members otherwise,
+            # and every further zip would be fetched for nothing
+            self.zips_refused = True
+            self.reporter.emit(Notice("this server's zips do not match; no more zips"))
+        await self._settle(action.resource, action.downloads, results)
+
+    @staticmethod
+    def _all_missing(results: list[Fetched | XnatSyncError]) -> bool:
+        return all(r is MISSING for r in results)
+
+    async def _settle(
+        self,
+        uri: str,
+        downloads: tuple[Download, ...],
+        results: list[Fetched | XnatSyncError] | None,
+    ) -> None:
+        """Journal what the zip delivered; fetch the rest one by one (all of it: no zip)."""
+        leftovers = list(downloads) if results is None else []
+        for download, got in zip(downloads, results or (), strict=False):
             if isinstance(got, Fetched):
                 self.done(download.remote, download.relpath, got, "downloaded")
             else:
@@ -102,52 +146,50 @@ class Executor:
             reason = next(str(r) for r in results if not isinstance(r, Fetched))
             self.reporter.emit(
                 Notice(
-                    f"{len(leftovers)} of {len(results)} files of {action.resource} did not "
+                    f"{len(leftovers)} of {len(results)} files of {uri} did not "
                     f"arrive intact in its zip (first: {reason}); fetching them one by one"
                 )
             )
-            if len(leftovers) == len(results) and all(r is MISSING for r in results):
-                # a zip without one listed file in it: this server names members otherwise,
-                # and every further zip would be fetched for nothing
-                self.zips_refused = True
-                self.reporter.emit(Notice("this server's zips do not match; no more zips"))
         for download in leftovers:
             await self.run(download)
 
-    async def _zip(self, action: Batch) -> list[Fetched | XnatSyncError] | None:
+    async def _zip(
+        self, uri: str, downloads: tuple[Download, ...], *, scans: bool = False
+    ) -> list[Fetched | XnatSyncError] | None:
         """Fetch and extract the zip; None (after a notice) if it could not be had at all.
 
         The members' journal rows are written when the whole zip is extracted (one thread hop
-        per zip, not one per member): a kill in between leaves verified files without a
-        ``done`` row, which the next run re-hashes rather than fetches."""
-        downloads = action.downloads
-        for d in downloads:
-            self.journal.mark_in_progress(d.remote, str(d.relpath))
+        per zip, not one per member), ``done`` at once: no ``in_progress`` row first (a third
+        fewer journal writes for files that come in zips; a file fetched alone after the zip
+        gets one). A kill in between leaves verified files without a row, which the next run
+        re-hashes (adopts) rather than fetches."""
         size = sum(d.remote.size or 0 for d in downloads)
         label = f"zip of {len(downloads)} files"
         place = functools.partial(resolve_under, self.dest, known_dirs=self.known_dirs)
         members = [Member(d.remote, functools.partial(place, rel=d.relpath)) for d in downloads]
-        spool = Spool(self.dest, self.temps)
+        spool = Spool(self.dest, self.temps, expected=size)
         try:
 
             def attempt(progress: Callable[[int], None]) -> Awaitable[None]:
-                return fetch_zip(self.source, action.resource, spool, progress=progress,
+                return fetch_zip(self.source, uri, spool, progress=progress,
                                  limiter=self.disk)  # fmt: skip
 
-            await self.attempts.run(action.resource, label, size, attempt)
+            await self.attempts.run(uri, label, size, attempt)
             return await anyio.to_thread.run_sync(
-                extract, spool.path, members, self.fsync, self.temps, limiter=self.disk
+                extract, spool.received(), members, self.fsync, self.temps, limiter=self.disk
             )
         except XnatSyncError as exc:
             if exc.fatal:
                 raise
             if isinstance(exc, RemoteError) and exc.status in (400, 404, 405, 406, 501):
-                self.zips_refused = True  # this server does not zip: stop asking
+                # this server does not zip (or not several scans at once): stop asking
+                if scans:
+                    self.scan_zips_refused = True
+                else:
+                    self.zips_refused = True
+            fallback = "per resource" if scans else f"its {len(downloads)} files one by one"
             self.reporter.emit(
-                Notice(
-                    f"could not fetch {action.resource} as a zip ({exc}); "
-                    f"fetching its {len(downloads)} files one by one"
-                )
+                Notice(f"could not fetch {uri} as a zip ({exc}); fetching {fallback}")
             )
             return None
 

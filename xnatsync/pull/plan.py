@@ -21,14 +21,14 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from xnatsync.errors import UnsafePathError
 from xnatsync.layout import Placer
 from xnatsync.model import LocalFile, RemoteFile
 from xnatsync.paths import fold, safe_relpath
-from xnatsync.pull.batching import BatchPolicy, choose_batches, resource_uri
+from xnatsync.pull.batching import BatchPolicy, choose_batches, group_scans, resource_uri
 from xnatsync.pull.diff import Change, ChangeKind
 
 _FETCH = frozenset({ChangeKind.NEW, ChangeKind.CHANGED, ChangeKind.MISSING, ChangeKind.RETRY})
@@ -63,6 +63,19 @@ class Batch:
 
     resource: str
     downloads: tuple[Download, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ScanZip:
+    """Fetch whole scans of one session as one zip (``uri``: ``…/experiments/{E}/scans/{ids}``),
+    verify each member as a ``Download`` would be, and fetch what the zip did not deliver file
+    by file. ``parts`` fetch the same files per resource (zips and single downloads): what runs
+    instead when the run does not take group zips (``batching.SessionGate``) or the server
+    does not give them."""
+
+    uri: str
+    downloads: tuple[Download, ...]
+    parts: tuple[Batch | Download, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +120,7 @@ class Delete:
     trash: PurePosixPath | None
 
 
-Action = Batch | Download | Verify | Move | Delete
+Action = ScanZip | Batch | Download | Verify | Move | Delete
 """One unit of work for the scheduler (a ``Skip`` is no work, and never scheduled)."""
 
 
@@ -129,7 +142,8 @@ class PlanSummary:
     download_bytes: int = 0
     unknown_size: int = 0
     batched: int = 0  # downloads fetched in zips (counted in ``downloads`` too)
-    batches: int = 0
+    batches: int = 0  # zips: per resource, and of scan groups
+    scan_zips: int = 0  # of them, zips of several scans (``ScanZip``)
     verifies: int = 0
     verify_bytes: int = 0
     moves: int = 0
@@ -163,14 +177,31 @@ class Plan:
     delete_refused: str = ""
     batches: tuple[Batch, ...] = ()
     unproven: int = 0  # files on disk of the listed size, fetched again for want of a digest
+    scan_zips: tuple[ScanZip, ...] = ()
 
     def actions(self) -> tuple[Action, ...]:
         """What the scheduler runs, in order: zips first (they are the cheapest per file)."""
-        return (*self.batches, *self.downloads, *self.verifies, *self.moves, *self.deletes)
+        return (*self.scan_zips, *self.batches, *self.downloads, *self.verifies, *self.moves,
+                *self.deletes)  # fmt: skip
+
+    def without_scan_zips(self) -> Plan:
+        """The same plan with each scan group's parts (per-resource zips, single files) in
+        place of its zip: what runs while a run takes no group zips (``SessionGate``)."""
+        parts = [p for z in self.scan_zips for p in z.parts]
+        return replace(
+            self,
+            scan_zips=(),
+            batches=(*(p for p in parts if isinstance(p, Batch)), *self.batches),
+            downloads=(*(p for p in parts if isinstance(p, Download)), *self.downloads),
+        )
 
     def all_downloads(self) -> list[Download]:
-        """Single downloads and the members of every batch."""
-        return [*self.downloads, *(d for b in self.batches for d in b.downloads)]
+        """Single downloads and the members of every batch and scan group."""
+        return [
+            *self.downloads,
+            *(d for b in self.batches for d in b.downloads),
+            *(d for z in self.scan_zips for d in z.downloads),
+        ]
 
     def summary(self) -> PlanSummary:
         downloads = self.all_downloads()
@@ -179,7 +210,8 @@ class Plan:
             download_bytes=sum(d.remote.size or 0 for d in downloads),
             unknown_size=sum(1 for d in downloads if d.remote.size is None),
             batched=len(downloads) - len(self.downloads),
-            batches=len(self.batches),
+            batches=len(self.batches) + len(self.scan_zips),
+            scan_zips=len(self.scan_zips),
             verifies=len(self.verifies),
             verify_bytes=sum(v.expected_size or 0 for v in self.verifies),
             moves=len(self.moves),
@@ -201,9 +233,10 @@ def build_plan(
 ) -> Plan:
     """Plan one owner's changes. Never raises for a per-file problem: it becomes an error.
 
-    Per-owner plans never delete; with ``options.batch``, downloads of whole resources of
-    small files become zip batches (``batching``). ``on_disk`` gives the size of each regular
-    file found at the target of a file to fetch (``NEW`` or ``RETRY``): one of the listed size
+    Per-owner plans never delete; with ``options.batch``, downloads of whole scans of small
+    files become scan-group zips, and of whole resources zip batches (``batching``).
+    ``on_disk`` gives the size of each regular file found at the target of a file to fetch
+    (``NEW`` or ``RETRY``): one of the listed size
     is adopted, that is re-hashed and kept if its MD5 is the listed digest (``Verify``), rather
     than fetched; without a listed digest only if ``options.adopt_by_size``."""
     changes = list(changes)
@@ -217,13 +250,18 @@ def build_plan(
     ]
     downloads = [a for a in actions if isinstance(a, Download)]
     batches: list[Batch] = []
+    scan_zips: list[ScanZip] = []
     if options.batch is not None:
         listed = [c.remote for c in changes if c.remote is not None]
-        groups, downloads = choose_batches(downloads, listed, options.batch)
-        batches = [Batch(resource_uri(g[0].remote) or "", g) for g in groups]
+        scan_groups, downloads = group_scans(downloads, listed, options.batch)
+        for group in scan_groups:
+            parts, singles = _batch(group.downloads, listed, options.batch)
+            scan_zips.append(ScanZip(group.uri, group.downloads, (*parts, *singles)))
+        batches, downloads = _batch(downloads, listed, options.batch)
     return Plan(
         downloads=tuple(downloads),
         batches=tuple(batches),
+        scan_zips=tuple(scan_zips),
         verifies=tuple(a for a in actions if isinstance(a, Verify)),
         moves=tuple(a for a in actions if isinstance(a, Move)),
         skips=tuple(a for a in actions if isinstance(a, Skip)),
@@ -231,6 +269,13 @@ def build_plan(
         unlisted=sum(1 for c in changes if c.kind is ChangeKind.ONLY_LOCAL),
         unproven=adopt.unproven,
     )
+
+
+def _batch(
+    downloads: Sequence[Download], listed: Sequence[RemoteFile], policy: BatchPolicy
+) -> tuple[list[Batch], list[Download]]:
+    groups, singles = choose_batches(downloads, listed, policy)
+    return [Batch(resource_uri(g[0].remote) or "", g) for g in groups], singles
 
 
 ADOPTABLE = frozenset({ChangeKind.NEW, ChangeKind.RETRY})

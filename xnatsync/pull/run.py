@@ -31,6 +31,7 @@ from xnatsync.events import Fanout, Notice, PlanShown, Reporter
 from xnatsync.journal import JOURNAL, Journal, recorded_run
 from xnatsync.lock import DestLock
 from xnatsync.mounts import network_filesystem
+from xnatsync.pull.batching import SessionGate
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor
 from xnatsync.pull.listing import Ledger, Planner
@@ -223,12 +224,14 @@ async def _sync(
         source=client, journal=journal, dest=options.dest, reporter=reporter,
         attempts=attempts, temps=temps, fsync=options.fsync,
     )  # fmt: skip
+    gate = SessionGate(options.limits.transfers)  # scan-group zips once streams are busy
     async with Scheduler[Action](executor, options.limits) as scheduler:
 
         async def submit(owner: Owner, plan: Plan) -> None:
             if options.delete_only:
                 return  # listed (so seen), never fetched: deletes only
             executor.record(plan.errors)
+            plan = plan if gate.admit(len(plan.scan_zips)) else plan.without_scan_zips()
             await scheduler.submit(plan.actions())
 
         scope, nightly = options.scope(), None
@@ -270,13 +273,22 @@ async def _dry_run(options: PullOptions, reporter: Reporter, client: XnatClient)
     journal = Journal.open(path, readonly=True) if path.exists() else None
     state: LocalState = journal if journal is not None else NoJournal()
     total = Plan().summary()
+    gate = SessionGate(options.limits.transfers)  # the zips the run would take
 
     async def show(owner: Owner, plan: Plan) -> None:
         nonlocal total
         if options.delete_only:
             return  # the run would fetch none of it
+        plan = plan if gate.admit(len(plan.scan_zips)) else plan.without_scan_zips()
         total = total + plan.summary()
-        if plan.downloads or plan.batches or plan.verifies or plan.moves or plan.errors:
+        if (
+            plan.downloads
+            or plan.batches
+            or plan.scan_zips
+            or plan.verifies
+            or plan.moves
+            or plan.errors
+        ):
             reporter.emit(PlanShown(owner.describe(), format_plan(plan)))
 
     try:

@@ -4,10 +4,15 @@ Invariants:
 
 * The zip streams to a temp of the run in ``DEST/.xnatsync/tmp`` (``temps.TempNames``),
   created with O_EXCL|O_NOFOLLOW below a path checked for symlinks, and removed when the batch
-  ends (a killed run's spool is removed by the sweep at the next start).
+  ends (a killed run's spool is removed by the sweep at the next start). A zip whose members
+  add up to at most ``IN_MEMORY`` (a scan group's, a small resource's) is held in memory
+  instead, and goes to disk only if the server sends more than that: no spool file to write,
+  read back and remove, and no read call per member (at most ``IN_MEMORY`` a stream).
 * A member is matched to a planned download by the name XNAT gives it,
-  ``…/resources/{label}/files/{path}`` whatever precedes it. A member name is never used to
-  build a local path: the planned target is, so a hostile zip can write nowhere else.
+  ``…/resources/{label}/files/{path}`` whatever precedes it; in a zip of several scans, where
+  that tail repeats, by the scan folder before it too (``scans/{ID}-{type}/`` or
+  ``scans/{ID}/``, xnat-api §4.2). A member name is never used to build a local path: the
+  planned target is, so a hostile zip can write nowhere else.
 * Each matched member goes through the sink of a single download (``transfer.FileSink``):
   a unique temp beside the target, MD5 while writing, size and digest checked against the
   catalog, then rename. A member that is missing, damaged (CRC) or unlike the catalog is
@@ -16,6 +21,7 @@ Invariants:
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 import zlib
@@ -29,11 +35,12 @@ import anyio
 
 from xnatsync.errors import BadResponseError, XnatSyncError
 from xnatsync.localfs import os_error, resolve_under
-from xnatsync.model import RemoteFile
+from xnatsync.model import Level, RemoteFile
 from xnatsync.temps import TMP_DIR, TempNames
 from xnatsync.transfer import BLOCK, CHUNK, Body, Fetched, FileSink, Source, pump
 
 MISSING = BadResponseError("not in the server's zip")  # a member the zip did not hold
+IN_MEMORY = 2 << 20  # a zip of members up to this size (and no bigger) is held in memory
 
 
 class ZipSource(Source, Protocol):
@@ -45,18 +52,30 @@ class ZipSource(Source, Protocol):
 
 
 class Spool:
-    """The zip being received (a ``transfer.Writer``: blocks arrive in a worker thread) at a
-    name of the run's under ``DEST/.xnatsync/tmp``; before the first write, in that thread,
-    the path is checked for symlinks and its folder made."""
+    """The zip being received (a ``transfer.Writer``: blocks arrive in a worker thread): held
+    in memory when ``expected`` (the members' total size) is at most ``IN_MEMORY`` and while it
+    stays under that, otherwise at a name of the run's under ``DEST/.xnatsync/tmp``; before the
+    first write to disk, in that thread, the path is checked for symlinks and its folder made."""
 
-    def __init__(self, dest: Path, temps: TempNames) -> None:
+    def __init__(self, dest: Path, temps: TempNames, expected: int | None = None) -> None:
         self.dest = dest
         self.path = temps.beside(dest.joinpath(*TMP_DIR.parts, "batch.zip"), record=False)
         self.name = PurePosixPath(self.path.relative_to(dest).as_posix())
         self.fd: int | None = None
         self.tail: list[bytes] = []
+        self.in_memory = expected is not None and expected <= IN_MEMORY
+        self.held: list[bytes] = []
+        self.held_size = 0
 
     def write(self, blocks: list[bytes]) -> None:
+        if self.in_memory:
+            size = sum(len(b) for b in blocks)
+            if self.held_size + size <= IN_MEMORY:
+                self.held += blocks
+                self.held_size += size
+                return
+            self.in_memory = False  # more than the members: spill to disk, and on from there
+            blocks, self.held, self.held_size = [*self.held, *blocks], [], 0
         try:
             if self.fd is None:
                 resolve_under(self.dest, self.name)  # UnsafePathError through a symlink
@@ -72,13 +91,22 @@ class Spool:
 
     def close(self) -> None:
         self.write(self.tail)
+        self.tail = []
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
 
+    def received(self) -> Path | bytes:
+        """What ``close`` completed: the zip's bytes if held in memory, else its path."""
+        if not self.in_memory:
+            return self.path
+        self.held = [b"".join(self.held)]  # one copy held, not the blocks and their join
+        return self.held[0]
+
     def discard(self) -> None:
         """Close and remove what was received; the spool may be used again (a retry)."""
         self.tail = []
+        self.held, self.held_size = [], 0
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -118,51 +146,94 @@ def member_name(remote: RemoteFile) -> str:
 
 
 def extract(
-    spool: Path, members: Sequence[Member], fsync: bool, temps: TempNames
+    spool: Path | bytes, members: Sequence[Member], fsync: bool, temps: TempNames
 ) -> list[Fetched | XnatSyncError]:
-    """Extract and verify every expected member, then remove the spool (blocking: run it in a
-    worker thread).
+    """Extract and verify every expected member of the zip at ``spool`` (or in it), then
+    remove the spool file (blocking: run it in a worker thread).
 
     Returns, per member, what was verified at its final name or why it was not. A fatal error
     (disk full) is raised; an unreadable zip raises ``BadResponseError``.
     """
-    wanted = {member_name(m.remote): i for i, m in enumerate(members)}
+    wanted: dict[str, list[int]] = {}
+    for i, m in enumerate(members):
+        wanted.setdefault(member_name(m.remote), []).append(i)
+    scans = [m.remote.container if m.remote.level is Level.SCAN else None for m in members]
     results: list[Fetched | XnatSyncError] = [MISSING] * len(members)
     try:
-        with zipfile.ZipFile(spool) as archive:
+        with zipfile.ZipFile(io.BytesIO(spool) if isinstance(spool, bytes) else spool) as archive:
+            found: dict[int, zipfile.ZipInfo] = {}
             for info in archive.infolist():
-                index = None if info.is_dir() else _match(info.filename, wanted)
-                if index is not None and results[index] is MISSING:
-                    results[index] = _extract_one(archive, info, members[index], fsync, temps)
+                index = None if info.is_dir() else _match(info.filename, wanted, scans)
+                if index is not None:
+                    found.setdefault(index, info)
+            finals = _place(members, found, results)
+            temps.note(f.parent for f in finals.values())  # one ledger append for the zip
+            for index, final in finals.items():
+                member = members[index]
+                results[index] = _extract_one(archive, found[index], member.remote, final, fsync,
+                                              temps)  # fmt: skip
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc
     finally:
-        with suppress(FileNotFoundError):
-            os.unlink(spool)
+        if not isinstance(spool, bytes):
+            with suppress(FileNotFoundError):
+                os.unlink(spool)
     return results
 
 
-def _match(name: str, wanted: dict[str, int]) -> int | None:
-    """The member whose expected tail is the longest suffix of ``name`` (at a "/")."""
-    found = wanted.get(name)
-    cut = name.find("/")
-    while found is None and cut >= 0:
-        found = wanted.get(name[cut + 1 :])
-        cut = name.find("/", cut + 1)
-    return found
+def _match(name: str, wanted: dict[str, list[int]], scans: Sequence[str | None]) -> int | None:
+    """The member whose expected tail is the longest suffix of ``name`` (at a "/"), and whose
+    scan is the one the name's folder says, if it names one."""
+    start = 0
+    while (found := wanted.get(name[start:])) is None:
+        cut = name.find("/", start)
+        if cut < 0:
+            return None
+        start = cut + 1
+    prefix = name[:start].split("/")  # [..., "scans", folder, ""] below a scan
+    folder = prefix[-2] if len(prefix) >= 3 and prefix[-3] == "scans" else None
+    if folder is None:
+        return found[0] if len(found) == 1 else None
+    exact = [i for i in found if scans[i] in (folder, folder.rsplit("-", 1)[0])]
+    loose = [i for i in found if scans[i] is not None and folder.startswith(f"{scans[i]}-")]
+    chosen = exact or loose
+    return chosen[0] if len(chosen) == 1 else None
+
+
+def _place(
+    members: Sequence[Member],
+    found: dict[int, zipfile.ZipInfo],
+    results: list[Fetched | XnatSyncError],
+) -> dict[int, Path]:
+    """The checked final path of each member found in the zip, in zip order; a member whose
+    place is refused (a symlink on the way) gets that error as its result."""
+    finals: dict[int, Path] = {}
+    for index in found:
+        try:
+            finals[index] = members[index].place()
+        except XnatSyncError as exc:
+            if exc.fatal:
+                raise
+            results[index] = exc
+    return finals
 
 
 def _extract_one(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, member: Member, fsync: bool, temps: TempNames
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    remote: RemoteFile,
+    final: Path,
+    fsync: bool,
+    temps: TempNames,
 ) -> Fetched | XnatSyncError:
-    sink = FileSink(member.place, temps)
+    sink = FileSink(lambda: final, temps)
     try:
         with archive.open(info) as source:
             while block := source.read(BLOCK):
                 sink.write([block])
-        return sink.finish(member.remote, "", fsync)
+        return sink.finish(remote, "", fsync)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        return BadResponseError(f"{member.remote.path}: damaged in the server's zip ({exc})")
+        return BadResponseError(f"{remote.path}: damaged in the server's zip ({exc})")
     except XnatSyncError as exc:
         if exc.fatal:
             raise

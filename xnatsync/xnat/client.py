@@ -48,6 +48,7 @@ from xnatsync.errors import (
     TransportError,
     UnreachableError,
     XnatSyncError,
+    first_error,
     redact,
 )
 from xnatsync.limits import Limits, Timeouts
@@ -453,11 +454,23 @@ class XnatClient:
         files: routes.Route,
         build: Callable[[list[dict[str, str]], list[dict[str, str]]], list[RemoteFile]],
     ) -> OwnerListing:
-        """Both listings of one owner, fingerprinted; the rows are built only if asked for."""
+        """Both listings of one owner, fingerprinted; the rows are built only if asked for.
+        The two requests go at once: on a long path an owner's listing costs one round trip
+        and one server time, not two."""
         res_url = self._url(resources.path, resources.params)
         files_url = self._url(files.path, files.params)
-        res_body, res_doc = await self._get_listing(res_url, self._document(res_url))
-        files_body, files_doc = await self._get_listing(files_url, self._document(files_url))
+        got: dict[URL, tuple[bytes, Any]] = {}
+
+        async def get(url: URL) -> None:
+            got[url] = await self._get_listing(url, self._document(url))
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(get, res_url)
+                tg.start_soon(get, files_url)
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
+        (res_body, res_doc), (files_body, files_doc) = got[res_url], got[files_url]
         fingerprint = hashlib.md5(res_body + b"\0" + files_body, usedforsecurity=False)
 
         def parsed() -> list[RemoteFile]:

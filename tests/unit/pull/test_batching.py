@@ -17,7 +17,7 @@ from xnatsync.pull.diff import diff
 from xnatsync.pull.plan import Plan, PlanOptions, build_plan
 
 MD5 = hashlib.md5(b"x").hexdigest()
-POLICY = BatchPolicy(min_files=3, max_mean_size=1000, max_bytes=10_000)
+POLICY = BatchPolicy(min_files=3, max_mean_size=1000, max_bytes=10_000, group_scans=0)
 
 
 def rf(path: str, resource: str = "7", size: int | None = 100, scan: str = "1") -> RemoteFile:

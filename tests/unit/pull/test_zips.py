@@ -135,3 +135,46 @@ def test_the_spool_is_not_written_through_a_symlink(tmp_path: Path) -> None:
     with pytest.raises(UnsafePathError, match="symlink"):
         Spool(tmp_path / "dest", RUN).write([b"PK"])
     assert list(outside.iterdir()) == []
+
+
+def test_members_of_several_scans_are_told_apart_by_their_scan_folder(tmp_path: Path) -> None:
+    def of_scan(scan: str, data: bytes) -> RemoteFile:
+        uri = f"/data/experiments/E1/scans/{scan}/resources/7/files/1.dcm"
+        return replace(remote("1.dcm", data), container=scan, uri=uri)
+
+    one, two, three = of_scan("1", b"one" * 9), of_scan("2", b"two" * 9), of_scan("3", b"3" * 9)
+    spool = spool_of(
+        tmp_path,
+        make_zip(
+            {
+                "sess1/scans/3-T1/resources/DICOM/files/1.dcm": b"not asked for",
+                "sess1/scans/2/resources/DICOM/files/1.dcm": b"two" * 9,  # a scan without type
+                "sess1/scans/1-T1/resources/DICOM/files/1.dcm": b"one" * 9,
+            }
+        ),
+    )
+    out = tmp_path / "out"
+    members = [Member(r, lambda r=r: out / r.container) for r in (one, two, three)]  # type: ignore[misc]
+    results = extract(spool, members, False, RUN)
+    assert [isinstance(r, Fetched) for r in results] == [True, True, False]
+    assert (out / "1").read_bytes() == b"one" * 9
+    assert (out / "2").read_bytes() == b"two" * 9
+    assert not (out / "3").exists()  # scan 3's member was another file: never matched
+
+
+async def test_a_small_zip_is_held_in_memory_and_a_bigger_one_goes_to_disk(tmp_path: Path) -> None:
+    files = {"a.dcm": b"alpha" * 100, "b.dcm": b"beta" * 100}
+    remotes = [remote(p, d) for p, d in files.items()]
+    data = make_zip({PREFIX + member_name(r): files[r.path] for r in remotes})
+    small = Spool(tmp_path, RUN, expected=sum(len(d) for d in files.values()))
+    await fetch_zip(FakeSource(data), "/data/experiments/E1/scans/1/resources/7", small)
+    assert small.received() == data
+    assert not small.path.parent.exists()  # no spool file, not even its folder
+    results = extract(small.received(), members_for(tmp_path, remotes), fsync=False, temps=RUN)
+    assert all(isinstance(r, Fetched) for r in results)
+    assert (tmp_path / "out" / "b.dcm").read_bytes() == files["b.dcm"]
+    big = make_zip({"resources/R/files/a": os.urandom(3 << 20)})
+    unlike = Spool(tmp_path, RUN, expected=100)  # the server sends far more than listed
+    await fetch_zip(FakeSource(big), "/r", unlike)
+    assert unlike.received() == unlike.path
+    assert unlike.path.read_bytes() == big
