@@ -81,3 +81,22 @@ async def test_a_password_login_issues_no_token(emu: Emulator, now: list[float])
     async with XnatClient(emu.url, Credentials("admin", "admin"), retry=FAST_RETRY) as client:
         assert await client.list_projects()
     assert issues(emu) == 0
+
+
+async def test_a_replacement_client_logs_in_with_the_token_handed_over(
+    emu: Emulator, now: list[float]
+) -> None:
+    """The watch daemon reopens its client after an outage: the token the old client renewed
+    is handed over, kept valid, and logs in after the user's own token has expired."""
+    own = await issue_token(emu)
+    first = XnatClient(emu.url, Credentials(own["alias"], own["secret"]), retry=FAST_RETRY,
+                       clock=lambda: now[0])  # fmt: skip
+    async with first:
+        now[0] += LIFETIME * 0.6
+        assert await first.list_projects()  # renewed: a token issued now, valid past T0 + 100
+        handed = first.hand_over()
+    assert handed.username != own["alias"]
+    now[0] += LIFETIME * 0.5  # the user's own token has expired
+    assert emu.sessions.token(own["alias"]) is None
+    async with XnatClient(emu.url, handed, retry=FAST_RETRY) as second:
+        assert {p["ID"] for p in await second.list_projects()} >= {"DEMO"}

@@ -45,6 +45,7 @@ from xnatsync.watch.options import Reloadable, WatchOptions
 from xnatsync.watch.queue import HISTORY, QUEUE, Queue, Seen
 from xnatsync.watch.rules import Look, Snapshot, settled, verdict
 from xnatsync.watch.sending import Recorded, Sending, after_upload
+from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.client import XnatClient
 
 JOURNAL = "journal.db"
@@ -96,12 +97,14 @@ async def watch(
     control = control if control is not None else Control(options.live)
     check_places(options, state)
 
-    def make() -> XnatClient:
-        return XnatClient(options.url, options.credentials, limits=options.limits,
+    def make(credentials: Credentials | None) -> XnatClient:
+        if client is not None:
+            return client()
+        return XnatClient(options.url, credentials or options.credentials, limits=options.limits,
                           timeouts=options.timeouts, retry=options.retry,
                           ssl=options.ssl)  # fmt: skip
 
-    link = Link(client or make, clock)
+    link = Link(make, clock)
     with (
         DestLock(state),
         Queue.open(state / QUEUE) as queue,

@@ -6,7 +6,9 @@ session cookie afterwards, and on a 401 or a redirect to the login page (XNAT's 
 15 minutes by default, or a server restart) one single-flight re-login with the credentials it
 keeps. What this adds: a client whose re-login failed because the server was away (its
 authenticator is then poisoned with an ``AuthError`` caused by a transport error) is closed and
-a fresh one logs in on the next send; a client that cannot log in because the server is down
+a fresh one logs in on the next send, with the credentials the old one hands over (an alias
+token it renewed, so a daemon logged in with a token outlives it across outages); a client
+that cannot log in because the server is down
 raises ``UnreachableError`` and the study waits. A login the server *refuses* (HTTP 401: a
 wrong or expired password or token) is never retried in a loop — XNAT locks accounts after
 repeated failures — it stops the daemon (exit 3).
@@ -20,6 +22,7 @@ from contextlib import AsyncExitStack
 import anyio
 
 from xnatsync.errors import AuthError, UnreachableError, XnatSyncError
+from xnatsync.xnat.auth import Credentials
 from xnatsync.xnat.client import XnatClient
 
 
@@ -36,8 +39,11 @@ def server_away(exc: BaseException) -> bool:
 class Link:
     """One open client at a time, made by ``make`` (no I/O until ``client`` is awaited)."""
 
-    def __init__(self, make: Callable[[], XnatClient], clock: Callable[[], float]) -> None:
+    def __init__(
+        self, make: Callable[[Credentials | None], XnatClient], clock: Callable[[], float]
+    ) -> None:
         self._make = make
+        self._credentials: Credentials | None = None  # handed over by the last client
         self._clock = clock
         self._lock = anyio.Lock()
         self._stack: AsyncExitStack | None = None
@@ -52,7 +58,7 @@ class Link:
             if self._client is None:
                 stack = AsyncExitStack()
                 try:
-                    self._client = await stack.enter_async_context(self._make())
+                    self._client = await stack.enter_async_context(self._make(self._credentials))
                 except UnreachableError:
                     self.down()
                     raise
@@ -81,6 +87,8 @@ class Link:
             await self._close()
 
     async def _close(self) -> None:
+        if self._client is not None:  # a token it renewed is what the next one logs in with
+            self._credentials = self._client.hand_over()
         stack, self._stack, self._client = self._stack, None, None
         if stack is not None:
             await stack.aclose()

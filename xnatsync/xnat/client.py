@@ -351,6 +351,14 @@ class XnatClient:
                     await self._invalidate(replaced)
             self._token_due = self._clock() + retry_in
 
+    def hand_over(self) -> Credentials:
+        """The credentials a client replacing this one should log in with: the alias token this
+        one renewed (kept valid: closing no longer invalidates it), or those it was given. A
+        daemon that reopens its client after an outage would otherwise log in with a token
+        that has long expired."""
+        self._issued = None
+        return self._credentials
+
     async def _invalidate(self, alias: str) -> None:
         """Disable a token this client issued (best effort: it expires anyway)."""
         try:
