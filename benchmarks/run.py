@@ -539,7 +539,7 @@ def main() -> None:
         for w in chosen
     ]
     if not args.only or args.only in bench_nightly.NAME:  # its own emulator, in this process
-        results.append(bench_nightly.run(args.pairs, args.quick, scratch / "nightly"))
+        results.append(bench_nightly.run(args.pairs or PAIRS, args.quick, scratch / "nightly"))
     shutil.rmtree(scratch, ignore_errors=True)
     text = table(results)
     if args.costs:
