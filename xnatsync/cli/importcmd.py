@@ -63,11 +63,7 @@ def add_import(sub: Any) -> None:
     p.add_argument("--config", help="TOML file with any of these options ([import] table)")
     p.add_argument("--project", help="the project to import into (it must exist)")
     p.add_argument("--source", action="append", help="a file or folder of DICOM (repeatable)")
-    names = p.add_argument_group("labels (default: XNAT's own rules)")
-    names.add_argument("--subject-label", help="template over DICOM keywords, e.g. '{PatientID}'")
-    names.add_argument("--session-label", help="e.g. '{PatientID}_{StudyDate}'")
-    names.add_argument("--subject", help="one subject label for every study")
-    names.add_argument("--session", help="one session label (for a single study)")
+    add_label_arguments(p, one_study=True)
     p.add_argument(
         "--to", choices=("archive", "prearchive"),
         help="where the sessions go (default: archive; prearchive leaves them for review)",
@@ -92,6 +88,17 @@ def add_import(sub: Any) -> None:
     )  # fmt: skip
     add_reporting(p)
     p.set_defaults(handler=run_import)
+
+
+def add_label_arguments(p: argparse.ArgumentParser, *, one_study: bool) -> None:
+    """The label options of ``import`` and ``watch`` (``--session`` only where one study may be
+    all there is: a daemon sees many)."""
+    names = p.add_argument_group("labels (default: XNAT's own rules)")
+    names.add_argument("--subject-label", help="template over DICOM keywords, e.g. '{PatientID}'")
+    names.add_argument("--session-label", help="e.g. '{PatientID}_{StudyDate}'")
+    names.add_argument("--subject", help="one subject label for every study")
+    if one_study:
+        names.add_argument("--session", help="one session label (for a single study)")
 
 
 def naming_from(settings: dict[str, Any]) -> Naming:

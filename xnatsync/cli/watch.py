@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 from xnatsync.cli.arguments import add_credentials
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.importcmd import DEFAULTS as IMPORT_DEFAULTS
-from xnatsync.cli.importcmd import naming_from, state_home
+from xnatsync.cli.importcmd import add_label_arguments, naming_from, state_home
 from xnatsync.cli.outcome import INSECURE, logs_as_json
 from xnatsync.cli.pull import _prompt, limits_from, tls_context
 from xnatsync.cli.receive import (
@@ -121,10 +121,7 @@ def add_watch(sub: Any) -> None:
         type=float,
         help="unhealthy when the server is away longer than this, seconds (900)",
     )
-    names = p.add_argument_group("labels (default: XNAT's own rules)")
-    names.add_argument("--subject-label", help="template over DICOM keywords, e.g. '{PatientID}'")
-    names.add_argument("--session-label", help="e.g. '{PatientID}_{StudyDate}'")
-    names.add_argument("--subject", help="one subject label for every study")
+    add_label_arguments(p, one_study=False)
     add_credentials(p)
     run = p.add_argument_group("transfers")
     run.add_argument("--concurrency", type=int, help="studies sent at once (default: 2)")
