@@ -200,7 +200,7 @@ class Uploader:
             plan = zipbody.ZipPlan(sources)
             digests: dict[str, str] = {}
 
-            async def body() -> AsyncIterator[bytes]:
+            async def body() -> AsyncIterator[memoryview]:
                 digests.clear()
                 async for chunk in zipbody.zip_stream(plan, digests=digests, check_mtime=True):
                     progress(len(chunk))

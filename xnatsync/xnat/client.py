@@ -84,6 +84,7 @@ RENEW_UNKNOWN = 3600.0  # seconds between renewals when the server does not say 
 
 T = TypeVar("T")
 Request = tuple[Mapping[str, str], Any]  # headers and an aiohttp payload, made per send
+Chunks = Callable[[], AsyncIterator[bytes | memoryview]]  # an upload's body, afresh per send
 log = logging.getLogger("xnatsync.xnat")
 
 
@@ -540,7 +541,10 @@ class XnatClient:
         return await self._retrying(url, attempt)
 
     async def upload(
-        self, route: routes.Route, size: int, chunks: Callable[[], AsyncIterator[bytes]]
+        self,
+        route: routes.Route,
+        size: int,
+        chunks: Chunks,
     ) -> str:
         """PUT one file's bytes into a resource (xnat-api §4.4): in the body with a known
         ``Content-Length`` (XNAT refuses chunked in-body uploads), or, for an empty file (which
@@ -563,7 +567,10 @@ class XnatClient:
         return (await self._read("PUT", url, body)).decode("utf-8", "replace")
 
     async def import_zip(
-        self, route: routes.Route, size: int, chunks: Callable[[], AsyncIterator[bytes]]
+        self,
+        route: routes.Route,
+        size: int,
+        chunks: Chunks,
     ) -> str:
         """POST a DICOM zip of known length to the import service (xnat-api §5.1); the answer's
         text (the session's URI). Not retried here (the caller looks before sending again). A

@@ -160,7 +160,7 @@ async def test_size_changed_before_streaming_raises_naming_it(tmp_path: Path) ->
     instances = files(tmp_path, [10, 20])
     instances[1].path.write_bytes(b"longer than twenty bytes")
 
-    chunks: list[bytes] = []
+    chunks: list[memoryview] = []
     with pytest.raises(SourceChangedError, match=r"1\.dcm: size changed") as caught:
         chunks.extend([chunk async for chunk in zip_stream(ZipPlan(instances))])
     assert chunks == []
