@@ -6,10 +6,18 @@ complete, not in path order (``studies`` sorts).
 
 Invariants:
 * Bounded: one walker lists directories in batches of ``BATCH`` entries (each batch in a
-  worker thread) into a stream of ``buffer`` paths; ``readers`` tasks read headers
-  (``headers.read_found``) in worker threads under one ``CapacityLimiter``; results wait in a
-  stream of ``buffer``. Memory is flat in the number of files: nothing is kept per file
-  beyond the results not yet consumed, and the walk holds only the directories still to visit.
+  worker thread) into a stream of batches of ``READ_BATCH`` file paths (``buffer`` paths in
+  all); ``readers`` tasks read each batch's headers (``headers.read_found``) in one worker
+  thread call under one ``CapacityLimiter``; results wait in a stream of ``buffer``. Memory
+  is flat in the number of files: nothing is kept per file beyond the results not yet
+  consumed, and the walk holds only the directories still to visit.
+* Readers: one, unless a source is on a network filesystem (``mounts``), then
+  ``NETWORK_READERS``. A header read is mostly pure Python (pydicom) between short system
+  calls, and every call hands the GIL to another reader: on local disk parallel readers only
+  add handovers. Measured on 2,000 files (page cache, 2 cores): a thread call a file with 8
+  readers took 3.2 s and 3.8 s of CPU; a call per 64 files, 4 readers 1.8 s, 2 readers
+  1.4 s, one reader 0.7 s, the time of a plain loop. Over a network filesystem each open
+  and read waits on the server, and those waits overlap.
 * Symlinks (to files or folders, a source included) are ``Skipped`` unless
   ``follow_symlinks``; when followed, a folder already visited (same device and inode) is
   skipped, so a link loop ends.
@@ -36,9 +44,11 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from xnatsync.dicom.headers import read_found
 from xnatsync.dicom.instance import Found, Skipped, Unreadable
 from xnatsync.errors import UsageError
+from xnatsync.mounts import network_filesystem, read_mount_table
 
 BATCH = 512  # directory entries listed per worker-thread call
-READERS = 8  # header reads in flight
+READ_BATCH = 64  # header reads per worker-thread call
+NETWORK_READERS = 4  # batches of header reads in flight when a source is on a network mount
 BUFFER = 256  # paths waiting for a reader, and results waiting for the consumer
 
 
@@ -47,16 +57,19 @@ async def discover(
     sources: Sequence[Path],
     *,
     follow_symlinks: bool = False,
-    readers: int = READERS,
+    readers: int | None = None,
     buffer: int = BUFFER,
 ) -> AsyncIterator[ObjectReceiveStream[Found]]:
-    """Walk ``sources`` (files or folders); yield a stream of what each file is."""
-    if readers < 1 or buffer < 0:
+    """Walk ``sources`` (files or folders); yield a stream of what each file is. ``readers``:
+    header reads at once (default: see the module's invariants)."""
+    if (readers is not None and readers < 1) or buffer < 0:
         raise UsageError(
             f"readers must be at least 1 and buffer not negative ({readers}, {buffer})"
         )
     await anyio.to_thread.run_sync(check_sources, list(sources))
-    paths_in, paths_out = anyio.create_memory_object_stream[Path](buffer)
+    if readers is None:
+        readers = await anyio.to_thread.run_sync(default_readers, list(sources))
+    paths_in, paths_out = anyio.create_memory_object_stream[list[Path]](buffer // READ_BATCH)
     results_in, results_out = anyio.create_memory_object_stream[Found](buffer)
     limiter = anyio.CapacityLimiter(readers)
     walk = _Walk(follow_symlinks=follow_symlinks)
@@ -77,6 +90,14 @@ async def discover(
             group.cancel_scope.cancel()
     if failed is not None:
         raise failed
+
+
+def default_readers(sources: list[Path], table: str | None = None) -> int:
+    """One reader, or ``NETWORK_READERS`` if a source is on a network filesystem (blocking;
+    ``table``: a mountinfo text, else the kernel's)."""
+    table = read_mount_table() if table is None else table
+    remote = any(network_filesystem(source, table) is not None for source in sources)
+    return NETWORK_READERS if remote else 1
 
 
 def check_sources(sources: list[Path]) -> None:
@@ -100,31 +121,51 @@ class _Walk:
     seen: set[tuple[int, int]] = field(default_factory=set)
 
 
+class _Batches:
+    """File paths gathered into batches of ``READ_BATCH`` for the readers."""
+
+    def __init__(self, stream: ObjectSendStream[list[Path]]) -> None:
+        self.stream = stream
+        self.batch: list[Path] = []
+
+    async def add(self, path: Path) -> None:
+        self.batch.append(path)
+        if len(self.batch) >= READ_BATCH:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self.batch:
+            batch, self.batch = self.batch, []
+            await self.stream.send(batch)
+
+
 async def _walk_all(
     walk: _Walk,
     sources: list[Path],
-    paths: ObjectSendStream[Path],
+    stream: ObjectSendStream[list[Path]],
     results: ObjectSendStream[Found],
 ) -> None:
-    async with paths, results:
+    async with stream, results:
+        paths = _Batches(stream)
         pending: list[Path] = []  # folders already classified, still to list
         for source in sources:
             kind = await anyio.to_thread.run_sync(_kind, walk, source)
             if isinstance(kind, Skipped | Unreadable):
                 await results.send(kind)
             elif kind == "file":
-                await paths.send(source)
+                await paths.add(source)
             else:
                 pending.append(source)
                 while pending:
                     await _list_folder(walk, pending.pop(), pending, paths, results)
+        await paths.flush()
 
 
 async def _list_folder(
     walk: _Walk,
     folder: Path,
     pending: list[Path],
-    paths: ObjectSendStream[Path],
+    paths: _Batches,
     results: ObjectSendStream[Found],
 ) -> None:
     """List ``folder`` in batches; files go to the readers, sub-folders onto ``pending``."""
@@ -140,7 +181,7 @@ async def _list_folder(
                 if isinstance(item, Skipped | Unreadable):
                     await results.send(item)
                 elif item[1] == "file":
-                    await paths.send(item[0])
+                    await paths.add(item[0])
                 else:
                     subfolders.append(item[0])
     pending.extend(sorted(subfolders, reverse=True))
@@ -210,13 +251,17 @@ def _kind(
 
 
 async def _read_all(
-    paths: ObjectReceiveStream[Path],
+    batches: ObjectReceiveStream[list[Path]],
     results: ObjectSendStream[Found],
     limiter: anyio.CapacityLimiter,
     follow_symlinks: bool,
 ) -> None:
-    read = partial(read_found, follow_symlinks=follow_symlinks)
-    async with paths, results:
-        async for path in paths:
-            found = await anyio.to_thread.run_sync(read, path, limiter=limiter)
-            await results.send(found)
+    read = partial(_read_batch, follow_symlinks=follow_symlinks)
+    async with batches, results:
+        async for batch in batches:
+            for found in await anyio.to_thread.run_sync(read, batch, limiter=limiter):
+                await results.send(found)
+
+
+def _read_batch(batch: list[Path], *, follow_symlinks: bool) -> list[Found]:
+    return [read_found(path, follow_symlinks=follow_symlinks) for path in batch]

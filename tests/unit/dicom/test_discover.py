@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from tests.unit.dicom.dicomfiles import PREAMBLE, spec, write, write_instance
-from xnatsync.dicom.discover import discover
+from xnatsync.dicom.discover import NETWORK_READERS, default_readers, discover
 from xnatsync.dicom.headers import NOT_DICOM, read_found
 from xnatsync.dicom.instance import Found, Instance, Skipped, Unreadable
 from xnatsync.emulator.dicom_synth import make_instance
@@ -205,3 +205,14 @@ async def test_the_callers_error_comes_out_unwrapped(tmp_path: Path) -> None:
 
     with pytest.raises(KeyError, match="the caller's own"):
         await consume()
+
+
+def test_one_header_reader_on_local_disk_and_more_on_a_network_filesystem() -> None:
+    table = (
+        "22 1 0:21 / / rw,relatime - ext4 /dev/sda1 rw\n"
+        "30 22 0:40 / /home rw,relatime - nfs4 fs1:/export/home rw,vers=4.2\n"
+    )
+    assert default_readers([Path("/data/dicom")], table) == 1
+    both = [Path("/data/dicom"), Path("/home/ana/dicom")]
+    assert default_readers(both, table) == NETWORK_READERS > 1
+    assert default_readers([Path("/home/ana/dicom")], "") == 1  # no mount table: local
