@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from tests.emulator.emuhelp import call, rows
+from xnatsync.emulator.dicom_import import as_archived, read_header
 from xnatsync.emulator.dicom_synth import InstanceSpec, make_instance, make_zip, study_zip
 from xnatsync.emulator.server import Emulator
 
@@ -120,7 +121,8 @@ async def test_named_prearchive_destination_creates_merges_and_refuses_other_stu
     assert sorted(r["ID"] for r in scans) == ["1", "2"]
     got = await (await imp.get(f"/data{named}/scans/2/resources/DICOM/files/1.dcm")).read()
     with zipfile.ZipFile(io.BytesIO(second)) as sent:
-        assert got == sent.read("2/1.dcm")
+        original = sent.read("2/1.dcm")
+        assert got == as_archived(original, read_header("1.dcm", original))  # XNAT's meta
     (row,) = await rows(imp, "/data/prearchive/projects/IMP")
     assert (row["url"], row["status"], row["timestamp"]) == (named, "READY", "20000101_100001")
     other = study_zip(InstanceSpec(study_key="another"), [(3, "DWI", 1)])

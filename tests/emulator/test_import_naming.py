@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from xnatsync.emulator.archiving import Destination, parse_dest
 from xnatsync.emulator.dicom_import import (
+    DCM4CHE2_CLASS_UID,
+    DCM4CHE2_VERSION,
     BadArchive,
     Naming,
     UnreadableDicom,
@@ -135,16 +137,29 @@ def test_a_dataset_without_preamble_is_read_as_dcm4che_reads_it(explicit: bool) 
 
 
 def test_an_archived_object_has_xnat_s_preamble_and_file_meta() -> None:
-    """GradualDicomImporter.write re-encodes the file meta with a zero preamble (built from the
-    SOP UIDs when the object came bare) and copies the data set after it."""
+    """GradualDicomImporter.write writes a zero preamble and file meta of its own (dcm4che2's
+    implementation, the object's SOP UIDs and transfer syntax; guessed when it came bare),
+    then the data set."""
     spec = InstanceSpec(series_number=3, modality="MR")
     part10 = make_instance(spec)
+    meta_end = 132 + 12 + int.from_bytes(part10[140:144], "little")
+    data_set = part10[meta_end:]
     tagged = b"TIFF" * 32 + part10[128:]  # a preamble some writers fill
     header = read_header("x", tagged)
-    assert as_archived(tagged, header) == bytes(128) + part10[128:]
-    bare = part10[132 + int.from_bytes(part10[140:144], "little") + 12 :]
-    stored = as_archived(bare, header)
-    assert stored[128:132] == b"DICM"
-    assert stored.endswith(bare)
-    ds = pydicom.dcmread(io.BytesIO(stored))
-    assert (ds.file_meta.MediaStorageSOPInstanceUID, ds.SOPInstanceUID) == (spec.sop_uid,) * 2
+    for sent in (tagged, data_set):  # Part-10 from another writer, and a bare data set
+        stored = as_archived(sent, header)
+        assert stored[:132] == bytes(128) + b"DICM"
+        assert stored.endswith(data_set)
+        assert stored != part10  # another writer's meta: other bytes, as on XNAT
+        ds = pydicom.dcmread(io.BytesIO(stored))
+        meta = ds.file_meta
+        assert (meta.ImplementationClassUID, meta.ImplementationVersionName) == (
+            DCM4CHE2_CLASS_UID,
+            DCM4CHE2_VERSION,
+        )
+        assert (meta.MediaStorageSOPInstanceUID, ds.SOPInstanceUID) == (spec.sop_uid,) * 2
+        assert (
+            meta.TransferSyntaxUID
+            == pydicom.dcmread(io.BytesIO(part10)).file_meta.TransferSyntaxUID
+        )
+    assert as_archived(as_archived(tagged, header), header) == as_archived(tagged, header)

@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web_exceptions import NotAppKeyWarning
 
 from xnatsync.emulator import common, importer, schema
+from xnatsync.emulator.dicom_import import as_archived, read_header
 from xnatsync.emulator.dicom_synth import InstanceSpec, make_instance, make_zip, study_zip
 from xnatsync.emulator.prearchive_routes import PREARCHIVE_KEY
 from xnatsync.emulator.settings import User
@@ -399,7 +400,7 @@ async def test_prearchive_files_and_zip(env: tuple[Client, Store, FakeClock]) ->
     with zipfile.ZipFile(io.BytesIO(body)) as upload:
         original = {n.rsplit("/", 1)[1]: upload.read(n) for n in upload.namelist()}
     got = await (await client.get(files[0]["URI"])).read()
-    assert got == original["1.dcm"]
+    assert got == as_archived(original["1.dcm"], read_header("1.dcm", original["1.dcm"]))
     zipped = await (await client.get(uri + "?format=zip")).read()
     assert sorted(zipfile.ZipFile(io.BytesIO(zipped)).namelist()) == [
         "F1/SCANS/4/DICOM/1.dcm",

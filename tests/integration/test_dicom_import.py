@@ -15,6 +15,7 @@ from xnatsync.dicom.discover import discover
 from xnatsync.dicom.instance import Instance, Skipped
 from xnatsync.dicom.labels import Labelled, Naming, assign, parse_template
 from xnatsync.dicom.studies import group, part_instances, split
+from xnatsync.emulator.dicom_import import as_archived, read_header
 from xnatsync.emulator.server import Emulator
 
 
@@ -52,7 +53,10 @@ async def files_of(
 
 
 def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+    """The MD5 of what XNAT stores for the file sent: its data set behind XNAT's own preamble
+    and file meta."""
+    data = path.read_bytes()
+    return hashlib.md5(as_archived(data, read_header(path.name, data))).hexdigest()
 
 
 async def test_two_studies_discovered_labelled_zipped_and_archived(

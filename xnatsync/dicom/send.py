@@ -18,15 +18,17 @@ Invariants:
   refuse the merge, or merge two studies).
 * A study is ``done`` in the journal only after a fresh listing shows every instance archived
   under its name (scan, file); an instance that is not there fails the study
-  (``IntegrityError``). The bytes are compared too — size, and for each instance sent in this
-  run its MD5 (hashed while the zip streamed) against the catalog's ``digest`` — but a
-  difference is reported, not failed: XNAT's importer re-encodes each object's file meta
-  information and header as it stores it and copies only the rest byte for byte
-  (``GradualDicomImporter.write``; a site anonymization script edits more), so an archived
-  file is often not the sent one byte for byte, while the zip's CRC-32, which XNAT's
-  ``ZipInputStream`` checks on every entry, already guards the transfer. A server that keeps
-  no digests (XNAT's ``checksums`` setting off) is compared by size, said once per run. Its
-  fingerprint (the set of SOPInstanceUIDs) tells a later run whether the study changed since.
+  (``IntegrityError``). Bytes are not compared, and no MD5 is computed: XNAT's importer writes
+  each object anew as it stores it (``GradualDicomImporter.write``: a zero preamble, its own
+  file meta information with dcm4che's implementation UID, the header re-encoded, only the
+  rest copied byte for byte; a site anonymization script edits more), so an archived file's
+  size and MD5 differ from the sent file's for nearly every scanner's output, and a comparison
+  would report every study. The transfer is guarded by the zip's CRC-32, which XNAT's
+  ``ZipInputStream`` checks on every entry (a damaged member fails the request), and the
+  file by its size and presence when the zip is built (``zipbody``). An MD5 of every byte sent
+  cost a third of the client's CPU in the import benchmark (it shares two cores with the
+  server there) and decided nothing. Its fingerprint (the set of SOPInstanceUIDs) tells a
+  later run whether the study changed since.
 * ``--to archive`` is an import with an explicit archive ``dest``: XNAT's DICOM-zip importer
   builds and archives the session in that request (xnat-api §5.1) on every version that has
   the DICOM-zip handler, so there is no prearchive step to commit and no version switch; the
@@ -55,7 +57,7 @@ from xnatsync.xnat.client import XnatClient
 PART_BYTES = 2 << 30  # a study bigger than this goes in several requests, cut between scans
 
 Keyed = tuple[Instance, tuple[str, str]]
-Archived = dict[tuple[str, str], tuple[int | None, str | None]]  # (scan, file) → size, MD5
+Archived = set[tuple[str, str]]  # (scan, file) of each archived DICOM file
 
 
 @dataclass
@@ -128,7 +130,6 @@ class StudySender:
     part_bytes: int = PART_BYTES
     to_prearchive: bool = False  # else the archive (with an explicit session destination)
     by_uid: dict[str, Experiment] = field(default_factory=dict)  # archived, by StudyInstanceUID
-    checked_by_size: bool = False  # said once: the server keeps no digests
 
     def session_of(self, item: Labelled) -> Experiment | None:
         """The archived session this study belongs in: the one holding its UID, else the one
@@ -150,12 +151,12 @@ class StudySender:
     async def run(self, item: Labelled) -> None:
         label = study_label(item)
         tries = 0
-        digests: dict[str, str] = {}  # member name → MD5 of what was sent, over all attempts
+        sent: set[str] = set()  # member names sent by any attempt of this run
 
         async def attempt(progress: Callable[[int], None]) -> None:
             nonlocal tries
             tries += 1
-            await self._attempt(item, progress, digests, first=tries == 1)
+            await self._attempt(item, progress, sent, first=tries == 1)
 
         try:
             await self.attempts.run(item.study.uid, label, item.study.size, attempt)
@@ -169,7 +170,7 @@ class StudySender:
         self,
         item: Labelled,
         progress: Callable[[int], None],
-        digests: dict[str, str],
+        sent: set[str],
         *,
         first: bool,
     ) -> None:
@@ -199,11 +200,12 @@ class StudySender:
             )
         for part in parts(missing, self.part_bytes):
             plan = ZipPlan([i for i, _ in part], names=[f"{s}/{n}" for _, (s, n) in part])
-            await self.client.import_zip(route, plan.total_size, _body(plan, progress, digests))
+            sent.update(m.name for m in plan.members)
+            await self.client.import_zip(route, plan.total_size, _body(plan, progress))
         if missing:
             archived, _ = await self._archived(item, refresh=True)
-        sent = [i for i, (scan, name) in _keyed(item) if f"{scan}/{name}" in digests]
-        self._check(item, sent, archived, digests, session)  # sent by any attempt of this run
+        self._check(item, [i for i, (s, n) in _keyed(item) if f"{s}/{n}" in sent], archived,
+                    session)  # fmt: skip
 
     async def _archived(
         self, item: Labelled, *, refresh: bool = False
@@ -219,17 +221,16 @@ class StudySender:
             self.by_uid.update(listed.by_uid)
         experiment = self.session_of(item)
         if experiment is None:
-            return {}, (item.subject, item.session)
+            return set(), (item.subject, item.session)
         files = await self.client.list_experiment_files(self.project, experiment)
-        found = {(f.container, f.path): (f.size, f.digest) for f in files
+        found = {(f.container, f.path) for f in files
                  if f.level is Level.SCAN and f.resource == "DICOM"}  # fmt: skip
         return found, (experiment.subject_label or item.subject, experiment.label)
 
     async def _prearchived(self, item: Labelled) -> Archived:
-        """The same, of the prearchive sessions of this study and session label (their
-        listings give no digest: checked by size)."""
+        """The same, of the prearchive sessions of this study and session label."""
         rows = await self.client.list_rows(routes.prearchive_sessions(self.project))
-        found: Archived = {}
+        found: Archived = set()
         for row in rows:
             if row.get("tag") != item.study.uid or row.get("name") != item.session:
                 continue
@@ -237,57 +238,21 @@ class StudySender:
             for scan in await self.client.list_rows(routes.prearchive_listing(url, "/scans")):
                 below = f"/scans/{routes.segment(scan.get('ID', ''))}/resources/DICOM/files"
                 files = await self.client.list_rows(routes.prearchive_listing(url, below))
-                for f in files:
-                    size = f.get("Size", "")
-                    found[(scan.get("ID", ""), f.get("Name", ""))] = (
-                        int(size) if size.isdigit() else None,
-                        None,
-                    )
+                found.update((scan.get("ID", ""), f.get("Name", "")) for f in files)
         return found
 
     def _check(
-        self,
-        item: Labelled,
-        sent: list[Instance],
-        archived: Archived,
-        digests: dict[str, str],
-        session: str,
+        self, item: Labelled, sent: list[Instance], archived: Archived, session: str
     ) -> None:
-        """Every instance of the study archived with its size, and each one this run sent with
-        its MD5 where the server lists one; then ``done``."""
+        """Every instance of the study archived under its name; then ``done``, and each one
+        this run sent is reported uploaded."""
         where = f"{'prearchive' if self.to_prearchive else 'archived'} session {session}"
-        keyed = _keyed(item)
-        absent = [i for i, key in keyed if key not in archived]
+        absent = [i for i, key in _keyed(item) if key not in archived]
         if absent:
             raise IntegrityError(
                 f"{len(absent)} of {item.study.count} instances are not in the {where} after "
                 f"the import (first: {absent[0].path})"
             )
-        rewritten, by_size = [], 0
-        for instance, (scan, name) in keyed:
-            size, theirs = archived[(scan, name)]
-            ours = digests.get(f"{scan}/{name}")
-            if size is not None and size != instance.size:
-                rewritten.append(instance)
-            elif ours is None:
-                continue  # archived before this run: its size was compared above
-            elif not theirs:
-                by_size += 1
-            elif theirs != ours:
-                rewritten.append(instance)
-        if rewritten:
-            self.reporter.emit(Notice(
-                f"{len(rewritten)} of {item.study.count} instances of the {where} are stored "
-                f"with other bytes than were sent (first: {rewritten[0].path}): XNAT re-encodes "
-                "a DICOM file's header as it archives it (and an anonymization script may edit "
-                "it); each is there under its name"
-            ))  # fmt: skip
-        if by_size and not self.checked_by_size and not self.to_prearchive:
-            self.checked_by_size = True
-            self.reporter.emit(Notice(
-                "the server lists no MD5 for imported DICOM files (its checksums setting is "
-                "off): studies are checked by file size only"
-            ))  # fmt: skip
         self.journal.mark_done(study_record(self.project, item), study_label(item),
                                item.study.size, 0, fingerprint(item))  # fmt: skip
         for instance in sent:
@@ -306,16 +271,15 @@ def _keyed(item: Labelled) -> list[tuple[Instance, tuple[str, str]]]:
 
 
 def _body(
-    plan: ZipPlan, progress: Callable[[int], None], digests: dict[str, str]
-) -> Callable[[], AsyncIterator[bytes]]:
-    """The zip of ``plan`` afresh for each send (a re-login resends), counted as it goes, each
-    member's MD5 into ``digests``."""
-    return lambda: _counted(zip_stream(plan, digests=digests), progress)
+    plan: ZipPlan, progress: Callable[[int], None]
+) -> Callable[[], AsyncIterator[memoryview]]:
+    """The zip of ``plan`` afresh for each send (a re-login resends), counted as it goes."""
+    return lambda: _counted(zip_stream(plan), progress)
 
 
 async def _counted(
-    chunks: AsyncIterator[bytes], progress: Callable[[int], None]
-) -> AsyncIterator[bytes]:
+    chunks: AsyncIterator[memoryview], progress: Callable[[int], None]
+) -> AsyncIterator[memoryview]:
     async for chunk in chunks:
         progress(len(chunk))
         yield chunk

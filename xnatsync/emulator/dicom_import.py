@@ -138,25 +138,59 @@ def _bare_dataset(name: str, stream: IO[bytes], refused: Exception) -> pydicom.D
 _PREAMBLE = bytes(128)
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
+                       b"UR", b"UT", b"UV"})  # fmt: skip
+DCM4CHE2_CLASS_UID = "1.2.40.0.13.1.1"  # what XNAT's importer writes as the implementation
+DCM4CHE2_VERSION = "dcm4che-2.0"
 
 
 def as_archived(data: bytes, header: DicomHeader) -> bytes:
-    """The bytes XNAT's importer writes for a received object: it re-encodes the file meta
-    information (with a zero preamble; built from the SOP UIDs and the guessed transfer syntax
-    when the object came without one) and the header, then copies the rest byte for byte
-    (GradualDicomImporter.write). So an archived file's MD5, and for a bare data set its size,
-    need not be the sent file's; the emulator writes the preamble and file meta that way."""
+    """The bytes XNAT's importer writes for a received object: a zero preamble and file meta
+    information of its own (dcm4che2's implementation UID and version name, the SOP UIDs, the
+    object's transfer syntax, or the guessed one when it came bare), then the data set
+    (GradualDicomImporter.write re-encodes the header and copies the rest byte for byte; the
+    emulator copies it all). So an archived file's size and MD5 are not the sent file's
+    whenever its meta came from another writer: nearly every scanner's."""
+    syntax = ""
     if data[128:132] == b"DICM":
-        return _PREAMBLE + data[128:]
-    explicit = len(data) >= 6 and data[4:6].isalpha() and data[4:6].isupper()
+        end, values = _file_meta(data)
+        syntax = values.get(0x00020010, b"").rstrip(b"\x00 ").decode("ascii", "replace")
+        body = data[end:]
+    else:
+        body = data
+    if not syntax:
+        explicit = len(body) >= 6 and body[4:6].isalpha() and body[4:6].isupper()
+        syntax = _EXPLICIT_LE if explicit else _IMPLICIT_LE
     meta = pydicom.dataset.FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(header.sop_class_uid)
     meta.MediaStorageSOPInstanceUID = UID(header.sop_uid)
-    meta.TransferSyntaxUID = UID(_EXPLICIT_LE if explicit else _IMPLICIT_LE)
-    meta.ImplementationClassUID = UID("1.2.40.0.13.1.1")  # dcm4che2's
+    meta.TransferSyntaxUID = UID(syntax)
+    meta.ImplementationClassUID = UID(DCM4CHE2_CLASS_UID)
+    meta.ImplementationVersionName = DCM4CHE2_VERSION
     buffer = DicomBytesIO()
     pydicom.filewriter.write_file_meta_info(buffer, meta, enforce_standard=True)
-    return _PREAMBLE + b"DICM" + buffer.getvalue() + data
+    return _PREAMBLE + b"DICM" + buffer.getvalue() + body
+
+
+def _file_meta(data: bytes) -> tuple[int, dict[int, bytes]]:
+    """Where a Part-10 object's file meta group (explicit VR little endian, from offset 132)
+    ends, and its values by tag."""
+    values: dict[int, bytes] = {}
+    at = 132
+    while at + 8 <= len(data):
+        group, element = struct.unpack_from("<HH", data, at)
+        if group != 0x0002:
+            break
+        vr = data[at + 4 : at + 6]
+        if vr in _LONG_VRS:
+            (length,) = struct.unpack_from("<I", data, at + 8)
+            start = at + 12
+        else:
+            (length,) = struct.unpack_from("<H", data, at + 6)
+            start = at + 8
+        values[(group << 16) | element] = data[start : start + length]
+        at = start + length
+    return at, values
 
 
 def read_header(name: str, data: bytes | IO[bytes]) -> DicomHeader:

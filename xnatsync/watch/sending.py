@@ -91,7 +91,6 @@ class Sending:
     clock: Callable[[], float]
     rand: Callable[[], float] = random.random
     outcome: Outcome = field(default_factory=Outcome)
-    checked_by_size: bool = False  # the server keeps no digests (said once)
 
     async def send(self, uid: str) -> None:
         """Send the study ``uid`` (``sending`` in the queue) and record what became of it."""
@@ -103,14 +102,12 @@ class Sending:
             sender = StudySender(client=client, journal=self.journal,
                                  project=self.options.project, reporter=self.reporter,
                                  attempts=self.attempts, part_bytes=self.options.part_bytes,
-                                 to_prearchive=self.options.to_prearchive,
-                                 checked_by_size=self.checked_by_size)  # fmt: skip
+                                 to_prearchive=self.options.to_prearchive)  # fmt: skip
             if not self.options.to_prearchive:  # afresh: a late series finds its session
                 listed = await list_sessions(client, self.options.project)
                 sender.sessions.update(listed.by_label)
                 sender.by_uid.update(listed.by_uid)
             await sender.run(item)
-            self.checked_by_size = sender.checked_by_size  # said once, not once per study
         except XnatSyncError as exc:
             if not server_away(exc):
                 raise
