@@ -528,7 +528,9 @@ def main() -> None:
     parser.add_argument(
         "--pairs", type=int, help=f"interleaved rounds (default {PAIRS}; long-path rows 2)"
     )
-    parser.add_argument("--only", help="run only workloads whose name contains this")
+    parser.add_argument(
+        "--only", help="run only the workload of this name, or those whose name contains it"
+    )
     parser.add_argument("--quick", action="store_true", help="1/10 of the data (smoke test)")
     parser.add_argument("--no-peers", action="store_true", help="skip xnatpy and pyxnat")
     parser.add_argument("--against", type=Path, help="also run the xnatsync checked out in DIR")
@@ -537,8 +539,9 @@ def main() -> None:
         help="server-cost switches for the emulator of every workload (its --faults items)",
     )  # fmt: skip
     args = parser.parse_args()
-    chosen = (
-        [w for w in WORKLOADS if args.only in w.name]
+    chosen = (  # a name given whole is that workload alone, else every name containing it
+        [w for w in WORKLOADS if w.name == args.only]
+        or [w for w in WORKLOADS if args.only in w.name]
         if args.only
         else [w for w in WORKLOADS if not w.optional]
     )

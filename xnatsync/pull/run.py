@@ -33,7 +33,7 @@ from xnatsync.lock import DestLock
 from xnatsync.mounts import network_filesystem
 from xnatsync.pull.batching import SessionGate
 from xnatsync.pull.describe import format_plan
-from xnatsync.pull.execute import Executor
+from xnatsync.pull.execute import Executor, unpack_threads
 from xnatsync.pull.listing import Ledger, Planner
 from xnatsync.pull.manifest import LocalState, NoJournal, Owner
 from xnatsync.pull.nightly import Nightly
@@ -73,6 +73,7 @@ async def pull(
         counts.close()
         return counts
     exclusive = _journal_mode(options, mount_table, reporter)
+    unpackers = unpack_threads(options.dest, mount_table)
     # Log in before touching DEST: a run that cannot reach the server, or is refused, leaves
     # the destination as it found it (no folder, no lock, no journal).
     async with client:
@@ -86,7 +87,7 @@ async def pull(
             with Journal.open(options.journal_file, exclusive=exclusive) as journal:
                 await _sweep(options, lock, journal.last_run())
                 await _adopt_others(options, journal, reporter)
-                await _run_recorded(options, reporter, client, journal, lock, counts)
+                await _run_recorded(options, reporter, client, journal, lock, counts, unpackers)
     return counts
 
 
@@ -97,13 +98,15 @@ async def _run_recorded(
     journal: Journal,
     lock: DestLock,
     counts: Summary,
+    unpackers: int,
 ) -> None:
     temps = TempNames(lock.tag, options.dest)
     what = f" (shard {options.shard})" if options.shard is not None else ""
     command = f"pull {options.url} {' '.join(options.projects)}{what}"
     try:
         with recorded_run(journal, command, counts) as run_id:
-            done = await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps)
+            done = await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps,
+                               unpackers)  # fmt: skip
             if done.nightly is not None and counts.ok:
                 done.nightly.record(journal, done.planner, reporter)
     finally:
@@ -215,6 +218,7 @@ async def _sync(
     journal: Journal,
     run_id: int,
     temps: TempNames,
+    unpackers: int,
 ) -> _Synced:
     ledger = Ledger(journal, run_id)
     reporter = Fanout(reporter, ledger)
@@ -223,6 +227,7 @@ async def _sync(
     executor = Executor(
         source=client, journal=journal, dest=options.dest, reporter=reporter,
         attempts=attempts, temps=temps, fsync=options.fsync,
+        unpack=anyio.CapacityLimiter(unpackers),
     )  # fmt: skip
     gate = SessionGate(options.limits.transfers)  # scan-group zips once streams are busy
     async with Scheduler[Action](executor, options.limits) as scheduler:

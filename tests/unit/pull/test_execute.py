@@ -17,7 +17,7 @@ from xnatsync.errors import NotFoundError, TransientRemoteError
 from xnatsync.events import FileDone, FileFailed, Notice
 from xnatsync.journal import Journal
 from xnatsync.pull.diff import ChangeKind
-from xnatsync.pull.execute import Executor
+from xnatsync.pull.execute import UNPACKERS_LOCAL, UNPACKERS_NETWORK, Executor, unpack_threads
 from xnatsync.pull.plan import Batch, Download
 from xnatsync.pull.zips import member_name
 from xnatsync.retry import RetryPolicy
@@ -160,3 +160,15 @@ async def test_zips_without_the_listed_names_stop_zips_for_the_run(tmp_path: Pat
     assert (server.zip_requests, server.file_requests) == (1, 6)
     assert all((tmp_path / d.relpath).read_bytes() == files[d.remote.uri] for d in first.downloads)
     assert any(isinstance(e, Notice) and "no more zips" in e.message for e in events.events)
+
+
+def test_zips_unpack_one_at_a_time_on_local_disk_and_together_on_a_network_filesystem() -> None:
+    """Unpacking small files is GIL-bound (threads only hand the GIL round): one zip at a time
+    on a local disk; over NFS or Lustre the creates wait on the server, so several."""
+    table = (
+        "20 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
+        "21 20 0:50 / /lustre rw,relatime - lustre 10.0.0.1@tcp:/fs rw\n"
+    )
+    assert unpack_threads(Path("/data/mirror"), table) == UNPACKERS_LOCAL == 1
+    assert unpack_threads(Path("/lustre/ana/mirror"), table) == UNPACKERS_NETWORK > 1
+    assert unpack_threads(Path("/lustre/ana/mirror"), "") == 1  # no mount table: local
