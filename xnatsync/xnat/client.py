@@ -488,6 +488,29 @@ class XnatClient:
 
         return OwnerListing(fingerprint.hexdigest(), parsed)
 
+    async def _object_listing(
+        self,
+        resources: routes.Route,
+        files: routes.Route,
+        build: Callable[[list[dict[str, str]], list[dict[str, str]]], list[RemoteFile]],
+    ) -> OwnerListing:
+        """The files of a project's or a subject's own resources: their files listing alone,
+        whose rows name each file's resource (``collection``, xnat-api §3.6), unless a row
+        lacks that name: then the resources listing too, for the labels. An object-level
+        resource has no scan or assessor to be placed in, so the resources listing adds
+        nothing else there, and most subjects have no resources at all: one request a subject
+        instead of two (10,000 fewer in a full listing of a project of 10,000 subjects)."""
+        files_url = self._url(files.path, files.params)
+        files_body, files_doc = await self._get_listing(files_url, self._document(files_url))
+        file_rows = parse.rows_of(files_doc, url=str(files_url))
+        res_body, res_rows = b"", []
+        if not parse.resources_named(file_rows):
+            res_url = self._url(resources.path, resources.params)
+            res_body, res_doc = await self._get_listing(res_url, self._document(res_url))
+            res_rows = parse.rows_of(res_doc, url=str(res_url))
+        fingerprint = hashlib.md5(res_body + b"\0" + files_body, usedforsecurity=False)
+        return OwnerListing(fingerprint.hexdigest(), lambda: build(res_rows, file_rows))
+
     @staticmethod
     def _document(url: URL) -> Callable[[bytes], tuple[bytes, Any]]:
         return lambda body: (body, parse.decode_json(body, url=str(url)))
@@ -501,7 +524,7 @@ class XnatClient:
         )
 
     async def project_listing(self, project: str) -> OwnerListing:
-        return await self._owner_listing(
+        return await self._object_listing(
             routes.project_resources(project),
             routes.project_files(project),
             lambda res, files: parse.project_files_from_listing(project, res, files),
@@ -510,7 +533,7 @@ class XnatClient:
     async def subject_listing(
         self, project: str, subject_id: str, subject_label: str
     ) -> OwnerListing:
-        return await self._owner_listing(
+        return await self._object_listing(
             routes.subject_resources(project, subject_id),
             routes.subject_files(project, subject_id),
             lambda res, files: parse.subject_files_from_listing(

@@ -386,6 +386,11 @@ def _remote_file(
     )
 
 
+def resources_named(file_rows: Iterable[Mapping[str, str]]) -> bool:
+    """Whether every row of a files listing names its resource (``collection``)."""
+    return all(_get(row, "collection").strip() for row in file_rows)
+
+
 def _files(
     owner: _Owner,
     resource_rows: Iterable[Mapping[str, str]],

@@ -542,6 +542,37 @@ async def test_project_and_subject_files(server: Server) -> None:
     )
 
 
+async def test_a_subject_is_listed_by_its_files_alone_when_they_name_their_resources(
+    server: Server,
+) -> None:
+    """A subject's (or project's) own resources need no resources listing when the files rows
+    name their resource (XNAT's ``collection``): one request, and none at all for a subject
+    without resources beyond that one; a row without the name brings the resources listing
+    back for the labels (the test above)."""
+    fake = server.fake
+    fake.listings["/data/projects/P/subjects/S1/files"] = result_set(
+        [
+            {
+                "Name": "c.pdf",
+                "Size": "3",
+                "URI": "/data/projects/P/subjects/S1/resources/7/files/c.pdf",
+                "collection": "consent",
+                "cat_ID": "7",
+            }
+        ]
+    )
+    fake.listings["/data/projects/P/subjects/S2/files"] = result_set([])
+    async with server.client() as client:
+        (named,) = await client.list_subject_files("P", "S1", "sub01")
+        assert await client.list_subject_files("P", "S2", "sub02") == []
+    assert (named.level, named.resource, named.path) == (Level.SUBJECT, "consent", "c.pdf")
+    assert [fake.gets(f"/data/projects/P/subjects/{s}/resources") for s in ("S1", "S2")] == [
+        0,
+        0,
+    ]
+    assert [fake.gets(f"/data/projects/P/subjects/{s}/files") for s in ("S1", "S2")] == [1, 1]
+
+
 # -- downloads -----------------------------------------------------------------------------------
 
 
