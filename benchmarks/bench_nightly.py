@@ -6,7 +6,7 @@ in the emulator's own request log (the emulator runs in this process, on a threa
 every client is a separate process, timed by wall clock as the other rows are). The baseline
 (``python -m benchmarks.bench_nightly baseline …``) logs in, takes the project listing a mirror
 of the project needs whatever changed (its experiments, its subjects, the project's own
-resources and files: what a pull lists at project level) and lists each changed session the
+files: what a pull lists at project level) and lists each changed session the
 way a pull does (its resources and its files), at the same listing concurrency; it downloads
 nothing. The nightly run also fetches what changed: each
 changed session got a field edit (which moves its ``last_modified``) and one new file.
@@ -123,7 +123,7 @@ async def baseline(url: str, project: str, ids: list[str]) -> None:
                 await response.json(content_type=None)
 
         base = f"/data/projects/{project}"
-        listings = [f"{base}/{what}" for what in ("experiments", "subjects", "resources", "files")]
+        listings = [f"{base}/{what}" for what in ("experiments", "subjects", "files")]
         await asyncio.gather(*(get(p) for p in listings))
         paths = [f"/data/experiments/{e}/{what}" for e in ids for what in ("resources", "files")]
         await asyncio.gather(*(get(p, all="true") for p in paths))

@@ -115,17 +115,13 @@ async def listing(url: str, user: str, password: str, project: str, n: int) -> N
         base = f"/data/projects/{project}"
         experiments = rows(await get(f"{base}/experiments"))
         subjects = rows(await get(f"{base}/subjects"))
-        paths = [f"{base}/resources", f"{base}/files"]
+        paths = [f"{base}/files"]  # a project's or subject's own files name their resources
         for exp in experiments:
             paths += [
                 f"/data/experiments/{exp['ID']}/resources",
                 f"/data/experiments/{exp['ID']}/files",
             ]
-        for sub in subjects:
-            paths += [
-                f"{base}/subjects/{sub['ID']}/resources",
-                f"{base}/subjects/{sub['ID']}/files",
-            ]
+        paths += [f"{base}/subjects/{sub['ID']}/files" for sub in subjects]
         await asyncio.gather(*(get(p) for p in paths))
 
 
