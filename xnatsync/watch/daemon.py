@@ -9,7 +9,9 @@ One task group owns every task:
   ``rescan_seconds`` (events can be lost, network shares may send none).
 * ``settle``: looks again at ``unstable`` files; a settled one goes to a header reader (a
   bounded stream); ``readers`` read headers in worker threads and record instances, or
-  quarantine what is not DICOM or cannot be parsed.
+  quarantine what is not DICOM or cannot be parsed. One reader when the spool is on a local
+  disk, more on a network filesystem (``discover.default_readers``: parallel header reads on
+  a local disk only hand the GIL round).
 * ``status``: the status document, its file and the health endpoint's copy.
 * ``dispatch`` (in the caller's task): sends complete studies, ``SENDS`` at once; on stop it
   takes no new study, lets sends under way finish within ``stop_grace`` and abandons the rest
@@ -30,6 +32,7 @@ import anyio
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from watchfiles import Change, awatch
 
+from xnatsync.dicom.discover import default_readers
 from xnatsync.dicom.headers import NOT_DICOM, read_found
 from xnatsync.dicom.instance import Found, Instance, Skipped
 from xnatsync.dicom.studies import group
@@ -50,7 +53,6 @@ from xnatsync.xnat.client import XnatClient
 
 JOURNAL = "journal.db"
 QUARANTINE = "quarantine"
-READERS = 4  # header reads at once
 LOOKS = 500  # unsettled files looked at per pass
 
 
@@ -167,7 +169,8 @@ class _Daemon:
                 tasks.start_soon(self._events)
                 tasks.start_soon(self._scans)
                 tasks.start_soon(self._settle, reads_in)
-                for _ in range(READERS):
+                readers = await anyio.to_thread.run_sync(default_readers, [self.options.spool])
+                for _ in range(readers):
                     tasks.start_soon(self._read, reads_out.clone())
                 reads_out.close()
                 tasks.start_soon(self._status)
