@@ -31,11 +31,27 @@ chmod 755 "$W"  # the munge user reaches its folder inside
 PIDS=()
 PASSED=0
 cleanup() {
+    local status=$? daemons=() pid _
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for f in "$W/slurmctld.pid" "$W/slurmd.pid" "$W/munge/munged.pid"; do
-        [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+        if [ -s "$f" ]; then
+            pid=$(cat "$f")
+            kill "$pid" 2>/dev/null && daemons+=("$pid")
+        fi
     done
-    if [ "$PASSED" = 1 ]; then rm -rf "$W"; else echo "test-slurm: logs kept in $W"; fi
+    # the daemons write their state into $W as they stop: remove it once they have gone
+    for _ in $(seq 100); do
+        alive=0
+        for pid in "${daemons[@]}" "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    if [ "$PASSED" = 1 ]; then
+        rm -rf "$W" || echo "test-slurm: could not remove $W (a daemon still writing)"
+    else
+        echo "test-slurm: logs kept in $W"
+    fi
+    exit "$status"
 }
 trap cleanup EXIT
 
