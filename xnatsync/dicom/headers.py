@@ -43,6 +43,7 @@ from pydicom.charset import convert_encodings, decode_bytes
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from xnatsync.dicom.instance import TAGS, Found, Instance, Skipped, Unreadable
 
@@ -163,7 +164,7 @@ def _pixels_cut(handle: BinaryIO, ds: Dataset, size: int, ended_at: int) -> tupl
         return None
     if implicit:
         start, length = 8, int.from_bytes(header[4:8], order)
-    elif header[4:6] in _LONG_VRS and len(header) == 12:
+    elif header[4:6].decode("ascii", "replace") in EXPLICIT_VR_LENGTH_32 and len(header) == 12:
         start, length = 12, int.from_bytes(header[8:12], order)
     else:
         start, length = 8, int.from_bytes(header[6:8], order)
@@ -171,9 +172,6 @@ def _pixels_cut(handle: BinaryIO, ds: Dataset, size: int, ended_at: int) -> tupl
         return None
     have = size - ended_at - start
     return (max(have, 0), length) if have < length else None
-
-
-_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"UT", b"SQ", b"UC"})
 
 
 def _text(ds: Dataset, keyword: str) -> str:

@@ -35,6 +35,7 @@ import pydicom.filewriter
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import UID
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 UNASSIGNED = "Unassigned"
 DEFAULT_SESSION_LABEL = "dicom_upload"
@@ -138,8 +139,6 @@ def _bare_dataset(name: str, stream: IO[bytes], refused: Exception) -> pydicom.D
 _PREAMBLE = bytes(128)
 _IMPLICIT_LE = "1.2.840.10008.1.2"
 _EXPLICIT_LE = "1.2.840.10008.1.2.1"
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN",
-                       b"UR", b"UT", b"UV"})  # fmt: skip
 DCM4CHE2_CLASS_UID = "1.2.40.0.13.1.1"  # what XNAT's importer writes as the implementation
 DCM4CHE2_VERSION = "dcm4che-2.0"
 
@@ -181,8 +180,8 @@ def _file_meta(data: bytes) -> tuple[int, dict[int, bytes]]:
         group, element = struct.unpack_from("<HH", data, at)
         if group != 0x0002:
             break
-        vr = data[at + 4 : at + 6]
-        if vr in _LONG_VRS:
+        vr = data[at + 4 : at + 6].decode("ascii", "replace")
+        if vr in EXPLICIT_VR_LENGTH_32:
             (length,) = struct.unpack_from("<I", data, at + 8)
             start = at + 12
         else:
