@@ -30,7 +30,7 @@ from xnatsync.errors import (
 from xnatsync.events import Fanout, Notice, PlanShown, Reporter
 from xnatsync.journal import JOURNAL, Journal, recorded_run
 from xnatsync.lock import DestLock
-from xnatsync.mounts import network_filesystem
+from xnatsync.mounts import network_filesystem, read_mount_table
 from xnatsync.pull.batching import SessionGate
 from xnatsync.pull.describe import format_plan
 from xnatsync.pull.execute import Executor, unpack_threads
@@ -59,8 +59,9 @@ async def pull(
 
     Cancel the surrounding scope to stop: temp files are removed, the journal keeps what was
     verified and records the run as interrupted; running it again finishes the rest.
-    ``mount_table`` (a mountinfo text; read from /proc when None) says where the journal is:
-    on a network filesystem it is opened in SQLite's exclusive locking mode.
+    ``mount_table`` (a mountinfo text; read from /proc when None) says where the journal and
+    DEST are: on a network filesystem the journal is opened in SQLite's exclusive locking mode
+    and zips unpack several at once.
     """
     reporter = reporter if reporter is not None else Fanout()
     client = client or XnatClient(
@@ -72,8 +73,9 @@ async def pull(
         await _dry_run(options, Fanout(reporter, counts), client)
         counts.close()
         return counts
-    exclusive = _journal_mode(options, mount_table, reporter)
-    unpackers = unpack_threads(options.dest, mount_table)
+    table = read_mount_table() if mount_table is None else mount_table  # read once
+    exclusive = _journal_mode(options, table, reporter)
+    unpackers = unpack_threads(options.dest, table)
     # Log in before touching DEST: a run that cannot reach the server, or is refused, leaves
     # the destination as it found it (no folder, no lock, no journal).
     async with client:
@@ -113,7 +115,7 @@ async def _run_recorded(
         temps.close()
 
 
-def _journal_mode(options: PullOptions, mount_table: str | None, reporter: Reporter) -> bool:
+def _journal_mode(options: PullOptions, mount_table: str, reporter: Reporter) -> bool:
     """Whether to open the journal ``exclusive``: yes on a network filesystem, and say so.
 
     Switched rather than refused: on HPC scratch and Kubernetes ReadWriteMany volumes (Lustre,
