@@ -1,8 +1,25 @@
-"""Option groups every transfer command has (pull, push, import): credentials and reporting."""
+"""What the commands' parsers share: the command itself (its server URL and ``--config``), and
+the option groups every transfer command has (credentials, reporting)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+
+def add_command(
+    sub: Any, name: str, *, help: str, description: str, epilog: str, server: bool = True
+) -> argparse.ArgumentParser:
+    """The subcommand ``name`` with its examples kept as written, the server's URL (unless
+    ``server`` is False) and ``--config`` (the TOML table named after the command)."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    if server:
+        p.add_argument("url", nargs="?", help="XNAT base URL, e.g. https://xnat.example.org")
+    p.add_argument("--config", help=f"TOML file with any of these options ([{name}] table)")
+    return p
 
 
 def add_credentials(parser: argparse.ArgumentParser) -> None:

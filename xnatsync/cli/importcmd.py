@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xnatsync.cli.arguments import add_credentials, add_reporting
+from xnatsync.cli.arguments import add_command, add_credentials, add_reporting
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
@@ -51,16 +51,13 @@ DEFAULTS: dict[str, Any] = {key: PULL_DEFAULTS[key] for key in _SHARED} | {
 
 
 def add_import(sub: Any) -> None:
-    p = sub.add_parser(
-        "import",
+    p = add_command(
+        sub, "import",
         help="send DICOM studies through XNAT's import service, one session per study",
         description="Import DICOM into XNAT: studies found by header, one session each, "
         "resumable, checked against the archive afterwards.",
         epilog=IMPORT_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("url", nargs="?", help="XNAT base URL, e.g. https://xnat.example.org")
-    p.add_argument("--config", help="TOML file with any of these options ([import] table)")
+    )  # fmt: skip
     p.add_argument("--project", help="the project to import into (it must exist)")
     p.add_argument("--source", action="append", help="a file or folder of DICOM (repeatable)")
     add_label_arguments(p, one_study=True)

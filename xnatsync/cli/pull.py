@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from xnatsync.cli.arguments import add_credentials, add_reporting
+from xnatsync.cli.arguments import add_command, add_credentials, add_reporting
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
@@ -72,15 +72,12 @@ DEFAULTS: dict[str, Any] = {
 
 
 def add_pull(sub: Any) -> None:
-    p = sub.add_parser(
-        "pull",
+    p = add_command(
+        sub, "pull",
         help="download projects, or a selection of them, into a local tree",
         description="Mirror XNAT projects to local disk: concurrent, MD5-verified, resumable.",
         epilog=PULL_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("url", nargs="?", help="XNAT base URL, e.g. https://xnat.example.org")
-    p.add_argument("--config", help="TOML file with any of these options ([pull] table)")
+    )  # fmt: skip
     p.add_argument("--project", action="append", help="project ID (repeatable)")
     p.add_argument("--dest", help="local destination directory (default: .)")
     add_credentials(p)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xnatsync.cli.arguments import add_credentials, add_reporting
+from xnatsync.cli.arguments import add_command, add_credentials, add_reporting
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.outcome import Output, run_reported
@@ -47,16 +47,13 @@ DEFAULTS: dict[str, Any] = {key: PULL_DEFAULTS[key] for key in _SHARED} | {
 
 
 def add_push(sub: Any) -> None:
-    p = sub.add_parser(
-        "push",
+    p = add_command(
+        sub, "push",
         help="upload a local tree in the pull layout into a project's resources",
         description="Send resource files to XNAT: concurrent, one writer per resource, "
         "checked against the server's catalog afterwards, resumable.",
         epilog=PUSH_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("url", nargs="?", help="XNAT base URL, e.g. https://xnat.example.org")
-    p.add_argument("--config", help="TOML file with any of these options ([push] table)")
+    )  # fmt: skip
     p.add_argument("--project", help="the project to send into (it must exist)")
     p.add_argument("--source", help="the tree to send, as pull writes it (default: .)")
     p.add_argument(

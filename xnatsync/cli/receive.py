@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from xnatsync.cli.arguments import add_command
 from xnatsync.cli.interrupt import run_interruptible
 from xnatsync.cli.settings import merged
 from xnatsync.errors import ExitCode, UsageError
@@ -60,14 +61,12 @@ DEFAULTS: dict[str, Any] = RECEIVER_DEFAULTS | {"stop_grace": STOP_GRACE}
 
 
 def add_receive(sub: Any) -> None:
-    p = sub.add_parser(
-        "receive",
+    p = add_command(
+        sub, "receive",
         help="receive DICOM over the network (C-STORE SCP) into a spool folder",
         description="A DICOM C-STORE SCP: writes each received instance whole into --spool.",
-        epilog=RECEIVE_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--config", help="TOML file with any of these options ([receive] table)")
+        epilog=RECEIVE_EXAMPLE, server=False,
+    )  # fmt: skip
     p.add_argument("--spool", metavar="DIR", help="existing folder the instances are written into")
     add_receiver_arguments(p, p.add_argument_group("limits and timeouts (seconds)"))
     p.set_defaults(handler=run_receive)

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from xnatsync.receive.options import ReceiveOptions
     from xnatsync.watch.daemon import Control
 
-from xnatsync.cli.arguments import add_credentials
+from xnatsync.cli.arguments import add_command, add_credentials
 from xnatsync.cli.credentials import resolve_login
 from xnatsync.cli.importcmd import DEFAULTS as IMPORT_DEFAULTS
 from xnatsync.cli.importcmd import add_label_arguments, naming_from, state_home
@@ -77,16 +77,13 @@ DEFAULTS: dict[str, Any] = {key: IMPORT_DEFAULTS[key] for key in (
 
 
 def add_watch(sub: Any) -> None:
-    p = sub.add_parser(
-        "watch",
+    p = add_command(
+        sub, "watch",
         help="the upload daemon: send each study arriving in a spool folder once it is complete",
         description="Watch a spool folder for DICOM; send each study to XNAT once it is "
         "complete, check it, then keep, delete or move its files. Runs until stopped.",
         epilog=WATCH_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("url", nargs="?", help="XNAT base URL, e.g. https://xnat.example.org")
-    p.add_argument("--config", help="TOML file with any of these options ([watch] table)")
+    )  # fmt: skip
     p.add_argument("--project", help="the project to import into (it must exist)")
     p.add_argument("--spool", help="the folder DICOM arrives in (a scanner export, a receiver)")
     p.add_argument("--state", help="queue, journal, quarantine, status.json (default: user "
