@@ -151,7 +151,7 @@ class StudySender:
     async def run(self, item: Labelled) -> None:
         label = study_label(item)
         tries = 0
-        sent: set[str] = set()  # member names sent by any attempt of this run
+        sent: set[tuple[str, str]] = set()  # (scan, file) sent by any attempt of this run
 
         async def attempt(progress: Callable[[int], None]) -> None:
             nonlocal tries
@@ -170,14 +170,15 @@ class StudySender:
         self,
         item: Labelled,
         progress: Callable[[int], None],
-        sent: set[str],
+        sent: set[tuple[str, str]],
         *,
         first: bool,
     ) -> None:
         """Look (a later attempt lists the project's sessions again: the failed one may have
         made this one), send what is missing, check."""
         archived, (subject, session) = await self._archived(item, refresh=not first)
-        missing = [(i, key) for i, key in _keyed(item) if key not in archived]
+        keyed = _keyed(item)
+        missing = [(i, key) for i, key in keyed if key not in archived]
         if first:  # planned once per study, not per attempt
             size = sum(i.size for i, _ in missing)
             have = item.study.count - len(missing)
@@ -200,12 +201,11 @@ class StudySender:
             )
         for part in parts(missing, self.part_bytes):
             plan = ZipPlan([i for i, _ in part], names=[f"{s}/{n}" for _, (s, n) in part])
-            sent.update(m.name for m in plan.members)
+            sent.update(key for _, key in part)
             await self.client.import_zip(route, plan.total_size, _body(plan, progress))
         if missing:
             archived, _ = await self._archived(item, refresh=True)
-        self._check(item, [i for i, (s, n) in _keyed(item) if f"{s}/{n}" in sent], archived,
-                    session)  # fmt: skip
+        self._check(item, keyed, sent, archived, session)
 
     async def _archived(
         self, item: Labelled, *, refresh: bool = False
@@ -242,12 +242,17 @@ class StudySender:
         return found
 
     def _check(
-        self, item: Labelled, sent: list[Instance], archived: Archived, session: str
+        self,
+        item: Labelled,
+        keyed: list[Keyed],
+        sent: set[tuple[str, str]],
+        archived: Archived,
+        session: str,
     ) -> None:
         """Every instance of the study archived under its name; then ``done``, and each one
         this run sent is reported uploaded."""
         where = f"{'prearchive' if self.to_prearchive else 'archived'} session {session}"
-        absent = [i for i, key in _keyed(item) if key not in archived]
+        absent = [i for i, key in keyed if key not in archived]
         if absent:
             raise IntegrityError(
                 f"{len(absent)} of {item.study.count} instances are not in the {where} after "
@@ -255,12 +260,13 @@ class StudySender:
             )
         self.journal.mark_done(study_record(self.project, item), study_label(item),
                                item.study.size, 0, fingerprint(item))  # fmt: skip
-        for instance in sent:
-            self.reporter.emit(FileDone(instance.sop_uid, str(instance.path), instance.size, "",
-                                        "uploaded"))  # fmt: skip
+        for instance, key in keyed:
+            if key in sent:
+                self.reporter.emit(FileDone(instance.sop_uid, str(instance.path), instance.size,
+                                            "", "uploaded"))  # fmt: skip
 
 
-def _keyed(item: Labelled) -> list[tuple[Instance, tuple[str, str]]]:
+def _keyed(item: Labelled) -> list[Keyed]:
     """Each instance with where XNAT keeps it: (scan ID, file name) from its zip member name."""
     instances = item.study.instances
     out = []
