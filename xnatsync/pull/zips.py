@@ -13,20 +13,26 @@ Invariants:
   that tail repeats, by the scan folder before it too (``scans/{ID}-{type}/`` or
   ``scans/{ID}/``, xnat-api §4.2). A member name is never used to build a local path: the
   planned target is, so a hostile zip can write nowhere else.
-* Each matched member goes through the sink of a single download (``transfer.FileSink``):
-  a unique temp beside the target, MD5 while writing, size and digest checked against the
-  catalog, then rename. A member that is missing, damaged (CRC) or unlike the catalog is
-  returned as that file's error; the caller fetches those files one by one.
+* Each matched member is written as a single download is: a unique temp beside the target,
+  size and MD5 checked against the catalog, then rename. A stored member of up to ``WHOLE``
+  bytes (nearly every member: the client asks for stored zips) is read at once, from memory
+  or with one ``pread``, its CRC-32 and MD5 taken before a byte is written, and written by one
+  call (``_write_whole``); any other goes through the sink of a single download
+  (``transfer.FileSink``), streamed. A member that is missing, damaged (CRC, a bad local
+  header) or unlike the catalog is returned as that file's error, having written nothing;
+  the caller fetches those files one by one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -34,13 +40,25 @@ from typing import Protocol
 import anyio
 
 from xnatsync.errors import BadResponseError, XnatSyncError
-from xnatsync.localfs import os_error, resolve_under
+from xnatsync.localfs import fsync_dir, os_error, resolve_under
 from xnatsync.model import Level, RemoteFile
 from xnatsync.temps import TMP_DIR, TempNames
-from xnatsync.transfer import BLOCK, CHUNK, Body, Fetched, FileSink, Source, pump
+from xnatsync.transfer import (
+    BLOCK,
+    CHUNK,
+    Body,
+    Fetched,
+    FileSink,
+    Source,
+    check_content,
+    pump,
+)
 
 MISSING = BadResponseError("not in the server's zip")  # a member the zip did not hold
 IN_MEMORY = 2 << 20  # a zip of members up to this size (and no bigger) is held in memory
+WHOLE = 4 << 20  # a stored member up to this size is read, checked and written at once
+_LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature; name and extra lengths (30 bytes)
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class ZipSource(Source, Protocol):
@@ -52,10 +70,11 @@ class ZipSource(Source, Protocol):
 
 
 class Spool:
-    """The zip being received (a ``transfer.Writer``: blocks arrive in a worker thread): held
-    in memory when ``expected`` (the members' total size) is at most ``IN_MEMORY`` and while it
-    stays under that, otherwise at a name of the run's under ``DEST/.xnatsync/tmp``; before the
-    first write to disk, in that thread, the path is checked for symlinks and its folder made."""
+    """The zip being received: held in memory when ``expected`` (the members' total size) is
+    at most ``IN_MEMORY`` and while it stays under that (chunks kept by ``hold``, on the event
+    loop), otherwise at a name of the run's under ``DEST/.xnatsync/tmp`` (a ``transfer.Writer``:
+    blocks written in a worker thread); before the first write to disk, in that thread, the
+    path is checked for symlinks and its folder made."""
 
     def __init__(self, dest: Path, temps: TempNames, expected: int | None = None) -> None:
         self.dest = dest
@@ -66,6 +85,16 @@ class Spool:
         self.in_memory = expected is not None and expected <= IN_MEMORY
         self.held: list[bytes] = []
         self.held_size = 0
+
+    def hold(self, chunk: bytes) -> bool:
+        """Keep ``chunk`` in memory if it fits there: no I/O, so the event loop may call it;
+        False (nothing kept) when the spool is on disk or the chunk would take it past
+        ``IN_MEMORY``: then ``write`` it, in a worker thread."""
+        if not self.in_memory or self.held_size + len(chunk) > IN_MEMORY:
+            return False
+        self.held.append(chunk)
+        self.held_size += len(chunk)
+        return True
 
     def write(self, blocks: list[bytes]) -> None:
         if self.in_memory:
@@ -122,11 +151,23 @@ async def fetch_zip(
     progress: Callable[[int], None] = lambda n: None,
     limiter: anyio.CapacityLimiter | None = None,
 ) -> None:
-    """Receive the zip of ``resource`` into ``spool``; on any failure nothing is left."""
+    """Receive the zip of ``resource`` into ``spool``; on any failure nothing is left.
+
+    Chunks that fit in memory are kept on the event loop; from the first that does not (or
+    from the start, for a spool on disk) blocks go to disk in a worker thread."""
     try:
         async with source.download_zip(resource) as body:
-            await pump(body.chunks(CHUNK), spool, progress, limiter)
-        await anyio.to_thread.run_sync(spool.close, limiter=limiter)
+            chunks = body.chunks(CHUNK)
+            async for chunk in chunks:
+                progress(len(chunk))
+                if not spool.hold(chunk):
+                    await anyio.to_thread.run_sync(spool.write, [chunk], limiter=limiter)
+                    break
+            await pump(chunks, spool, progress, limiter)  # the rest, if it did not all fit
+        if spool.in_memory:
+            spool.close()  # nothing to write: the tail is held
+        else:
+            await anyio.to_thread.run_sync(spool.close, limiter=limiter)
     except BaseException:
         spool.discard()
         raise
@@ -160,18 +201,21 @@ def extract(
     scans = [m.remote.container if m.remote.level is Level.SCAN else None for m in members]
     results: list[Fetched | XnatSyncError] = [MISSING] * len(members)
     try:
-        with zipfile.ZipFile(io.BytesIO(spool) if isinstance(spool, bytes) else spool) as archive:
+        with _opened(spool) as (archive, read):
             found: dict[int, zipfile.ZipInfo] = {}
             for info in archive.infolist():
                 index = None if info.is_dir() else _match(info.filename, wanted, scans)
                 if index is not None:
                     found.setdefault(index, info)
             finals = _place(members, found, results)
-            temps.note(f.parent for f in finals.values())  # one ledger append for the zip
+            folders = {f.parent for f in finals.values()}
+            temps.note(folders)  # one ledger append for the zip
             for index, final in finals.items():
-                member = members[index]
-                results[index] = _extract_one(archive, found[index], member.remote, final, fsync,
-                                              temps)  # fmt: skip
+                info, remote = found[index], members[index].remote
+                results[index] = _extract_one(archive, read, info, remote, final, fsync, temps)
+            if fsync:
+                for folder in folders:
+                    fsync_dir(folder)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc
     finally:
@@ -218,25 +262,114 @@ def _place(
     return finals
 
 
+Read = Callable[[int, int], bytes | memoryview]  # (offset, size) of the spool
+
+
+@contextmanager
+def _opened(spool: Path | bytes) -> Iterator[tuple[zipfile.ZipFile, Read]]:
+    """The zip, and a reader of byte ranges of it: slices of the bytes held in memory, or
+    ``pread``s of the spool file."""
+    if isinstance(spool, bytes):
+        view = memoryview(spool)
+        with zipfile.ZipFile(io.BytesIO(spool)) as archive:
+            yield archive, lambda offset, size: view[offset : offset + size]
+        return
+    with open(spool, "rb") as file, zipfile.ZipFile(file) as archive:
+        fd = file.fileno()
+        yield archive, lambda offset, size: os.pread(fd, size, offset)
+
+
+def _whole(read: Read, info: zipfile.ZipInfo) -> bytes | memoryview | None:
+    """A stored member's bytes, CRC checked, read at once; None when it must be streamed
+    (compressed, encrypted or over ``WHOLE``). ``zipfile.BadZipFile`` if damaged."""
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return None
+    if info.file_size > WHOLE or info.compress_size != info.file_size:
+        return None
+    header = read(info.header_offset, _LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size:
+        raise zipfile.BadZipFile("the zip is cut short")
+    signature, name_size, extra_size = _LOCAL_HEADER.unpack(header)
+    if signature != b"PK\x03\x04":
+        raise zipfile.BadZipFile("bad local file header")
+    start = info.header_offset + _LOCAL_HEADER.size + name_size + extra_size
+    data = read(start, info.file_size)
+    if len(data) != info.file_size:
+        raise zipfile.BadZipFile("the zip is cut short")
+    if zlib.crc32(data) != info.CRC:
+        raise zipfile.BadZipFile(f"bad CRC-32 for {info.filename!r}")
+    return data
+
+
 def _extract_one(
     archive: zipfile.ZipFile,
+    read: Read,
     info: zipfile.ZipInfo,
     remote: RemoteFile,
     final: Path,
     fsync: bool,
     temps: TempNames,
 ) -> Fetched | XnatSyncError:
-    sink = FileSink(lambda: final, temps)
     try:
-        with archive.open(info) as source:
-            while block := source.read(BLOCK):
-                sink.write([block])
-        return sink.finish(remote, "", fsync)
+        data = _whole(read, info)
+        if data is not None:
+            return _write_whole(data, remote, final, fsync, temps)
+        return _stream_one(archive, info, remote, final, fsync, temps)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         return BadResponseError(f"{remote.path}: damaged in the server's zip ({exc})")
     except XnatSyncError as exc:
         if exc.fatal:
             raise
         return exc
+
+
+def _write_whole(
+    data: bytes | memoryview, remote: RemoteFile, final: Path, fsync: bool, temps: TempNames
+) -> Fetched:
+    """Check ``data`` against the catalog, then write it to a temp beside ``final`` and
+    rename: a member unlike the catalog writes nothing. The caller syncs the folder."""
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    check_content(remote, len(data), md5, "")
+    temp = temps.beside(final)
+    try:
+        try:
+            fd = os.open(temp, _CREATE, 0o644)
+        except FileNotFoundError:  # first file of its folder
+            final.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(temp, _CREATE, 0o644)
+    except OSError as exc:
+        raise os_error(exc, temp) from exc
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            if fsync:
+                os.fsync(fd)
+            mtime_ns = os.fstat(fd).st_mtime_ns  # a rename keeps it
+        finally:
+            os.close(fd)
+        os.replace(temp, final)
+    except OSError as exc:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise os_error(exc, final) from exc
+    return Fetched(len(data), md5, mtime_ns)
+
+
+def _stream_one(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    remote: RemoteFile,
+    final: Path,
+    fsync: bool,
+    temps: TempNames,
+) -> Fetched:
+    sink = FileSink(lambda: final, temps)
+    try:
+        with archive.open(info) as source:
+            while block := source.read(BLOCK):
+                sink.write([block])
+        return sink.finish(remote, "", fsync)
     finally:
         sink.discard()

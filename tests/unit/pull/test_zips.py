@@ -27,9 +27,9 @@ def remote(path: str, data: bytes) -> RemoteFile:
     return replace(remote_for(data), path=path, uri=uri)
 
 
-def make_zip(members: dict[str, bytes]) -> bytes:
+def make_zip(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with zipfile.ZipFile(buffer, "w", compression) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
     return buffer.getvalue()
@@ -46,13 +46,18 @@ def members_for(tmp_path: Path, remotes: list[RemoteFile]) -> list[Member]:
     return [Member(r, lambda r=r: out / r.path) for r in remotes]  # type: ignore[misc]
 
 
-def test_members_are_matched_by_their_xnat_name_and_verified(tmp_path: Path) -> None:
+@pytest.mark.parametrize("held", [False, True], ids=["spool-file", "in-memory"])
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_members_are_matched_by_their_xnat_name_and_verified(
+    tmp_path: Path, held: bool, compression: int
+) -> None:
+    """Stored members are read whole (from memory, or by one read of the spool file);
+    compressed ones are streamed: either way each is verified and lands at its place."""
     files = {"a.dcm": b"alpha", "sub/b.dcm": b"beta" * 1000, "files/c.dcm": b"gamma"}
     remotes = [remote(p, d) for p, d in files.items()]
-    data = make_zip({PREFIX + member_name(r): files[r.path] for r in remotes})
-    results = extract(
-        spool_of(tmp_path, data), members_for(tmp_path, remotes), fsync=False, temps=RUN
-    )
+    data = make_zip({PREFIX + member_name(r): files[r.path] for r in remotes}, compression)
+    spool = data if held else spool_of(tmp_path, data)
+    results = extract(spool, members_for(tmp_path, remotes), fsync=False, temps=RUN)
     assert all(isinstance(r, Fetched) for r in results)
     for r, got in zip(remotes, results, strict=True):
         assert isinstance(got, Fetched)
@@ -81,17 +86,31 @@ def test_missing_damaged_and_unlike_members_are_reported_per_file(tmp_path: Path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good"]
 
 
-def test_a_crc_error_fails_that_member_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("held", [False, True], ids=["spool-file", "in-memory"])
+def test_a_crc_error_fails_that_member_only(tmp_path: Path, held: bool) -> None:
     one, two = remote("one", b"1" * 100), remote("two", b"2" * 100)
     data = bytearray(make_zip({member_name(one): b"1" * 100, member_name(two): b"2" * 100}))
     at = data.index(b"2" * 100)
     data[at] = ord("3")  # the bytes of "two", changed after its CRC was written
-    results = extract(
-        spool_of(tmp_path, bytes(data)), members_for(tmp_path, [one, two]), False, RUN
-    )
+    spool = bytes(data) if held else spool_of(tmp_path, bytes(data))
+    results = extract(spool, members_for(tmp_path, [one, two]), False, RUN)
     assert isinstance(results[0], Fetched)
     assert isinstance(results[1], BadResponseError)
-    assert not (tmp_path / "out" / "two").exists()
+    assert "CRC" in str(results[1])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["one"]  # no temp either
+
+
+def test_a_member_whose_local_header_is_damaged_fails_alone(tmp_path: Path) -> None:
+    """The central directory points each member at its local header; a member whose header
+    is not there (a zip spliced or cut by a proxy) is that file's error, writing nothing."""
+    one, two = remote("one", b"1" * 100), remote("two", b"2" * 100)
+    data = bytearray(make_zip({member_name(one): b"1" * 100, member_name(two): b"2" * 100}))
+    second = data.index(b"PK\x03\x04", 1)  # the local header of "two"
+    data[second : second + 4] = b"XXXX"
+    results = extract(bytes(data), members_for(tmp_path, [one, two]), False, RUN)
+    assert isinstance(results[0], Fetched)
+    assert isinstance(results[1], BadResponseError)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["one"]
 
 
 def test_hostile_member_names_write_nothing_outside_the_plan(tmp_path: Path) -> None:
