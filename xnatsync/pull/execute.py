@@ -8,15 +8,20 @@ and the scheduler cancels the run.
 Journal ordering (restic's data-before-index): ``mark_done`` is called only after
 ``transfer.fetch`` returned, that is after the file was verified at its final name.
 
-Threads: a zip is unpacked in one worker-thread call. A zip of small files (a mean under
-``LARGE_MEMBER``) waits for ``unpack``: one at a time on a local disk, ``UNPACKERS_NETWORK``
-when DEST is on a network filesystem. Unpacking small files is Python between short system
-calls, each of which hands the GIL to another unpacking thread; 8 at once made 250,000 futex
-calls in a pull of 5,000 x 16 KiB files and ran 15 % slower than one. Over NFS or Lustre
-each create and rename waits on the server, and those waits overlap. A zip of large files is
-mostly hashing and writing, which release the GIL for long stretches: it takes ``disk``'s 8
-like single downloads (unpacked one at a time, 2,000 x 512 KiB ran at 0.66 of R3t, against
-0.96 with 8).
+Threads: a zip of small files (a mean under ``LARGE_MEMBER``) held in memory, with at most
+``INLINE_MEMBERS`` files, unpacks on the event loop when DEST is on a local disk and files are
+not fsynced (``Unpacking.inline``). Unpacking small files is Python between short system
+calls, and every call hands the GIL to whichever thread waits for it: in a worker thread the
+unpacking and the event loop passed the GIL to and fro at each create, write and rename, and a
+pull of 5,000 x 16 KiB files ran 18 % slower than with the same work done on the loop between
+reads. The stall is bounded: at most ``IN_MEMORY`` bytes and ``INLINE_MEMBERS`` files (about
+20 ms here), while the sockets' buffers keep receiving. Any other zip of small files unpacks
+in a worker thread under ``unpack``: one at a time on a local disk (8 at once made 250,000
+futex calls in that pull and ran 15 % slower than one), ``UNPACKERS_NETWORK`` on a network
+filesystem, where each create and rename waits on the server (never on the loop there) and
+those waits overlap. A zip of large files is mostly hashing and writing, which release the GIL
+for long stretches: it takes ``disk``'s 8 like single downloads (unpacked one at a time,
+2,000 x 512 KiB ran at 0.66 of R3t, against 0.96 with 8).
 """
 
 from __future__ import annotations
@@ -41,14 +46,28 @@ from xnatsync.scheduler import Attempts
 from xnatsync.temps import TempNames
 from xnatsync.transfer import Fetched, fetch
 
-UNPACKERS_LOCAL = 1  # zips unpacking at once on a local disk
+UNPACKERS_LOCAL = 1  # zips unpacking at once in worker threads on a local disk
 UNPACKERS_NETWORK = 8  # and on a network filesystem
 LARGE_MEMBER = 256 * 1024  # zips of files this large on average unpack under ``disk``
+INLINE_MEMBERS = 128  # at most this many files in a zip unpacked on the event loop
 
 
-def unpack_threads(dest: Path, table: str | None = None) -> int:
-    """Zips to unpack at once into ``dest`` (blocking: reads the mount table unless given)."""
-    return UNPACKERS_NETWORK if network_filesystem(dest, table) is not None else UNPACKERS_LOCAL
+@dataclass(frozen=True, slots=True)
+class Unpacking:
+    """How zips of small files unpack into DEST: ``threads`` at once in worker threads, and
+    whether one held in memory unpacks on the event loop instead (``inline``)."""
+
+    threads: int = UNPACKERS_LOCAL
+    inline: bool = False
+
+
+def unpacking(dest: Path, table: str | None = None, *, fsync: bool = False) -> Unpacking:
+    """How zips unpack into ``dest`` (blocking: reads the mount table unless given): on the
+    event loop on a local disk unless every file is fsynced (each sync waits on the disk);
+    in threads on a network filesystem."""
+    if network_filesystem(dest, table) is not None:
+        return Unpacking(UNPACKERS_NETWORK, inline=False)
+    return Unpacking(UNPACKERS_LOCAL, inline=not fsync)
 
 
 @dataclass(kw_only=True)
@@ -66,6 +85,7 @@ class Executor:
     unpack: anyio.CapacityLimiter = field(  # zips unpacking at once (``UNPACKERS_*``)
         default_factory=lambda: anyio.CapacityLimiter(UNPACKERS_LOCAL)
     )
+    inline_unpack: bool = False  # small zips held in memory unpack on the loop (``Unpacking``)
     known_dirs: set[str] = field(default_factory=set)  # folders under DEST checked: no symlink
     zips_refused: bool = False  # the server answered a zip request as if it had no such thing
     scan_zips_refused: bool = False  # the same, for zips of several scans (then per resource)
@@ -199,8 +219,12 @@ class Executor:
 
             await self.attempts.run(uri, label, size, attempt)
             small = size < len(downloads) * LARGE_MEMBER  # unpacking them is GIL-bound
+            received = spool.received()
+            few = len(downloads) <= INLINE_MEMBERS
+            if small and few and self.inline_unpack and isinstance(received, bytes):
+                return extract(received, members, self.fsync, self.temps)
             return await anyio.to_thread.run_sync(
-                extract, spool.received(), members, self.fsync, self.temps,
+                extract, received, members, self.fsync, self.temps,
                 limiter=self.unpack if small else self.disk,
             )  # fmt: skip
         except XnatSyncError as exc:

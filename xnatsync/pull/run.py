@@ -33,7 +33,7 @@ from xnatsync.lock import DestLock
 from xnatsync.mounts import network_filesystem, read_mount_table
 from xnatsync.pull.batching import SessionGate
 from xnatsync.pull.describe import format_plan
-from xnatsync.pull.execute import Executor, unpack_threads
+from xnatsync.pull.execute import Executor, Unpacking, unpacking
 from xnatsync.pull.listing import Ledger, Planner
 from xnatsync.pull.manifest import LocalState, NoJournal, Owner
 from xnatsync.pull.nightly import Nightly
@@ -61,7 +61,7 @@ async def pull(
     verified and records the run as interrupted; running it again finishes the rest.
     ``mount_table`` (a mountinfo text; read from /proc when None) says where the journal and
     DEST are: on a network filesystem the journal is opened in SQLite's exclusive locking mode
-    and zips unpack several at once.
+    and zips unpack several at once in threads; on a local disk small ones on the event loop.
     """
     reporter = reporter if reporter is not None else Fanout()
     client = client or XnatClient(
@@ -75,7 +75,7 @@ async def pull(
         return counts
     table = read_mount_table() if mount_table is None else mount_table  # read once
     exclusive = _journal_mode(options, table, reporter)
-    unpackers = unpack_threads(options.dest, table)
+    unpack = unpacking(options.dest, table, fsync=options.fsync)
     # Log in before touching DEST: a run that cannot reach the server, or is refused, leaves
     # the destination as it found it (no folder, no lock, no journal).
     async with client:
@@ -89,7 +89,7 @@ async def pull(
             with Journal.open(options.journal_file, exclusive=exclusive) as journal:
                 await _sweep(options, lock, journal.last_run())
                 await _adopt_others(options, journal, reporter)
-                await _run_recorded(options, reporter, client, journal, lock, counts, unpackers)
+                await _run_recorded(options, reporter, client, journal, lock, counts, unpack)
     return counts
 
 
@@ -100,7 +100,7 @@ async def _run_recorded(
     journal: Journal,
     lock: DestLock,
     counts: Summary,
-    unpackers: int,
+    unpack: Unpacking,
 ) -> None:
     temps = TempNames(lock.tag, options.dest)
     what = f" (shard {options.shard})" if options.shard is not None else ""
@@ -108,7 +108,7 @@ async def _run_recorded(
     try:
         with recorded_run(journal, command, counts) as run_id:
             done = await _sync(options, Fanout(reporter, counts), client, journal, run_id, temps,
-                               unpackers)  # fmt: skip
+                               unpack)  # fmt: skip
             if done.nightly is not None and counts.ok:
                 done.nightly.record(journal, done.planner, reporter)
     finally:
@@ -220,7 +220,7 @@ async def _sync(
     journal: Journal,
     run_id: int,
     temps: TempNames,
-    unpackers: int,
+    unpack: Unpacking,
 ) -> _Synced:
     ledger = Ledger(journal, run_id)
     reporter = Fanout(reporter, ledger)
@@ -229,7 +229,7 @@ async def _sync(
     executor = Executor(
         source=client, journal=journal, dest=options.dest, reporter=reporter,
         attempts=attempts, temps=temps, fsync=options.fsync,
-        unpack=anyio.CapacityLimiter(unpackers),
+        unpack=anyio.CapacityLimiter(unpack.threads), inline_unpack=unpack.inline,
     )  # fmt: skip
     gate = SessionGate(options.limits.transfers)  # scan-group zips once streams are busy
     async with Scheduler[Action](executor, options.limits) as scheduler:

@@ -11,13 +11,21 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
+import pytest
+
 from tests.fakes import Recorder
 from tests.unit.test_transfer import FakeBody, remote_for
 from xnatsync.errors import NotFoundError, TransientRemoteError
 from xnatsync.events import FileDone, FileFailed, Notice
 from xnatsync.journal import Journal
 from xnatsync.pull.diff import ChangeKind
-from xnatsync.pull.execute import UNPACKERS_LOCAL, UNPACKERS_NETWORK, Executor, unpack_threads
+from xnatsync.pull.execute import (
+    UNPACKERS_LOCAL,
+    UNPACKERS_NETWORK,
+    Executor,
+    Unpacking,
+    unpacking,
+)
 from xnatsync.pull.plan import Batch, Download
 from xnatsync.pull.zips import member_name
 from xnatsync.retry import RetryPolicy
@@ -79,7 +87,9 @@ def batch_of(n: int) -> tuple[Batch, dict[str, bytes]]:
     return Batch(BASE, tuple(downloads)), files
 
 
-async def execute(tmp_path: Path, server: Server, *batches: Batch) -> tuple[Executor, Recorder]:
+async def execute(
+    tmp_path: Path, server: Server, *batches: Batch, inline: bool = False
+) -> tuple[Executor, Recorder]:
     events = Recorder()
     journal = Journal.open(tmp_path / "journal.db")
     journal.start_run("test")
@@ -91,7 +101,7 @@ async def execute(tmp_path: Path, server: Server, *batches: Batch) -> tuple[Exec
     attempts = Attempts(events, retry=retry, sleep=no_sleep)
     executor = Executor(
         source=server, journal=journal, dest=tmp_path, reporter=events, attempts=attempts,
-        temps=TempNames("run1", tmp_path),
+        temps=TempNames("run1", tmp_path), inline_unpack=inline,
     )  # fmt: skip
     for batch in batches:
         await executor.run(batch)
@@ -104,10 +114,11 @@ def states(tmp_path: Path) -> dict[str, str]:
         return {e.relpath: e.state.value for e in journal.iter_done("P")}
 
 
-async def test_a_zip_delivers_every_file_verified(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["thread", "event-loop"])
+async def test_a_zip_delivers_every_file_verified(tmp_path: Path, inline: bool) -> None:
     batch, files = batch_of(10)
     server = Server(files)
-    _, events = await execute(tmp_path, server, batch)
+    _, events = await execute(tmp_path, server, batch, inline=inline)
     assert (server.zip_requests, server.file_requests) == (1, 0)
     done = [e for e in events.events if isinstance(e, FileDone)]
     assert len(done) == 10
@@ -139,11 +150,12 @@ async def test_a_server_without_zips_is_not_asked_again(tmp_path: Path) -> None:
     assert not any(isinstance(e, FileFailed) for e in events.events)
 
 
-async def test_a_file_missing_from_the_zip_is_fetched_alone(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inline", [False, True], ids=["thread", "event-loop"])
+async def test_a_file_missing_from_the_zip_is_fetched_alone(tmp_path: Path, inline: bool) -> None:
     batch, files = batch_of(4)
     late = batch.downloads[-1].remote.uri
     server = Server(files, zipped={u: d for u, d in files.items() if u != late})
-    _, events = await execute(tmp_path, server, batch)
+    _, events = await execute(tmp_path, server, batch, inline=inline)
     assert (server.zip_requests, server.file_requests) == (1, 1)
     assert all((tmp_path / d.relpath).read_bytes() == files[d.remote.uri] for d in batch.downloads)
     assert any(isinstance(e, Notice) and "1 of 4 files" in e.message for e in events.events)
@@ -162,13 +174,19 @@ async def test_zips_without_the_listed_names_stop_zips_for_the_run(tmp_path: Pat
     assert any(isinstance(e, Notice) and "no more zips" in e.message for e in events.events)
 
 
-def test_zips_unpack_one_at_a_time_on_local_disk_and_together_on_a_network_filesystem() -> None:
-    """Unpacking small files is GIL-bound (threads only hand the GIL round): one zip at a time
-    on a local disk; over NFS or Lustre the creates wait on the server, so several."""
+def test_small_zips_unpack_on_the_loop_on_local_disk_and_in_threads_on_a_network_filesystem() -> (
+    None
+):
+    """Unpacking small files is GIL-bound (a worker thread only hands the GIL to and fro): on
+    a local disk on the event loop, or one zip at a time in a thread when every file is
+    fsynced; over NFS or Lustre the creates wait on the server, so several threads."""
     table = (
         "20 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n"
         "21 20 0:50 / /lustre rw,relatime - lustre 10.0.0.1@tcp:/fs rw\n"
     )
-    assert unpack_threads(Path("/data/mirror"), table) == UNPACKERS_LOCAL == 1
-    assert unpack_threads(Path("/lustre/ana/mirror"), table) == UNPACKERS_NETWORK > 1
-    assert unpack_threads(Path("/lustre/ana/mirror"), "") == 1  # no mount table: local
+    assert unpacking(Path("/data/mirror"), table) == Unpacking(UNPACKERS_LOCAL, inline=True)
+    assert unpacking(Path("/data/mirror"), table, fsync=True) == Unpacking(1, inline=False)
+    network = unpacking(Path("/lustre/ana/mirror"), table)
+    assert network == Unpacking(UNPACKERS_NETWORK, inline=False)
+    assert network.threads > 1
+    assert unpacking(Path("/lustre/ana/mirror"), "").inline  # no mount table: local
