@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -62,6 +63,7 @@ from xnatsync.pull.selection import Selection
 
 Submit = Callable[[Owner, Plan], Awaitable[None]]
 INLINE_LSTATS = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +231,10 @@ class Planner:
 
     async def _discover(self, project: str, send: anyio.abc.ObjectSendStream[Owner]) -> None:
         """List a project's experiments and (at the same time: both are project-level
-        listings, and a nightly run's cost is mostly these two) its subjects; queue owners."""
+        listings, and a nightly run's cost is mostly these two) its subjects; queue owners,
+        a subject after each experiment while both last (``alternate``): subjects queued
+        after every session would be listed only once the last sessions' transfers were
+        queued, one round trip each at the end of a run with its streams idle."""
         subjects: list[dict[str, str]] = []
         failed: list[XnatSyncError] = []
 
@@ -242,16 +247,22 @@ class Planner:
         async with anyio.create_task_group() as tg:
             if self.scope.selection.subject_resources:
                 tg.start_soon(list_subjects)
-            if not await self._discover_experiments(project, send):
-                return  # the project's own listing failed: its subjects do not matter
+            experiments = await self._discover_experiments(project, send)
+        if experiments is None:
+            return  # the project's own listing failed: its subjects do not matter
+        owners: list[tuple[Owner, str]] = []
         if failed:
             self._listing_failed(f"subjects of {project}", failed[0])
         elif self.scope.selection.subject_resources:
-            await self._discover_subjects(project, subjects, send)
+            owners = self._discover_subjects(project, subjects)
+        for owner, dates in alternate(experiments, owners):
+            await self._queue_changed(send, owner, dates)
 
     async def _discover_experiments(
         self, project: str, send: anyio.abc.ObjectSendStream[Owner]
-    ) -> bool:
+    ) -> list[tuple[Owner, str]] | None:
+        """The project's experiments to list, with their dates (None if its listing failed);
+        the project's own resources are queued at once."""
         sel = self.scope.selection
         try:
             experiments = await self.lister.list_experiments(project)
@@ -260,10 +271,10 @@ class Planner:
             # the end, once the other projects are pulled; no deletes on an incomplete run
             self.missing.append(project)
             self.complete = False
-            return False
+            return None
         except XnatSyncError as exc:
             self._listing_failed(f"experiments of {project}", exc)
-            return False
+            return None
         if sel.project_resources:
             await self._queue(send, Owner(project, "", ""))
         self.kinds.add((project, "experiment"))
@@ -274,6 +285,7 @@ class Planner:
         if self.ledger is not None:  # for a push of the tree: the sessions' own types
             wanted = {e.label: e.xsi_type for e in experiments if sel.wants_experiment(e)}
             self.ledger.journal.set_session_types(project, wanted)
+        owners = []
         for exp in experiments:
             subject_names, experiment_names = sel.names_in(exp)
             self.named.update(("subject", n) for n in subject_names)
@@ -281,23 +293,26 @@ class Planner:
             if sel.wants_experiment(exp):
                 workflow = self.scope.workflows.get(exp.id, "")
                 dates = stamps_of(exp.insert_date, exp.last_modified, workflow)
-                await self._queue_changed(send, Owner(project, exp.id, exp.label, exp), dates)
-        return True
+                owners.append((Owner(project, exp.id, exp.label, exp), dates))
+        return owners
 
-    async def _discover_subjects(
-        self, project: str, subjects: list[dict[str, str]], send: anyio.abc.ObjectSendStream[Owner]
-    ) -> None:
+    def _discover_subjects(
+        self, project: str, subjects: list[dict[str, str]]
+    ) -> list[tuple[Owner, str]]:
+        """The project's subjects to list for their own resources, with their dates."""
         sel = self.scope.selection
         self.kinds.add((project, "subject"))
         on_rows = (row.get(k, "") for row in subjects for k in ("insert_date", "last_modified"))
         self.newest[project] = newest([self.newest.get(project, ""), *on_rows])
+        owners = []
         for row in subjects:
             sid, label = row.get("ID", ""), row.get("label", "")
             self.known.add((project, sid))
             self.named.update(("subject", n) for n in {sid, label} & sel.subjects)
             if sid and sel.wants_subject(sid, label):
                 dates = stamps_of(row.get("insert_date", ""), row.get("last_modified", ""))
-                await self._queue_changed(send, Owner(project, sid, label), dates)
+                owners.append((Owner(project, sid, label), dates))
+        return owners
 
     async def _lister(self, recv: anyio.abc.ObjectReceiveStream[Owner]) -> None:
         async with recv:
@@ -438,3 +453,10 @@ class Planner:
             e for e in journal.delete_candidates(projects, rules.run_id) if self.deletable(e)
         )
         return build_delete_plan(candidates, journal.count(projects), options)
+
+
+def alternate(first: Sequence[T], second: Sequence[T]) -> list[T]:
+    """``first[0], second[0], first[1], second[1], …``, then the rest of the longer one."""
+    common = min(len(first), len(second))
+    paired = [item for pair in zip(first[:common], second[:common], strict=True) for item in pair]
+    return [*paired, *first[common:], *second[common:]]
