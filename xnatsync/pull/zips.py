@@ -190,7 +190,8 @@ def extract(
     spool: Path | bytes, members: Sequence[Member], fsync: bool, temps: TempNames
 ) -> list[Fetched | XnatSyncError]:
     """Extract and verify every expected member of the zip at ``spool`` (or in it), then
-    remove the spool file (blocking: run it in a worker thread).
+    remove the spool file (blocking: a worker thread runs it, or the event loop for a small
+    zip held in memory on a local disk, ``execute.Unpacking``).
 
     Returns, per member, what was verified at its final name or why it was not. A fatal error
     (disk full) is raised; an unreadable zip raises ``BadResponseError``.
@@ -208,21 +209,27 @@ def extract(
                 if index is not None:
                     found.setdefault(index, info)
             finals = _place(members, found, results)
-            folders = {f.parent for f in finals.values()}
-            temps.note(folders)  # one ledger append for the zip
+            temps.note({f.parent for f in finals.values()})  # one ledger append for the zip
             for index, final in finals.items():
                 info, remote = found[index], members[index].remote
                 results[index] = _extract_one(archive, read, info, remote, final, fsync, temps)
-            if fsync:
-                for folder in folders:
-                    fsync_dir(folder)
     except (zipfile.BadZipFile, OSError) as exc:
         raise BadResponseError(f"the server's zip is unreadable: {exc}") from exc
     finally:
         if not isinstance(spool, bytes):
             with suppress(FileNotFoundError):
                 os.unlink(spool)
+    if fsync:  # the renames of the files written, once a folder
+        _sync_folders({finals[i].parent for i, r in enumerate(results) if isinstance(r, Fetched)})
     return results
+
+
+def _sync_folders(folders: set[Path]) -> None:
+    for folder in folders:
+        try:
+            fsync_dir(folder)
+        except OSError as exc:
+            raise os_error(exc, folder) from exc
 
 
 def _match(name: str, wanted: dict[str, list[int]], scans: Sequence[str | None]) -> int | None:

@@ -46,10 +46,11 @@ def members_for(tmp_path: Path, remotes: list[RemoteFile]) -> list[Member]:
     return [Member(r, lambda r=r: out / r.path) for r in remotes]  # type: ignore[misc]
 
 
+@pytest.mark.parametrize("fsync", [False, True], ids=["no-fsync", "fsync"])
 @pytest.mark.parametrize("held", [False, True], ids=["spool-file", "in-memory"])
 @pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
 def test_members_are_matched_by_their_xnat_name_and_verified(
-    tmp_path: Path, held: bool, compression: int
+    tmp_path: Path, held: bool, compression: int, fsync: bool
 ) -> None:
     """Stored members are read whole (from memory, or by one read of the spool file);
     compressed ones are streamed: either way each is verified and lands at its place."""
@@ -57,7 +58,7 @@ def test_members_are_matched_by_their_xnat_name_and_verified(
     remotes = [remote(p, d) for p, d in files.items()]
     data = make_zip({PREFIX + member_name(r): files[r.path] for r in remotes}, compression)
     spool = data if held else spool_of(tmp_path, data)
-    results = extract(spool, members_for(tmp_path, remotes), fsync=False, temps=RUN)
+    results = extract(spool, members_for(tmp_path, remotes), fsync=fsync, temps=RUN)
     assert all(isinstance(r, Fetched) for r in results)
     for r, got in zip(remotes, results, strict=True):
         assert isinstance(got, Fetched)
