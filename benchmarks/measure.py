@@ -24,7 +24,10 @@ class Measurement:
 def measure(
     cmd: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 900.0
 ) -> Measurement:
-    """Run ``cmd`` to completion; kill it after ``timeout`` seconds."""
+    """Run ``cmd`` to completion; kill it after ``timeout`` seconds. Untimed first: ``sync``,
+    so that the writeback of earlier runs' files (and the discards of deleted trees) is done
+    before this run starts instead of landing on whichever run comes next."""
+    os.sync()
     started = time.perf_counter()
     proc = subprocess.Popen(
         list(cmd),
