@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from xnatsync.cli.pull import pull_until_signal
-from xnatsync.emulator.cli import spawn
 from xnatsync.errors import ExitCode, XnatSyncError
 from xnatsync.pull.options import PullOptions
 from xnatsync.report import Summary, reporters_for
@@ -54,6 +53,8 @@ def show_tree(dest: Path, limit: int = 12) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from xnatsync.emulator.cli import spawn  # here: every other command starts without it
+
     dest = Path(args.dest).absolute()
     try:
         proc, url = spawn("--seed", "demo")

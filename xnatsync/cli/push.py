@@ -21,7 +21,6 @@ from xnatsync.events import Reporter
 from xnatsync.layout import DEFAULT_LAYOUT, parse_layout
 from xnatsync.limits import Limits
 from xnatsync.push.options import PushOptions
-from xnatsync.push.run import push
 from xnatsync.retry import RetryPolicy
 from xnatsync.xnat.routes import check_base_url
 
@@ -129,6 +128,8 @@ def options_from(settings: dict[str, Any], env: dict[str, str]) -> PushOptions:
 
 
 def run_push(args: argparse.Namespace) -> int:
+    from xnatsync.push.run import push  # here: every other command starts without it
+
     settings = merged(args, "push", DEFAULTS)
     options = options_from(settings, dict(os.environ))
     output = Output.from_settings(settings, sys.stderr.isatty())

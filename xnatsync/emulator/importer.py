@@ -45,7 +45,7 @@ from xnatsync.emulator import (
     common,
     prearchive_routes,
     status_routes,
-    xnat_version,
+    version_routes,
 )
 from xnatsync.emulator.archiving import (
     ArchiveError,
@@ -61,7 +61,6 @@ from xnatsync.emulator.prearchive import READY, Conflict, PrearcSession
 from xnatsync.emulator.prearchive_routes import prearchive_of, project_autoarchive, sweep
 from xnatsync.emulator.settings import EmulatorConfig
 from xnatsync.emulator.store import Store
-from xnatsync.emulator.xnat_version import version_of
 
 
 def _pick(params: Mapping[str, str], *names: str) -> str | None:
@@ -260,7 +259,7 @@ def _old_zip_reader_finds_nothing(request: web.Request, spool: Path, handler: st
     """Before 1.8.3 DICOM-zip read every upload as a zip stream: a tar gave no entries."""
     return (
         handler != "gradual-DICOM"
-        and not version_of(request).tar_import
+        and not version_routes.version_of(request).tar_import
         and not zipfile.is_zipfile(spool)
     )
 
@@ -314,7 +313,7 @@ def _finish(
     asked = dest.archive if dest is not None else aa
     direct = (
         truthy(params, "Direct-Archive")
-        and version_of(request).direct_archive
+        and version_routes.version_of(request).direct_archive
         and all(s.project != UNASSIGNED for s in sessions)
     )
     if (asked and (commit or not zip_like)) or direct:
@@ -347,7 +346,7 @@ def add_routes(app: web.Application) -> None:
     common.add_data_route(app, "POST", "/services/import", handle_import)
     common.add_data_route(app, "GET", "/services/import", _not_allowed)
     common.add_data_route(app, "PUT", "/services/import", _not_allowed)
-    xnat_version.add_routes(app, config.xnat_version)
+    version_routes.add_routes(app, config.xnat_version)
     status_routes.add_routes(app)
     prearchive_routes.add_routes(app, config.session_idle_seconds)
     archive_routes.add_routes(app)

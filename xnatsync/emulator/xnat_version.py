@@ -1,6 +1,6 @@
 """The XNAT version the emulator answers as, and the behaviours that depend on it (§2.5, §11.6).
 
-Pure values, plus the one route that only old servers have. Clients branch on the version, so
+Pure values (the routes that depend on them: `version_routes`). Clients branch on the version, so
 the emulator must change with it:
 
 * `/xapi/siteConfig/buildInfo` reports it (1.7+; a 1.6 server has no `/xapi` → 404);
@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-
-from aiohttp import web
 
 DEFAULT_VERSION = "1.8.10"
 _SHAPE = re.compile(r"(\d+(?:\.\d+)+)(?:-[A-Za-z0-9.]+)?")
@@ -61,26 +59,3 @@ class XnatVersion:
     def tar_import(self) -> bool:
         """The DICOM-zip importer reads tar and tgz from 1.8.3."""
         return self.at_least(1, 8, 3)
-
-
-VERSION_KEY: web.AppKey[XnatVersion] = web.AppKey("xnat_version", XnatVersion)
-
-
-def version_of(request: web.Request) -> XnatVersion:
-    """The version the app answers as (the default if none was set)."""
-    return request.app.get(VERSION_KEY) or XnatVersion.parse(DEFAULT_VERSION)
-
-
-async def data_version(request: web.Request) -> web.Response:
-    """GET /data/version on a 1.6 server: the bare version as text."""
-    return web.Response(text=version_of(request).text, content_type="text/plain")
-
-
-def add_routes(app: web.Application, version: str) -> None:
-    """Remember the version; route `/data/version` only where XNAT has it (1.6), so on 1.7+ it
-    is unrouted like on the real server."""
-    parsed = XnatVersion.parse(version)
-    app[VERSION_KEY] = parsed
-    if not parsed.has_xapi:
-        for prefix in ("/data", "/REST"):
-            app.router.add_get(prefix + "/version", data_version)
