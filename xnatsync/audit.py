@@ -181,6 +181,33 @@ def verify(
     the mismatches are kept, and marked failed once the reading is over, so that the next pull
     fetches them. A journal that may only be read (or ``readonly``) is still checked: the
     report then says that the mismatches were not recorded."""
+    checked, bad, text = _verify_journal(dest, journal_path, workers, batch, readonly=readonly)
+    return f"verified {checked - bad} of {checked} files{text}", not bad
+
+
+def verify_dest(dest: Path, folder: Path | None = None, workers: int = 2) -> tuple[str, bool]:
+    """``verify`` every journal of DEST in ``folder`` (default DEST/.xnatsync): the one of an
+    unsharded pull, or each shard's (and the unsharded one, if there is one). A file done in
+    several journals (kept by both shard counts after a change of count) is hashed for each,
+    and a mismatch is marked in each: every run that holds the file fetches it again."""
+    folder = folder if folder is not None else dest / STATE_DIR
+    plain = folder / JOURNAL.name
+    shards = [p for p in sorted(folder.glob("journal.shard-*.db")) if shard_named(p.name)]
+    if not shards:
+        return verify(dest, plain, workers)
+    lines, total, wrong = [], 0, 0
+    for path in [plain, *shards] if plain.exists() else shards:
+        checked, bad, text = _verify_journal(dest, path, workers, 1000, readonly=False)
+        lines.append(f"{path.name}: verified {checked - bad} of {checked} files{text}")
+        total, wrong = total + checked, wrong + bad
+    lines.append(f"verified {total - wrong} of {total} files in {len(lines)} journals")
+    return "\n".join(lines), not wrong
+
+
+def _verify_journal(
+    dest: Path, journal_path: Path, workers: int, batch: int, *, readonly: bool
+) -> tuple[int, int, str]:
+    """(files checked, mismatches, the report's lines after its first, each after a newline)."""
     checked = 0
     bad: list[tuple[Entry, str]] = []
     if not readonly:
@@ -199,8 +226,7 @@ def verify(
         if not readonly:
             for entry, why in bad:
                 journal.mark_corrupt(entry.key, f"verify: {why}")
-    lines = [f"verified {checked - len(bad)} of {checked} files"]
-    lines += [f"  {e.relpath}: {why}" for e, why in bad]
+    lines = [f"  {e.relpath}: {why}" for e, why in bad]
     if bad and readonly:
         lines.append(
             f"not recorded: the journal {journal_path} may only be read, so the next pull "
@@ -208,4 +234,4 @@ def verify(
         )
     elif bad:
         lines.append("the next pull downloads these again")
-    return "\n".join(lines), not bad
+    return checked, len(bad), "".join(f"\n{line}" for line in lines)

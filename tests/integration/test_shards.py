@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import signal
 import sqlite3
 from collections.abc import AsyncIterator
@@ -39,6 +40,7 @@ from xnatsync.emulator.server import Emulator, run_emulator
 from xnatsync.emulator.settings import EmulatorConfig, SyntheticSpec
 from xnatsync.errors import LockedError
 from xnatsync.events import Event
+from xnatsync.journal import Journal
 from xnatsync.lock import DestLock
 from xnatsync.pull.run import pull
 from xnatsync.shards import Shard, shard_of
@@ -283,3 +285,34 @@ async def test_a_journal_on_a_network_filesystem_is_opened_without_shared_memory
     assert (await pull(local, watch, mount_table=table)).ok
     assert not any("exclusive" in str(e) for e in watch.events)
     assert (tmp_path / "local-journals" / Shard(0, 1).journal_name).is_file()
+
+
+async def test_verify_checks_every_shard_s_journal_and_the_owning_shard_repairs(
+    syn: Emulator, tmp_path: Path
+) -> None:
+    """`verify --dest` on a sharded DEST re-hashes the files of every shard's journal; a
+    damaged file is marked in the journal that holds it, and that shard's next run fetches it
+    again (and only it)."""
+    await run_shards(syn, tmp_path, "SYN", ["0/2", "1/2"])
+    files = local_files(tmp_path)
+    victim = sorted(files)[0]
+    owner = next(k for k in range(2) if victim in journal_states_of(tmp_path, Shard(k, 2)))
+    stamp = (tmp_path / victim).stat()
+    (tmp_path / victim).write_bytes(bytes(b ^ 0xFF for b in files[victim][:1]) + files[victim][1:])
+    os.utime(tmp_path / victim, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # a silent bit flip
+    code, out, _ = await run_cli("verify", "--dest", str(tmp_path))
+    assert code == 1, out
+    assert victim in out
+    assert f"verified {len(files) - 1} of {len(files)} files" in out.splitlines()[-1]
+    assert victim not in journal_states_of(tmp_path, Shard(owner, 2))  # marked: not done
+    syn.requests.clear()
+    await run_shards(syn, tmp_path, "SYN", [f"{owner}/2"])
+    assert sum(fetched(syn).values()) == 1
+    assert local_files(tmp_path) == files
+    code, out, _ = await run_cli("verify", "--dest", str(tmp_path))
+    assert code == 0, out
+
+
+def journal_states_of(dest: Path, shard: Shard) -> dict[str, str]:
+    with Journal.open(dest / ".xnatsync" / shard.journal_name, readonly=True) as journal:
+        return {e.relpath: e.state.value for e in journal.iter_done()}

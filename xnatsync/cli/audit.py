@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xnatsync.audit import status, status_of_dest, verify
+from xnatsync.audit import status, status_of_dest, verify, verify_dest
 from xnatsync.errors import ExitCode
 from xnatsync.journal import JOURNAL
 
@@ -27,7 +27,12 @@ def add_status(sub: Any) -> None:
 
 def add_verify(sub: Any) -> None:
     help_ = "re-hash local files against the journal and the remote digests"
-    _add_journal_command(sub, "verify", help_, run_verify)
+    p = _add_journal_command(sub, "verify", help_, run_verify)
+    p.add_argument(
+        "--journal-dir",
+        help="folder of a sharded pull's journals (default DEST/.xnatsync); with shards, "
+        "every shard's journal is checked",
+    )  # fmt: skip
 
 
 def _add_journal_command(sub: Any, name: str, help_: str, handler: Any) -> Any:
@@ -62,6 +67,10 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    text, ok = verify(Path(args.dest), journal_path(args))
+    if args.journal:
+        text, ok = verify(Path(args.dest), journal_path(args))
+    else:
+        folder = Path(args.journal_dir) if args.journal_dir else None
+        text, ok = verify_dest(Path(args.dest), folder)
     print(text)
     return ExitCode.OK if ok else ExitCode.FAILED_FILES
