@@ -17,30 +17,22 @@ from xnatsync.journal import JOURNAL
 
 def add_status(sub: Any) -> None:
     help_ = "summarise a destination's journal (or, given STATE/queue.db, a watch daemon's queue)"
-    p = _add_journal_command(sub, "status", help_, run_status)
-    p.add_argument(
-        "--journal-dir",
-        help="folder of a sharded pull's journals (default DEST/.xnatsync); with shards, "
-        "exits 1 while any shard has not finished without error",
-    )  # fmt: skip
+    sharded = "exits 1 while any shard has not finished without error"
+    _add_journal_command(sub, "status", help_, run_status, sharded)
 
 
 def add_verify(sub: Any) -> None:
     help_ = "re-hash local files against the journal and the remote digests"
-    p = _add_journal_command(sub, "verify", help_, run_verify)
-    p.add_argument(
-        "--journal-dir",
-        help="folder of a sharded pull's journals (default DEST/.xnatsync); with shards, "
-        "every shard's journal is checked",
-    )  # fmt: skip
+    _add_journal_command(sub, "verify", help_, run_verify, "every shard's journal is checked")
 
 
-def _add_journal_command(sub: Any, name: str, help_: str, handler: Any) -> Any:
+def _add_journal_command(sub: Any, name: str, help_: str, handler: Any, sharded: str) -> None:
     p = sub.add_parser(name, help=help_, epilog=f"example: xnatsync {name} --dest mirror")
     p.add_argument("--dest", default=".", help="destination directory (default: .)")
     p.add_argument("--journal", help="journal path (default DEST/.xnatsync/journal.db)")
+    folder = "folder of a sharded pull's journals (default DEST/.xnatsync)"
+    p.add_argument("--journal-dir", help=f"{folder}; with shards, {sharded}")
     p.set_defaults(handler=handler)
-    return p
 
 
 def journal_path(args: argparse.Namespace) -> Path:
