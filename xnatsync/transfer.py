@@ -36,6 +36,7 @@ from xnatsync.temps import TempNames
 
 CHUNK = 256 * 1024
 BLOCK = 1 << 20
+CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC  # a new file only
 
 
 class Body(Protocol):
@@ -86,17 +87,8 @@ class FileSink:
     def _open(self) -> int:
         if self.fd is None:
             final = self._place()
-            temp = self._temps.beside(final)
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-            try:
-                try:
-                    self.fd = os.open(temp, flags, 0o644)
-                except FileNotFoundError:  # first file of its folder
-                    final.parent.mkdir(parents=True, exist_ok=True)
-                    self.fd = os.open(temp, flags, 0o644)
-            except OSError as exc:
-                raise os_error(exc, temp) from exc
-            self.final, self.temp = final, temp
+            self.temp, self.fd = create_temp(final, self._temps)
+            self.final = final
         return self.fd
 
     def write(self, blocks: list[bytes]) -> None:
@@ -105,9 +97,7 @@ class FileSink:
         try:
             for block in blocks:
                 self.md5.update(block)
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(fd, view) :]
+                write_all(fd, block)
                 self.size += len(block)
         except OSError as exc:
             raise os_error(exc, self.temp or "") from exc
@@ -120,13 +110,9 @@ class FileSink:
         fd, temp, final = self._open(), self.temp, self.final
         assert temp is not None
         assert final is not None
+        self.fd = None  # commit closes it, whatever happens
         try:
-            if fsync:
-                os.fsync(fd)
-            mtime_ns = os.fstat(fd).st_mtime_ns  # a rename keeps it; fstat needs no path walk
-            os.close(fd)
-            self.fd = None
-            os.replace(temp, final)
+            mtime_ns = commit(fd, temp, final, fsync=fsync)
             self.temp = None
             if fsync:
                 fsync_dir(final.parent)
@@ -143,6 +129,60 @@ class FileSink:
             with suppress(FileNotFoundError):
                 os.unlink(self.temp)
             self.temp = None
+
+
+def write_whole(
+    data: bytes | memoryview, remote: RemoteFile, final: Path, fsync: bool, temps: TempNames
+) -> Fetched:
+    """A file whose bytes are all at hand (a zip member): checked against the catalog before
+    anything is written (unlike it, nothing is), then a temp beside ``final``, one write, and
+    the rename. Blocking. The caller syncs the folder when ``fsync``."""
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    check_content(remote, len(data), md5, "")
+    temp, fd = create_temp(final, temps)
+    try:
+        mtime_ns = commit(fd, temp, final, fsync=fsync, data=data)
+    except OSError as exc:
+        with suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise os_error(exc, final) from exc
+    return Fetched(len(data), md5, mtime_ns)
+
+
+def create_temp(final: Path, temps: TempNames) -> tuple[Path, int]:
+    """A new temp beside ``final`` (its folder made for a folder's first file): its path and a
+    descriptor open for writing. Blocking; an OSError comes back as ours."""
+    temp = temps.beside(final)
+    try:
+        try:
+            return temp, os.open(temp, CREATE, 0o644)
+        except FileNotFoundError:  # first file of its folder
+            final.parent.mkdir(parents=True, exist_ok=True)
+            return temp, os.open(temp, CREATE, 0o644)
+    except OSError as exc:
+        raise os_error(exc, temp) from exc
+
+
+def commit(fd: int, temp: Path, final: Path, *, fsync: bool, data: bytes | memoryview = b"") -> int:
+    """Write ``data`` (what is left of the file), sync it with ``fsync``, close ``fd`` (always)
+    and rename ``temp`` onto ``final``; return the mtime, which the rename keeps (``fstat``
+    needs no path walk). Blocking; OSError as raised."""
+    try:
+        write_all(fd, data)
+        if fsync:
+            os.fsync(fd)
+        mtime_ns = os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+    os.replace(temp, final)
+    return mtime_ns
+
+
+def write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` until every byte is written (a write may take only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def check_content(remote: RemoteFile, size: int, md5: str, content_type: str) -> None:

@@ -17,7 +17,7 @@ Invariants:
   size and MD5 checked against the catalog, then rename. A stored member of up to ``WHOLE``
   bytes (nearly every member: the client asks for stored zips) is read at once, from memory
   or with one ``pread``, its CRC-32 and MD5 taken before a byte is written, and written by one
-  call (``_write_whole``); any other goes through the sink of a single download
+  call (``transfer.write_whole``); any other goes through the sink of a single download
   (``transfer.FileSink``), streamed. A member that is missing, damaged (CRC, a bad local
   header) or unlike the catalog is returned as that file's error, having written nothing;
   the caller fetches those files one by one.
@@ -25,7 +25,6 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import struct
@@ -46,19 +45,20 @@ from xnatsync.temps import TMP_DIR, TempNames
 from xnatsync.transfer import (
     BLOCK,
     CHUNK,
+    CREATE,
     Body,
     Fetched,
     FileSink,
     Source,
-    check_content,
     pump,
+    write_all,
+    write_whole,
 )
 
 MISSING = BadResponseError("not in the server's zip")  # a member the zip did not hold
 IN_MEMORY = 2 << 20  # a zip of members up to this size (and no bigger) is held in memory
 WHOLE = 4 << 20  # a stored member up to this size is read, checked and written at once
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature; name and extra lengths (30 bytes)
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class ZipSource(Source, Protocol):
@@ -109,12 +109,9 @@ class Spool:
             if self.fd is None:
                 resolve_under(self.dest, self.name)  # UnsafePathError through a symlink
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-                self.fd = os.open(self.path, flags, 0o600)
+                self.fd = os.open(self.path, CREATE, 0o600)
             for block in blocks:
-                view = memoryview(block)
-                while view:
-                    view = view[os.write(self.fd, view) :]
+                write_all(self.fd, block)
         except OSError as exc:
             raise os_error(exc, self.path) from exc
 
@@ -320,7 +317,7 @@ def _extract_one(
     try:
         data = _whole(read, info)
         if data is not None:
-            return _write_whole(data, remote, final, fsync, temps)
+            return write_whole(data, remote, final, fsync, temps)
         return _stream_one(archive, info, remote, final, fsync, temps)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         return BadResponseError(f"{remote.path}: damaged in the server's zip ({exc})")
@@ -328,40 +325,6 @@ def _extract_one(
         if exc.fatal:
             raise
         return exc
-
-
-def _write_whole(
-    data: bytes | memoryview, remote: RemoteFile, final: Path, fsync: bool, temps: TempNames
-) -> Fetched:
-    """Check ``data`` against the catalog, then write it to a temp beside ``final`` and
-    rename: a member unlike the catalog writes nothing. The caller syncs the folder."""
-    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
-    check_content(remote, len(data), md5, "")
-    temp = temps.beside(final)
-    try:
-        try:
-            fd = os.open(temp, _CREATE, 0o644)
-        except FileNotFoundError:  # first file of its folder
-            final.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(temp, _CREATE, 0o644)
-    except OSError as exc:
-        raise os_error(exc, temp) from exc
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            if fsync:
-                os.fsync(fd)
-            mtime_ns = os.fstat(fd).st_mtime_ns  # a rename keeps it
-        finally:
-            os.close(fd)
-        os.replace(temp, final)
-    except OSError as exc:
-        with suppress(FileNotFoundError):
-            os.unlink(temp)
-        raise os_error(exc, final) from exc
-    return Fetched(len(data), md5, mtime_ns)
 
 
 def _stream_one(
