@@ -24,6 +24,8 @@ from xnatsync.model import FileState
 from xnatsync.paths import safe_relpath
 from xnatsync.shards import Shard, shard_named
 
+VERIFY_BATCH = 1000  # journal rows read and hashed at a time
+
 
 def _open(journal_path: Path, *, readonly: bool = False) -> Journal:
     if not journal_path.exists():
@@ -173,7 +175,12 @@ def check_entry(dest: Path, entry: Entry) -> str | None:
 
 
 def verify(
-    dest: Path, journal_path: Path, workers: int = 2, batch: int = 1000, *, readonly: bool = False
+    dest: Path,
+    journal_path: Path,
+    workers: int = 2,
+    batch: int = VERIFY_BATCH,
+    *,
+    readonly: bool = False,
 ) -> tuple[str, bool]:
     """Re-hash every done file; return a report and whether all of them matched.
 
@@ -197,7 +204,7 @@ def verify_dest(dest: Path, folder: Path | None = None, workers: int = 2) -> tup
         return verify(dest, plain, workers)
     lines, total, wrong = [], 0, 0
     for path in [plain, *shards] if plain.exists() else shards:
-        checked, bad, text = _verify_journal(dest, path, workers, 1000, readonly=False)
+        checked, bad, text = _verify_journal(dest, path, workers, VERIFY_BATCH, readonly=False)
         lines.append(f"{path.name}: verified {checked - bad} of {checked} files{text}")
         total, wrong = total + checked, wrong + bad
     lines.append(f"verified {total - wrong} of {total} files in {len(lines)} journals")

@@ -57,8 +57,8 @@ class Unpacking:
     """How zips of small files unpack into DEST: ``threads`` at once in worker threads, and
     whether one held in memory unpacks on the event loop instead (``inline``)."""
 
-    threads: int = UNPACKERS_LOCAL
-    inline: bool = False
+    threads: int
+    inline: bool
 
 
 def unpacking(dest: Path, table: str | None = None, *, fsync: bool = False) -> Unpacking:
